@@ -1,0 +1,188 @@
+"""Command line: python -m fer_core score|explain|video|models ..."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .errors import FerError
+
+
+def _progress_bar(total: int | None, desc: str):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="file", file=sys.stderr, disable=None)
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from .inference import load_predictor
+    from .io import write_csv
+    from .scoring import iter_inputs, score_columns, score_items
+
+    predictor = load_predictor(args.model)
+    items = list(iter_inputs(args.paths))
+    bar = _progress_bar(len(items), "scoring")
+    rows = score_items(
+        items, predictor, whole_image=args.whole_image, detector=args.detector, batch_size=args.batch_size,
+        progress=lambda n, name: bar.update(1),
+    )
+    bar.close()
+    columns = score_columns(not args.whole_image)
+    if args.output:
+        write_csv(args.output, rows, columns)
+        print(f"wrote {len(rows)} rows to {args.output}", file=sys.stderr)
+    else:
+        import csv
+
+        w = csv.DictWriter(sys.stdout, fieldnames=columns, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(rows)
+    bad = sum(1 for r in rows if r.get("error"))
+    if bad:
+        print(f"{bad} of {len(rows)} rows have an error (see the error column)", file=sys.stderr)
+    return 0
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    import cv2
+
+    from .explain import EXPLAINERS
+    from .inference import analyze, load_predictor
+    from .overlay import grid, overlay
+
+    predictor = load_predictor(args.model)
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    for m in methods:
+        if m not in EXPLAINERS:
+            raise SystemExit(f"unknown method {m!r}; choose from {', '.join(EXPLAINERS)}")
+    results = analyze(
+        args.image, predictor=predictor, methods=methods, target=args.target, layer=args.layer,
+        whole_image=args.whole_image, faithfulness=not args.no_scores, road=args.road,
+    )
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = Path(args.image).stem
+    report = {"image": str(args.image), "model": predictor.name, "classes": list(predictor.classes), "faces": []}
+    for r in results:
+        tag = f"{stem}_face{r.index + 1}"
+        for m, cam in r.maps.items():
+            cv2.imwrite(str(out / f"{tag}_{m}.png"), cv2.cvtColor(overlay(r.face, cam, alpha=args.alpha), cv2.COLOR_RGB2BGR))
+        titles = {m: f"{EXPLAINERS[m].label}" for m in r.maps}
+        g = grid(r.face, r.maps, titles=titles, alpha=args.alpha,
+                 header=f"face {r.index + 1}: {r.prediction} {r.confidence:.0%} (explaining {r.target})")
+        cv2.imwrite(str(out / f"{tag}_grid.png"), cv2.cvtColor(g, cv2.COLOR_RGB2BGR))
+        report["faces"].append({
+            "face": r.index + 1,
+            "box": list(r.box.as_tuple()) if r.box else None,
+            "probs": {c: float(p) for c, p in zip(predictor.classes, r.probs)},
+            "prediction": r.prediction, "confidence": r.confidence, "target": r.target,
+            "scores": r.scores, "regions": r.regions, "not_available": r.errors,
+        })
+        for m, why in r.errors.items():
+            print(f"face {r.index + 1}: {m} not available: {why}", file=sys.stderr)
+    (out / f"{stem}.json").write_text(json.dumps(report, indent=2))
+    print(f"{len(results)} face(s); wrote PNGs and {stem}.json to {out}", file=sys.stderr)
+    return 0
+
+
+def cmd_video(args: argparse.Namespace) -> int:
+    from .inference import load_predictor
+    from .video import analyze_video
+
+    predictor = load_predictor(args.model)
+    bar = _progress_bar(None, "frames")
+
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+
+    summary = analyze_video(
+        args.input, predictor=predictor, out_video=args.out, out_csv=args.csv, every=args.every,
+        overlay=args.overlay, smooth=args.smooth, progress=progress,
+    )
+    bar.close()
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from .checkpoints import CHECKPOINT_DIR, list_checkpoints, read_spec
+    from .models import MODEL_NOTES, count_parameters, create_model, list_models
+
+    print("architectures:")
+    for name in list_models():
+        print(f"  {name:16s} {count_parameters(create_model(name)) / 1e6:6.2f}M  {MODEL_NOTES[name]}")
+    print(f"checkpoints in {CHECKPOINT_DIR}:")
+    results = {}
+    rp = CHECKPOINT_DIR / "results.json"
+    if rp.is_file():
+        results = json.loads(rp.read_text()).get("checkpoints", {})
+    for name in list_checkpoints():
+        spec = read_spec(name)
+        r = results.get(name, {})
+        parts = []
+        for ds in ("raf-db", "fer2013"):
+            if ds in r:
+                parts.append(f"{ds} acc {r[ds]['accuracy']:.1%} F1 {r[ds]['macro_f1']:.3f}")
+        val = spec.metrics.get("val_macro_f1")
+        parts.append(f"val F1 {val:.3f}" if val is not None else "no validation metrics")
+        print(f"  {name:16s} arch={spec.arch:14s} {'; '.join(parts)}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .inference import DEFAULT_CHECKPOINT
+
+    p = argparse.ArgumentParser(prog="python -m fer_core", description="Facial emotion recognition with explanations")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("score", help="table of classification scores for images, folders and zips")
+    s.add_argument("paths", nargs="+", help="image files, folders (recursive) or .zip archives")
+    s.add_argument("--model", default=DEFAULT_CHECKPOINT, help="checkpoint name in checkpoints/ or a path")
+    s.add_argument("--whole-image", action="store_true", help="treat each image as one face crop (no detection)")
+    s.add_argument("--output", "-o", help="CSV file to write (default: standard output)")
+    s.add_argument("--batch-size", type=int, default=64, help="faces per forward pass")
+    s.add_argument("--detector", default="auto", choices=["auto", "yunet", "haar"], help="face detector")
+    s.set_defaults(func=cmd_score)
+
+    e = sub.add_parser("explain", help="explanation maps, a grid and a JSON report for every face in an image")
+    e.add_argument("image", help="an image file")
+    e.add_argument("--model", default=DEFAULT_CHECKPOINT, help="checkpoint name or path")
+    e.add_argument("--methods", default="gradcam,cam,occlusion", help="comma-separated methods")
+    e.add_argument("--target", default=None, help="class to explain (default: the prediction)")
+    e.add_argument("--layer", default=None, help="layer for layer-based methods (default: the model's own)")
+    e.add_argument("--whole-image", action="store_true", help="treat the image as one face crop")
+    e.add_argument("--alpha", type=float, default=0.5, help="overlay opacity")
+    e.add_argument("--no-scores", action="store_true", help="skip the faithfulness scores (faster)")
+    e.add_argument("--road", action="store_true", help="also compute ROAD (slow: seconds per map)")
+    e.add_argument("--out", required=True, help="output folder")
+    e.set_defaults(func=cmd_explain)
+
+    v = sub.add_parser("video", help="per-frame emotions of a video: annotated mp4 and a timeline CSV")
+    v.add_argument("input", help="video file (mp4, avi, mov, webm, ...)")
+    v.add_argument("--model", default=DEFAULT_CHECKPOINT, help="checkpoint name or path")
+    v.add_argument("--out", default=None, help="annotated video to write (.mp4)")
+    v.add_argument("--csv", default=None, help="timeline CSV to write")
+    v.add_argument("--every", type=int, default=1, help="analyse every Nth frame")
+    v.add_argument("--overlay", default="none", choices=["none", "gradcam"], help="draw a Grad-CAM overlay")
+    v.add_argument("--smooth", type=float, default=0.0, help="exponential smoothing of probabilities (0..0.95)")
+    v.set_defaults(func=cmd_video)
+
+    m = sub.add_parser("models", help="list architectures and checkpoints with their metrics")
+    m.set_defaults(func=cmd_models)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except FerError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

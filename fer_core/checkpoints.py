@@ -1,0 +1,158 @@
+"""Self-describing checkpoints: safetensors weights + a JSON ModelSpec in the metadata. No pickle."""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+
+from .errors import CheckpointError
+from .labels import EMOTIONS
+from .models import FerNet, create_model
+
+CHECKPOINT_DIR = Path(__file__).resolve().parent.parent / "checkpoints"
+FORMAT_VERSION = "1"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Everything needed to rebuild and feed a model; travels inside the checkpoint."""
+
+    arch: str
+    classes: tuple[str, ...] = EMOTIONS
+    input_size: int = 64
+    grayscale: bool = False
+    mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    std: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    temperature: float = 1.0  # divide logits by this before softmax (fitted on validation)
+    tta_flip: bool = False  # average probabilities of the face and its mirror image
+    train_data: tuple[str, ...] = ()
+    args: dict[str, Any] = field(default_factory=dict)
+    git_commit: str = ""
+    metrics: dict[str, Any] = field(default_factory=dict)
+    history: tuple[dict[str, Any], ...] = ()
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> "ModelSpec":
+        raw = json.loads(text)
+        known = {f for f in cls.__dataclass_fields__}
+        raw = {k: v for k, v in raw.items() if k in known}
+        for key in ("classes", "mean", "std", "train_data", "history"):
+            if key in raw:
+                raw[key] = tuple(raw[key])
+        return cls(**raw)
+
+    def with_updates(self, **changes: Any) -> "ModelSpec":
+        return replace(self, **changes)
+
+
+def save_checkpoint(
+    model: FerNet, spec: ModelSpec, path: str | os.PathLike, *, dtype: torch.dtype | None = None
+) -> Path:
+    """Write weights + spec. `dtype=torch.float16` halves the file (floating tensors only);
+    loading always restores float32."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {}
+    for k, v in model.state_dict().items():
+        v = v.detach().cpu()
+        if dtype is not None and v.is_floating_point():
+            v = v.to(dtype)
+        state[k] = v.contiguous()
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    save_file(state, str(tmp), metadata={"format": FORMAT_VERSION, "spec": spec.to_json()})
+    os.replace(tmp, path)  # atomic: a crash mid-save never leaves half a checkpoint
+    return path
+
+
+def resolve_checkpoint(name_or_path: str | os.PathLike) -> Path:
+    """A checkpoint name in checkpoints/ (with or without .safetensors) or a path."""
+    p = Path(name_or_path)
+    if p.suffix == ".safetensors" and p.is_file():
+        return p
+    for cand in (CHECKPOINT_DIR / f"{name_or_path}.safetensors", CHECKPOINT_DIR / str(name_or_path)):
+        if cand.is_file():
+            return cand
+    if p.is_file():
+        return p
+    names = ", ".join(list_checkpoints()) or "none"
+    raise CheckpointError(f"no checkpoint {str(name_or_path)!r}; available in {CHECKPOINT_DIR}: {names}")
+
+
+def read_spec(path: str | os.PathLike) -> ModelSpec:
+    from safetensors import safe_open
+
+    path = resolve_checkpoint(path)
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            meta = fh.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{path.name} is not a readable safetensors file ({exc})") from exc
+    if "spec" not in meta:
+        raise CheckpointError(f"{path.name} has no model spec in its metadata; not a fer_core checkpoint")
+    try:
+        return ModelSpec.from_json(meta["spec"])
+    except (json.JSONDecodeError, TypeError) as exc:
+        raise CheckpointError(f"{path.name} has a malformed model spec ({exc})") from exc
+
+
+def load_checkpoint(name_or_path: str | os.PathLike) -> tuple[FerNet, ModelSpec]:
+    """Rebuild the model named in the spec and load its weights strictly; model is in eval mode."""
+    from safetensors.torch import load_file
+
+    path = resolve_checkpoint(name_or_path)
+    spec = read_spec(path)
+    try:
+        model = create_model(spec.arch, num_classes=len(spec.classes), **spec.model_kwargs)
+    except (ValueError, TypeError) as exc:
+        raise CheckpointError(f"{path.name}: {exc}") from exc
+    try:
+        state = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{path.name} is corrupt ({exc})") from exc
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        raise CheckpointError(
+            f"{path.name} does not match architecture {spec.arch!r}: "
+            f"{len(missing)} missing keys (e.g. {missing[:3]}), {len(unexpected)} unexpected (e.g. {unexpected[:3]})"
+        )
+    bad = [k for k, v in state.items() if v.shape != expected[k].shape]
+    if bad:
+        k = bad[0]
+        raise CheckpointError(
+            f"{path.name} does not match architecture {spec.arch!r}: {k} has shape "
+            f"{tuple(state[k].shape)}, expected {tuple(expected[k].shape)}"
+        )
+    model.load_state_dict(state, strict=True)  # copies into the float32 parameters
+    model.eval()
+    return model, spec
+
+
+def list_checkpoints(directory: str | os.PathLike | None = None) -> list[str]:
+    d = Path(directory) if directory else CHECKPOINT_DIR
+    return sorted(p.stem for p in d.glob("*.safetensors"))
+
+
+def git_commit() -> str:
+    import subprocess
+
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5,
+            cwd=Path(__file__).resolve().parent,
+        )
+        return out.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""

@@ -1,0 +1,164 @@
+"""predict(...) and analyze(image, ...): the one place that chains detect -> crop -> model -> explain."""
+from __future__ import annotations
+
+import functools
+import os
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import cv2
+import numpy as np
+import torch
+
+from .checkpoints import ModelSpec, load_checkpoint, resolve_checkpoint
+from .errors import NoFaceFound
+from .faces import DEFAULT_MARGIN, FaceBox, FaceCrop, crop_face, detect_faces, whole_image_crop
+from .io import ImageSource, read_image
+from .labels import EMOTIONS
+from .models import FerNet
+from .preprocess import faces_to_tensor
+
+DEFAULT_CHECKPOINT = "fernet"
+
+
+def probs_from_logits(logits: torch.Tensor, temperature: float = 1.0) -> np.ndarray:
+    """The one softmax of the project: calibrated probabilities (N, K) that sum to 1."""
+    return torch.softmax(logits.float() / temperature, dim=1).cpu().numpy()
+
+
+class Predictor:
+    """A loaded checkpoint, ready for many faces; safe to share between threads."""
+
+    def __init__(self, model: FerNet, spec: ModelSpec, name: str = "") -> None:
+        self.model = model.eval()
+        self.spec = spec
+        self.name = name or spec.arch
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return self.spec.classes
+
+    def input_tensor(self, face: np.ndarray) -> torch.Tensor:
+        """One RGB uint8 face -> (1, 3, S, S) float32 model input."""
+        return faces_to_tensor([face], self.spec)
+
+    @torch.inference_mode()
+    def logits(self, faces: Sequence[np.ndarray], *, batch_size: int = 64) -> torch.Tensor:
+        """Raw logits (N, K); with the spec's tta_flip, the mean over the face and its mirror."""
+        out = []
+        for i in range(0, len(faces), batch_size):
+            x = faces_to_tensor(faces[i:i + batch_size], self.spec)
+            logits = self.model(x)
+            if self.spec.tta_flip:
+                logits = (logits + self.model(torch.flip(x, dims=[3]))) / 2
+            out.append(logits)
+        return torch.cat(out) if out else torch.zeros(0, len(self.classes))
+
+    def predict(self, faces: Sequence[np.ndarray], *, batch_size: int = 64) -> np.ndarray:
+        """Calibrated probabilities (N, K) for RGB uint8 faces of any size."""
+        return probs_from_logits(self.logits(faces, batch_size=batch_size), self.spec.temperature)
+
+
+@functools.lru_cache(maxsize=16)
+def _load_cached(path: str, mtime: float) -> Predictor:
+    model, spec = load_checkpoint(path)
+    return Predictor(model, spec, os.path.splitext(os.path.basename(path))[0])
+
+
+def load_predictor(name_or_path: str | os.PathLike = DEFAULT_CHECKPOINT) -> Predictor:
+    """Load (once per process) a checkpoint by name in checkpoints/ or by path."""
+    path = resolve_checkpoint(name_or_path)
+    return _load_cached(str(path), path.stat().st_mtime)
+
+
+@dataclass(frozen=True)
+class FaceResult:
+    """One analysed face. `probs` (K,) sum to 1; each map in `maps` is float32 (h, w) in [0, 1] at
+    the crop's size; `scores[method]` holds its faithfulness numbers; `regions[method]` the share of
+    the map on each facial region."""
+
+    index: int
+    box: FaceBox | None
+    face: np.ndarray
+    probs: np.ndarray
+    prediction: str
+    confidence: float
+    target: str
+    landmarks: np.ndarray
+    maps: dict[str, np.ndarray] = field(default_factory=dict)
+    scores: dict[str, dict[str, float]] = field(default_factory=dict)
+    regions: dict[str, dict[str, float]] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)
+
+
+def find_faces(
+    image: np.ndarray, *, whole_image: bool = False, detector: str = "auto",
+    margin: float = DEFAULT_MARGIN, align: bool = True,
+) -> list[tuple[FaceBox | None, FaceCrop]]:
+    """Detected faces (largest first) with their crops; the whole image as one face on request."""
+    if whole_image:
+        return [(None, whole_image_crop(image))]
+    return [(b, crop_face(image, b, margin=margin, align=align)) for b in detect_faces(image, detector=detector)]
+
+
+def analyze(
+    image: ImageSource,
+    *,
+    predictor: Predictor | None = None,
+    methods: Sequence[str] = (),
+    target: str | int | None = None,
+    layer: str | None = None,
+    whole_image: bool = False,
+    detector: str = "auto",
+    margin: float = DEFAULT_MARGIN,
+    align: bool = True,
+    faithfulness: bool = False,
+    road: bool = False,
+    method_options: dict[str, dict] | None = None,
+    max_faces: int = 50,
+) -> list[FaceResult]:
+    """Detect every face, classify it and explain it with each of `methods`.
+
+    `target` (name or index) is the class to explain; default: each face's own prediction.
+    Raises UnreadableImage/ImageTooLarge for bad input and NoFaceFound when nothing is detected.
+    A method that does not apply to the model (CAM on an MLP head) is reported in `errors`.
+    """
+    from .explain import explain, unsupported_reason
+    from .regions import region_shares
+
+    predictor = predictor or load_predictor()
+    rgb = read_image(image)
+    found = find_faces(rgb, whole_image=whole_image, detector=detector, margin=margin, align=align)[:max_faces]
+    if not found:
+        h, w = rgb.shape[:2]
+        raise NoFaceFound(f"no face found in the {w}×{h} image; try a larger, frontal face or whole-image mode")
+    probs = predictor.predict([c.face for _, c in found])
+    classes = predictor.classes
+    results = []
+    for i, ((box, crop), p) in enumerate(zip(found, probs)):
+        pred = int(np.argmax(p))
+        t = pred if target is None else (classes.index(target) if isinstance(target, str) else int(target))
+        maps, scores, regions, errors = {}, {}, {}, {}
+        if methods:
+            x = predictor.input_tensor(crop.face)
+            size = crop.face.shape[0]
+            for m in methods:
+                reason = unsupported_reason(predictor.model, m)
+                if reason:
+                    errors[m] = reason
+                    continue
+                small = explain(predictor.model, x, t, m, layer=layer, **(method_options or {}).get(m, {}))
+                maps[m] = cv2.resize(small, (size, size), interpolation=cv2.INTER_LINEAR).clip(0, 1)
+                regions[m] = region_shares(maps[m], crop.landmarks)
+                if faithfulness:
+                    from .faithfulness import faithfulness_scores
+
+                    scores[m] = faithfulness_scores(predictor, x, small, t, method=m, layer=layer, road=road)
+        results.append(FaceResult(
+            index=i, box=box, face=crop.face, probs=p, prediction=classes[pred], confidence=float(p[pred]),
+            target=classes[t], landmarks=crop.landmarks, maps=maps, scores=scores, regions=regions, errors=errors,
+        ))
+    return results
+
+
+SCORE_COLUMNS = ("filepath", "face", "x", "y", "w", "h", *EMOTIONS, "prediction", "confidence", "error")

@@ -1,0 +1,117 @@
+"""Reading images from anything a user can hand us, and writing score tables."""
+from __future__ import annotations
+
+import csv
+import io
+import os
+from pathlib import Path
+from typing import Iterable, Sequence, Union
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .errors import ImageTooLarge, UnreadableImage
+
+ImageSource = Union[str, os.PathLike, bytes, bytearray, Image.Image, np.ndarray]
+
+MAX_PIXELS = 40_000_000
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    """Any PIL mode -> RGB; alpha is composited on white, 16-bit/float is rescaled, not clipped."""
+    if img.mode == "RGB":
+        return img
+    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        arr = np.asarray(img, dtype=np.float64)
+        lo, hi = float(arr.min()), float(arr.max())
+        scale = 255.0 / (hi - lo) if hi > lo else 0.0
+        arr8 = ((arr - lo) * scale).round().clip(0, 255).astype(np.uint8)
+        return Image.fromarray(arr8, mode="L").convert("RGB")
+    if img.mode == "P":
+        img = img.convert("RGBA")
+    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return img.convert("RGB")
+
+
+def read_image(src: ImageSource, *, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """Decode `src` to an RGB uint8 array (H, W, 3), EXIF orientation applied.
+
+    Accepts a path, raw bytes, a PIL image or an array ((H, W), (H, W, 3) or (H, W, 4) uint8).
+    Raises UnreadableImage for anything that is not a decodable image and ImageTooLarge above
+    `max_pixels` (checked from the header, before the pixels are decoded).
+    """
+    if isinstance(src, np.ndarray):
+        return _array_to_rgb(src)
+    if isinstance(src, Image.Image):
+        img = src
+    else:
+        if isinstance(src, (bytes, bytearray)):
+            if len(src) == 0:
+                raise UnreadableImage("the file is empty (0 bytes)")
+            fp: object = io.BytesIO(bytes(src))
+            name = "the data"
+        elif isinstance(src, (str, os.PathLike)):
+            path = Path(src)
+            if not path.is_file():
+                raise UnreadableImage(f"{path} is not a file")
+            if path.stat().st_size == 0:
+                raise UnreadableImage(f"{path.name} is empty (0 bytes)")
+            fp = path
+            name = path.name
+        else:
+            raise UnreadableImage(f"cannot read an image from {type(src).__name__}")
+        try:
+            img = Image.open(fp)  # lazy: reads the header only
+        except Image.DecompressionBombError as exc:
+            raise ImageTooLarge(f"{name} is far too large to decode safely") from exc
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+            raise UnreadableImage(f"{name} is not an image format we can read") from exc
+    w, h = img.size
+    if w * h > max_pixels:
+        raise ImageTooLarge(
+            f"image is {w}×{h} = {w * h / 1e6:.0f} megapixels; the limit is {max_pixels / 1e6:.0f}"
+        )
+    if w == 0 or h == 0:
+        raise UnreadableImage("image has zero width or height")
+    try:
+        img.load()
+        img = ImageOps.exif_transpose(img)
+        rgb = _to_rgb(img)
+        return np.array(rgb, dtype=np.uint8)
+    except Image.DecompressionBombError as exc:
+        raise ImageTooLarge("image is far too large to decode safely") from exc
+    except (OSError, SyntaxError, ValueError, TypeError) as exc:
+        raise UnreadableImage(f"image data is corrupt or truncated ({exc})") from exc
+
+
+def _array_to_rgb(arr: np.ndarray) -> np.ndarray:
+    if arr.dtype != np.uint8:
+        raise UnreadableImage(f"arrays must be uint8, got {arr.dtype}")
+    if arr.ndim == 2:
+        return np.repeat(arr[:, :, None], 3, axis=2)
+    if arr.ndim == 3 and arr.shape[2] == 3:
+        return np.ascontiguousarray(arr)
+    if arr.ndim == 3 and arr.shape[2] == 4:
+        return _array_to_rgb_via_pil(arr)
+    raise UnreadableImage(f"array of shape {arr.shape} is not an image")
+
+
+def _array_to_rgb_via_pil(arr: np.ndarray) -> np.ndarray:
+    return np.array(_to_rgb(Image.fromarray(arr, mode="RGBA")), dtype=np.uint8)
+
+
+def is_image_name(name: str) -> bool:
+    return name.lower().endswith(IMAGE_SUFFIXES)
+
+
+def write_csv(path: str | os.PathLike, rows: Iterable[dict], columns: Sequence[str]) -> None:
+    """Write dict rows with a fixed column order; missing keys become empty cells."""
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(columns), extrasaction="ignore")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow(row)

@@ -1,0 +1,70 @@
+"""Classification metrics (accuracy, macro-F1, confusion, calibration).
+
+Explanation-faithfulness metrics live in `fer_core.faithfulness`.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .labels import EMOTIONS
+
+
+def confusion_matrix(y_true, y_pred, num_classes: int = len(EMOTIONS)) -> np.ndarray:
+    """(K, K) counts; rows are true classes, columns predicted."""
+    y_true = np.asarray(y_true, dtype=np.int64)
+    y_pred = np.asarray(y_pred, dtype=np.int64)
+    return np.bincount(y_true * num_classes + y_pred, minlength=num_classes**2).reshape(num_classes, num_classes)
+
+
+def classification_report(y_true, y_pred, num_classes: int = len(EMOTIONS)) -> dict:
+    """Accuracy, macro-F1, per-class precision/recall/F1 and the confusion matrix (as lists)."""
+    cm = confusion_matrix(y_true, y_pred, num_classes)
+    tp = np.diag(cm).astype(np.float64)
+    support = cm.sum(1)
+    predicted = cm.sum(0)
+    precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
+    recall = np.divide(tp, support, out=np.zeros_like(tp), where=support > 0)
+    denom = precision + recall
+    f1 = np.divide(2 * precision * recall, denom, out=np.zeros_like(tp), where=denom > 0)
+    present = support > 0
+    total = cm.sum()
+    return {
+        "n": int(total),
+        "accuracy": float(tp.sum() / total) if total else 0.0,
+        "macro_f1": float(f1[present].mean()) if present.any() else 0.0,
+        "precision": precision.tolist(),
+        "recall": recall.tolist(),
+        "f1": f1.tolist(),
+        "support": support.tolist(),
+        "confusion": cm.tolist(),
+    }
+
+
+def expected_calibration_error(probs: np.ndarray, y_true, n_bins: int = 15) -> float:
+    """ECE of the top-1 confidence with equal-width bins, in [0, 1]."""
+    probs = np.asarray(probs, dtype=np.float64)
+    y_true = np.asarray(y_true)
+    conf = probs.max(1)
+    correct = (probs.argmax(1) == y_true).astype(np.float64)
+    edges = np.linspace(0, 1, n_bins + 1)
+    ece = 0.0
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        m = (conf > lo) & (conf <= hi)
+        if m.any():
+            ece += m.mean() * abs(correct[m].mean() - conf[m].mean())
+    return float(ece)
+
+
+def fit_temperature(logits: np.ndarray, y_true, *, grid: np.ndarray | None = None) -> float:
+    """Temperature T minimising the NLL of softmax(logits / T) (1-D search, robust and exact enough)."""
+    logits = np.asarray(logits, dtype=np.float64)
+    y = np.asarray(y_true, dtype=np.int64)
+    grid = np.exp(np.linspace(np.log(0.3), np.log(5.0), 400)) if grid is None else grid
+
+    def nll(t: float) -> float:
+        z = logits / t
+        z = z - z.max(1, keepdims=True)
+        logp = z - np.log(np.exp(z).sum(1, keepdims=True))
+        return float(-logp[np.arange(len(y)), y].mean())
+
+    return float(min(grid, key=nll))

@@ -1,0 +1,287 @@
+"""Model registry and the architectures of the GiMeFive work, plus our default.
+
+Every model is an `FerNet`: `forward_features(x) -> (B, C, h, w)` and `forward_head(feats) -> logits`,
+`explain_layers()` names the convolutional stages an explainer may hook (shallow -> deep), and
+`gap_linear` is the single linear layer when the head is global-average-pool + one linear (CAM).
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Callable
+
+import torch
+from torch import nn
+from torchvision import models as tvm
+
+from .labels import NUM_CLASSES
+
+MODELS: dict[str, Callable[..., "FerNet"]] = {}
+MODEL_NOTES: dict[str, str] = {}
+
+
+def register_model(name: str, note: str = "") -> Callable:
+    """Decorator: register a builder under `name`; a duplicate name raises."""
+
+    def deco(fn: Callable[..., "FerNet"]) -> Callable[..., "FerNet"]:
+        if name in MODELS:
+            raise ValueError(f"model {name!r} is already registered")
+        MODELS[name] = fn
+        MODEL_NOTES[name] = note
+        return fn
+
+    return deco
+
+
+def list_models() -> list[str]:
+    return sorted(MODELS)
+
+
+def create_model(name: str, *, num_classes: int = NUM_CLASSES, **kwargs) -> "FerNet":
+    """Build a freshly initialised model; unknown names raise ValueError naming the choices."""
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; choose from {', '.join(list_models())}")
+    model = MODELS[name](num_classes=num_classes, **kwargs)
+    model.arch = name
+    for m in model.modules():
+        if isinstance(m, nn.ReLU):
+            m.inplace = False  # backward hooks (Grad-CAM, guided backprop) break on in-place ReLUs
+    return model
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+class FerNet(nn.Module):
+    """Common interface (timm-style forward_features / forward_head)."""
+
+    arch: str = ""
+    default_layer: str = ""
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward_head(self, feats: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, 3, H, W) -> (B, K) logits
+        return self.forward_head(self.forward_features(x))
+
+    def explain_layers(self) -> "OrderedDict[str, nn.Module]":
+        raise NotImplementedError
+
+    @property
+    def gap_linear(self) -> nn.Linear | None:
+        """The linear layer of a GAP + one-linear head, else None (then CAM is not defined)."""
+        return None
+
+    def explain_layer(self, name: str | None = None) -> nn.Module:
+        layers = self.explain_layers()
+        key = name or self.default_layer
+        if key not in layers:
+            raise ValueError(f"unknown layer {key!r} for {self.arch}; choose from {', '.join(layers)}")
+        return layers[key]
+
+
+# ---------------------------------------------------------------- building blocks
+class SqueezeExcite(nn.Module):
+    def __init__(self, channels: int, reduction: int = 16) -> None:
+        super().__init__()
+        hidden = max(channels // reduction, 8)
+        self.fc1 = nn.Conv2d(channels, hidden, 1)
+        self.fc2 = nn.Conv2d(hidden, channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = x.mean((2, 3), keepdim=True)
+        return x * torch.sigmoid(self.fc2(torch.relu(self.fc1(s))))
+
+
+class ConvBlock(nn.Module):
+    """conv3x3-BN-ReLU, optional SE and a projected residual shortcut, then max-pool and dropout.
+
+    `act` holds the activation map before pooling: the layer explainers hook.
+    """
+
+    def __init__(self, cin: int, cout: int, *, se: bool, residual: bool, dropout: float) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(cin, cout, 3, padding=1, bias=False)
+        self.bn = nn.BatchNorm2d(cout)
+        self.se = SqueezeExcite(cout) if se else nn.Identity()
+        self.shortcut = (
+            nn.Sequential(nn.Conv2d(cin, cout, 1, bias=False), nn.BatchNorm2d(cout)) if residual else None
+        )
+        self.act = nn.ReLU()
+        self.pool = nn.MaxPool2d(2)
+        self.drop = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.se(self.bn(self.conv(x)))
+        if self.shortcut is not None:
+            y = y + self.shortcut(x)
+        return self.drop(self.pool(self.act(y)))
+
+
+class PlainCNN(FerNet):
+    """Conv blocks, global average pooling, then an MLP head of three linear layers."""
+
+    def __init__(
+        self,
+        channels: tuple[int, ...],
+        hidden: tuple[int, int],
+        *,
+        num_classes: int,
+        se: bool = False,
+        residual: bool = False,
+        dropout: float = 0.2,
+    ) -> None:
+        super().__init__()
+        blocks, cin = [], 3
+        for cout in channels:
+            blocks.append(ConvBlock(cin, cout, se=se, residual=residual, dropout=dropout))
+            cin = cout
+        self.blocks = nn.Sequential(*blocks)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.head = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(cin, hidden[0]),
+            nn.ReLU(),
+            nn.Dropout(dropout),
+            nn.Linear(hidden[0], hidden[1]),
+            nn.ReLU(),
+            nn.Dropout(dropout),
+            nn.Linear(hidden[1], num_classes),
+        )
+        # block 3 of 4 (8x8 at 64 px) keeps more spatial detail than the 4x4 last block
+        self.default_layer = f"block{len(channels) - 1}"
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.blocks(x)
+
+    def forward_head(self, feats: torch.Tensor) -> torch.Tensor:
+        return self.head(self.pool(feats))
+
+    def explain_layers(self) -> "OrderedDict[str, nn.Module]":
+        return OrderedDict((f"block{i + 1}", b.act) for i, b in enumerate(self.blocks))
+
+
+@register_model("baseline", "4 conv blocks 64→512 with BN, max-pool, dropout; 3 linear layers (GiMeFive report)")
+def baseline(*, num_classes: int = NUM_CLASSES, dropout: float = 0.2) -> FerNet:
+    return PlainCNN((64, 128, 256, 512), (1024, 512), num_classes=num_classes, dropout=dropout)
+
+
+@register_model("cnn_se", "baseline + squeeze-and-excitation in every block")
+def cnn_se(*, num_classes: int = NUM_CLASSES, dropout: float = 0.2) -> FerNet:
+    return PlainCNN((64, 128, 256, 512), (1024, 512), num_classes=num_classes, se=True, dropout=dropout)
+
+
+@register_model("cnn_se_residual", "baseline + squeeze-and-excitation + residual shortcuts")
+def cnn_se_residual(*, num_classes: int = NUM_CLASSES, dropout: float = 0.2) -> FerNet:
+    return PlainCNN(
+        (64, 128, 256, 512), (1024, 512), num_classes=num_classes, se=True, residual=True, dropout=dropout
+    )
+
+
+@register_model("gimefive", "5 conv blocks 64→1024, dropout 0.2 after pooling, 3 linear layers (10.5M)")
+def gimefive(*, num_classes: int = NUM_CLASSES, dropout: float = 0.2) -> FerNet:
+    return PlainCNN((64, 128, 256, 512, 1024), (2048, 1024), num_classes=num_classes, dropout=dropout)
+
+
+class TorchvisionNet(FerNet):
+    """A torchvision classifier adapted to 64x64 faces; head = GAP + one linear (CAM works)."""
+
+    def __init__(self, net: nn.Module, stages: list[str], default_layer: str) -> None:
+        super().__init__()
+        self.net = net
+        self._stages = stages
+        self.default_layer = default_layer
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        n = self.net
+        x = n.relu(n.bn1(n.conv1(x)))
+        x = n.maxpool(x)
+        return n.layer4(n.layer3(n.layer2(n.layer1(x))))
+
+    def forward_head(self, feats: torch.Tensor) -> torch.Tensor:
+        n = self.net
+        return n.fc(n.dropout(torch.flatten(n.avgpool(feats), 1)))
+
+    def explain_layers(self) -> "OrderedDict[str, nn.Module]":
+        return OrderedDict((s, getattr(self.net, s)) for s in self._stages)
+
+    @property
+    def gap_linear(self) -> nn.Linear:
+        return self.net.fc
+
+
+def _resnet(builder: Callable, num_classes: int, dropout: float) -> FerNet:
+    # as in the GiMeFive paper: the stock torchvision network, from scratch, on 64 px faces
+    # (layer4 is 2x2 there, so explanations default to layer3's 4x4 map)
+    net = builder(weights=None, num_classes=num_classes)
+    net.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+    return TorchvisionNet(net, ["layer1", "layer2", "layer3", "layer4"], "layer3")
+
+
+@register_model("resnet18", "torchvision ResNet18 from scratch at 64 px (GiMeFive paper's baseline)")
+def resnet18(*, num_classes: int = NUM_CLASSES, dropout: float = 0.0) -> FerNet:
+    return _resnet(tvm.resnet18, num_classes, dropout)
+
+
+@register_model("resnet34", "torchvision ResNet34 from scratch at 64 px (GiMeFive paper's baseline)")
+def resnet34(*, num_classes: int = NUM_CLASSES, dropout: float = 0.0) -> FerNet:
+    return _resnet(tvm.resnet34, num_classes, dropout)
+
+
+@register_model(
+    "fernet",
+    "our default: ResNet18 layout at widths 32-256, stride-2 stem without max-pool (4×4 last map), "
+    "GAP + one linear head; ~2.8M parameters, sized for a 2-core CPU",
+)
+def fernet(*, num_classes: int = NUM_CLASSES, dropout: float = 0.1, width: int = 32) -> FerNet:
+    from torchvision.models.resnet import BasicBlock, ResNet
+
+    net = ResNet(BasicBlock, [2, 2, 2, 2], num_classes=num_classes)
+    w = (width, width * 2, width * 4, width * 8)
+    net.inplanes = w[0]
+    net.conv1 = nn.Conv2d(3, w[0], 3, stride=2, padding=1, bias=False)
+    net.bn1 = nn.BatchNorm2d(w[0])
+    net.maxpool = nn.Identity()
+    net.layer1 = net._make_layer(BasicBlock, w[0], 2)
+    net.layer2 = net._make_layer(BasicBlock, w[1], 2, stride=2)
+    net.layer3 = net._make_layer(BasicBlock, w[2], 2, stride=2)
+    net.layer4 = net._make_layer(BasicBlock, w[3], 2, stride=2)
+    net.fc = nn.Linear(w[3], num_classes)
+    net.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+    return TorchvisionNet(net, ["layer1", "layer2", "layer3", "layer4"], "layer4")
+
+
+class VGG(FerNet):
+    def __init__(self, num_classes: int, dropout: float) -> None:
+        super().__init__()
+        net = tvm.vgg16_bn(weights=None)
+        self.features = net.features
+        self.pool = nn.AdaptiveAvgPool2d(3)
+        self.classifier = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(512 * 9, 4096), nn.ReLU(), nn.Dropout(dropout),
+            nn.Linear(4096, 4096), nn.ReLU(), nn.Dropout(dropout),
+            nn.Linear(4096, num_classes),
+        )
+        relus = [i for i, m in enumerate(self.features) if isinstance(m, nn.ReLU)]
+        # the last ReLU of each of the 5 stages (before its max-pool)
+        pools = [i for i, m in enumerate(self.features) if isinstance(m, nn.MaxPool2d)]
+        self._acts = [max(r for r in relus if r < p) for p in pools]
+        self.default_layer = "stage4"
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(x)
+
+    def forward_head(self, feats: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.pool(feats))
+
+    def explain_layers(self) -> "OrderedDict[str, nn.Module]":
+        return OrderedDict((f"stage{i + 1}", self.features[j]) for i, j in enumerate(self._acts))
+
+
+@register_model("vgg16", "VGG16 with batch norm, 3×3 pooled head (large: ~50M parameters)")
+def vgg16(*, num_classes: int = NUM_CLASSES, dropout: float = 0.5) -> FerNet:
+    return VGG(num_classes, dropout)

@@ -1,0 +1,61 @@
+"""Heatmap overlays and side-by-side grids (OpenCV only; no matplotlib)."""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+COLORMAPS = {"jet": cv2.COLORMAP_JET, "turbo": cv2.COLORMAP_TURBO, "inferno": cv2.COLORMAP_INFERNO,
+             "viridis": cv2.COLORMAP_VIRIDIS, "hot": cv2.COLORMAP_HOT}
+
+
+def heatmap(cam: np.ndarray, colormap: str = "jet") -> np.ndarray:
+    """float (h, w) in [0, 1] -> RGB uint8 (h, w, 3)."""
+    if colormap not in COLORMAPS:
+        raise ValueError(f"unknown colormap {colormap!r}; choose from {', '.join(COLORMAPS)}")
+    u8 = (np.clip(cam, 0, 1) * 255).astype(np.uint8)
+    return cv2.cvtColor(cv2.applyColorMap(u8, COLORMAPS[colormap]), cv2.COLOR_BGR2RGB)
+
+
+def overlay(face: np.ndarray, cam: np.ndarray, *, alpha: float = 0.5, colormap: str = "jet") -> np.ndarray:
+    """Blend the heatmap of `cam` over an RGB uint8 face of the same size."""
+    if cam.shape[:2] != face.shape[:2]:
+        cam = cv2.resize(cam, (face.shape[1], face.shape[0]), interpolation=cv2.INTER_LINEAR)
+    blend = (1 - alpha) * face.astype(np.float32) + alpha * heatmap(cam, colormap).astype(np.float32)
+    return blend.clip(0, 255).astype(np.uint8)
+
+
+def _label(img: np.ndarray, text: str, height: int = 22) -> np.ndarray:
+    bar = np.full((height, img.shape[1], 3), 255, dtype=np.uint8)
+    scale = 0.45
+    while scale > 0.25 and cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)[0][0] > img.shape[1] - 4:
+        scale -= 0.05
+    cv2.putText(bar, text, (3, height - 7), cv2.FONT_HERSHEY_SIMPLEX, scale, (20, 20, 20), 1, cv2.LINE_AA)
+    return np.vstack([bar, img])
+
+
+def grid(face: np.ndarray, maps: dict[str, np.ndarray], *, titles: dict[str, str] | None = None,
+         alpha: float = 0.5, colormap: str = "jet", tile: int = 160, header: str = "") -> np.ndarray:
+    """One row: the face, then each map over it, each titled; RGB uint8."""
+    titles = titles or {}
+    tiles = [_label(cv2.resize(face, (tile, tile)), "face")]
+    for name, cam in maps.items():
+        ov = overlay(cv2.resize(face, (tile, tile)), cv2.resize(cam, (tile, tile)), alpha=alpha, colormap=colormap)
+        tiles.append(_label(ov, titles.get(name, name)))
+    gap = np.full((tiles[0].shape[0], 4, 3), 255, dtype=np.uint8)
+    row = np.hstack([t for pair in zip(tiles, [gap] * len(tiles)) for t in pair][:-1])
+    return _label(row, header, 26) if header else row
+
+
+def draw_boxes(image: np.ndarray, boxes, labels: list[str] | None = None) -> np.ndarray:
+    """Numbered boxes on a copy of an RGB uint8 image."""
+    out = image.copy()
+    thick = max(2, round(max(image.shape[:2]) / 400))
+    for i, b in enumerate(boxes):
+        cv2.rectangle(out, (b.x, b.y), (b.x + b.w, b.y + b.h), (255, 200, 0), thick)
+        text = labels[i] if labels else str(i + 1)
+        scale = max(0.5, thick / 3)
+        (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
+        y0 = max(th + 4, b.y)
+        cv2.rectangle(out, (b.x, y0 - th - 4), (b.x + tw + 4, y0), (255, 200, 0), -1)
+        cv2.putText(out, text, (b.x + 2, y0 - 3), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), thick, cv2.LINE_AA)
+    return out

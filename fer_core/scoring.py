@@ -1,0 +1,147 @@
+"""Batch scoring of files, folders and zip archives: one CSV row per face (or per bad file)."""
+from __future__ import annotations
+
+import os
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+import numpy as np
+
+from .errors import FerError, UnreadableImage
+from .faces import DEFAULT_MARGIN
+from .inference import Predictor, find_faces
+from .io import is_image_name, read_image
+from .labels import EMOTIONS
+
+MAX_MEMBER_BYTES = 64 * 1024 * 1024  # a zip member larger than this is refused (zip bombs)
+MAX_MEMBERS = 20_000
+
+
+@dataclass(frozen=True)
+class ImageItem:
+    """A named image source: either raw bytes or a path; or an error found while listing."""
+
+    name: str
+    data: bytes | Path | None
+    error: str = ""
+
+
+def iter_zip(path_or_bytes: str | os.PathLike | bytes, label: str) -> Iterator[ImageItem]:
+    """Image members of a zip, read in memory (never extracted, so odd member paths are harmless)."""
+    import io
+
+    src = io.BytesIO(path_or_bytes) if isinstance(path_or_bytes, (bytes, bytearray)) else path_or_bytes
+    try:
+        zf = zipfile.ZipFile(src)
+    except (zipfile.BadZipFile, OSError) as exc:
+        yield ImageItem(label, None, f"not a readable zip archive ({exc})")
+        return
+    with zf:
+        infos = [i for i in zf.infolist() if not i.is_dir()]
+        if len(infos) > MAX_MEMBERS:
+            yield ImageItem(label, None, f"zip has {len(infos)} files; the limit is {MAX_MEMBERS}")
+            return
+        for info in infos:
+            name = f"{label}/{info.filename}"
+            base = info.filename.replace("\\", "/").rsplit("/", 1)[-1]
+            if base.startswith(".") or "__MACOSX/" in info.filename:
+                continue  # resource forks and hidden files are not the user's images
+            if not is_image_name(base):
+                yield ImageItem(name, None, "not an image file name (skipped)")
+                continue
+            if info.file_size > MAX_MEMBER_BYTES:
+                yield ImageItem(name, None, f"member is {info.file_size / 1e6:.0f} MB uncompressed; too large")
+                continue
+            try:
+                yield ImageItem(name, zf.read(info))
+            except (zipfile.BadZipFile, OSError, RuntimeError, NotImplementedError, EOFError) as exc:
+                yield ImageItem(name, None, f"cannot extract from the zip ({exc})")
+
+
+def iter_inputs(paths: Iterable[str | os.PathLike]) -> Iterator[ImageItem]:
+    """Expand files, folders (recursive, sorted) and .zip archives into image items."""
+    for raw in paths:
+        p = Path(raw)
+        if p.is_dir():
+            for f in sorted(q for q in p.rglob("*") if q.is_file()):
+                if f.suffix.lower() == ".zip":
+                    yield from iter_zip(f, str(f))
+                elif is_image_name(f.name):
+                    yield ImageItem(str(f), f)
+                elif not f.name.startswith("."):
+                    yield ImageItem(str(f), None, "not an image file name (skipped)")
+        elif p.is_file() and p.suffix.lower() == ".zip":
+            yield from iter_zip(p, str(p))
+        elif p.is_file():
+            yield ImageItem(str(p), p)
+        else:
+            yield ImageItem(str(p), None, "no such file or folder")
+
+
+def score_items(
+    items: Iterable[ImageItem],
+    predictor: Predictor,
+    *,
+    whole_image: bool = False,
+    detector: str = "auto",
+    margin: float = DEFAULT_MARGIN,
+    batch_size: int = 64,
+    progress: Callable[[int, str], None] | None = None,
+    keep_faces: bool = False,
+) -> list[dict]:
+    """One row per face: filepath, face, x, y, w, h, the six probabilities, prediction, confidence.
+
+    A file that cannot be read, or holds no face, gets one row with `error` and no scores; the run
+    goes on. Faces are classified in batches across files. With `keep_faces`, rows carry the crop
+    under the key "_face" (for thumbnails).
+    """
+    rows: list[dict] = []
+    pending: list[tuple[dict, np.ndarray]] = []
+
+    def flush() -> None:
+        if not pending:
+            return
+        probs = predictor.predict([f for _, f in pending], batch_size=batch_size)
+        for (row, face), p in zip(pending, probs):
+            row.update({c: float(v) for c, v in zip(predictor.classes, p)})
+            k = int(np.argmax(p))
+            row["prediction"], row["confidence"] = predictor.classes[k], float(p[k])
+            if keep_faces:
+                row["_face"] = face
+        pending.clear()
+
+    for n, item in enumerate(items, start=1):
+        if progress:
+            progress(n, item.name)
+        if item.error:
+            rows.append({"filepath": item.name, "error": item.error})
+            continue
+        try:
+            image = read_image(item.data)
+            found = find_faces(image, whole_image=whole_image, detector=detector, margin=margin)
+        except UnreadableImage as exc:
+            rows.append({"filepath": item.name, "error": str(exc)})
+            continue
+        except FerError as exc:
+            rows.append({"filepath": item.name, "error": str(exc)})
+            continue
+        if not found:
+            rows.append({"filepath": item.name, "error": "no face found"})
+            continue
+        for i, (box, crop) in enumerate(found):
+            row = {"filepath": item.name, "face": i + 1, "error": ""}
+            if box is not None:
+                row.update({"x": box.x, "y": box.y, "w": box.w, "h": box.h})
+            rows.append(row)
+            pending.append((row, crop.face))
+        if len(pending) >= batch_size:
+            flush()
+    flush()
+    return rows
+
+
+def score_columns(with_boxes: bool) -> list[str]:
+    base = ["filepath"] + (["face", "x", "y", "w", "h"] if with_boxes else [])
+    return base + list(EMOTIONS) + ["prediction", "confidence", "error"]

@@ -1,0 +1,127 @@
+"""Train one model of the zoo on one or more labelled folders.
+
+Example (the default model):
+  python train/train.py --arch resnet18 --data raf-db fer2013 --epochs 30 --out checkpoints/fer_resnet18.safetensors
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from fer_core.checkpoints import ModelSpec, git_commit  # noqa: E402
+from fer_core.data import datasets_root, load_labelled_folder, load_uint8, stratified_split  # noqa: E402
+from fer_core.labels import EMOTIONS  # noqa: E402
+from fer_core.models import count_parameters, create_model, list_models  # noqa: E402
+from fer_core.preprocess import AugmentOptions  # noqa: E402
+from fer_core.training import bf16_supported, fit, pick_device  # noqa: E402
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--arch", default="resnet18", choices=list_models(), help="architecture from the registry")
+    p.add_argument("--data", nargs="+", default=["raf-db"],
+                   help="training folders: a dataset name under ../shared/datasets (raf-db, fer2013) or a path "
+                        "to a labelled folder; NAME:K repeats that set K times per epoch")
+    p.add_argument("--out", required=True, help="checkpoint path (.safetensors); best-so-far is saved here")
+    p.add_argument("--epochs", type=int, default=30, help="maximum number of epochs")
+    p.add_argument("--batch-size", type=int, default=128, help="batch size")
+    p.add_argument("--lr", type=float, default=0.1, help="peak learning rate")
+    p.add_argument("--optimizer", default="sgd", choices=["sgd", "adamw"], help="optimizer")
+    p.add_argument("--schedule", default="onecycle", choices=["onecycle", "cosine", "none"], help="LR schedule")
+    p.add_argument("--weight-decay", type=float, default=5e-4, help="weight decay (not on BN/bias)")
+    p.add_argument("--label-smoothing", type=float, default=0.1, help="label smoothing")
+    p.add_argument("--class-weights", action="store_true", help="weight the loss by inverse class frequency")
+    p.add_argument("--dropout", type=float, default=None, help="dropout of the model (default: the model's own)")
+    p.add_argument("--patience", type=int, default=0, help="early stopping patience in epochs (0 = off)")
+    p.add_argument("--val-fraction", type=float, default=0.1, help="stratified validation share of train")
+    p.add_argument("--seed", type=int, default=0, help="seed for the split, init and augmentation")
+    p.add_argument("--input-size", type=int, default=64, help="model input size in pixels")
+    p.add_argument("--grayscale", action="store_true", help="train and infer on grayscale input")
+    p.add_argument("--ema", type=float, default=0.0, help="EMA decay of weights, e.g. 0.999 (0 = off)")
+    p.add_argument("--tta-flip", action="store_true", help="evaluate with horizontal-flip averaging")
+    p.add_argument("--bf16", default="auto", choices=["auto", "on", "off"],
+                   help="bfloat16 autocast: auto = on for CUDA and CPUs with native bf16 only")
+    p.add_argument("--save-dtype", default="float32", choices=["float32", "float16"],
+                   help="dtype of the saved weights (float16 halves the file)")
+    p.add_argument("--no-resume", action="store_true", help="ignore a saved training state")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
+    p.add_argument("--limit", type=int, default=0, help="use only the first N training images (smoke tests)")
+    for name, default, hlp in [
+        ("flip", True, "horizontal flip"), ("crop", True, "scale/shift jitter like a detector box"),
+    ]:
+        p.add_argument(f"--no-{name}", dest=name, action="store_false", default=default, help=f"disable {hlp}")
+    p.add_argument("--rotation", type=float, default=10.0, help="max rotation in degrees (0 = off)")
+    p.add_argument("--color-jitter", type=float, default=0.3, help="colour jitter strength (0 = off)")
+    p.add_argument("--perspective", type=float, default=0.0, help="perspective distortion scale (0 = off)")
+    p.add_argument("--erasing", type=float, default=0.25, help="random erasing probability (0 = off)")
+    p.add_argument("--gray-aug", type=float, default=0.1, help="random grayscale probability (0 = off)")
+    p.add_argument("--blur", type=float, default=0.1, help="Gaussian blur probability (0 = off)")
+    p.add_argument("--jpeg", type=float, default=0.05, help="JPEG re-compression probability (0 = off)")
+    p.add_argument("--no-augment", action="store_true", help="disable all augmentation")
+    return p
+
+
+def resolve_data(item: str) -> tuple[Path, int]:
+    name, _, rep = item.partition(":")
+    root = Path(name)
+    if not root.exists():
+        root = datasets_root() / name / "train"
+    return root, int(rep or 1)
+
+
+def main(args: argparse.Namespace) -> dict:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    device = pick_device(args.device)
+    bf16 = {"on": True, "off": False}.get(args.bf16, bf16_supported(device))
+    xs, ys, tr_parts, va_parts, offset, sources = [], [], [], [], 0, []
+    for item in args.data:
+        root, rep = resolve_data(item)
+        folder = load_labelled_folder(root)
+        x, y = load_uint8(folder, args.input_size)
+        if args.limit:
+            x, y = x[: args.limit], y[: args.limit]
+        tr, va = stratified_split(y, args.val_fraction, args.seed)
+        xs.append(x)
+        ys.append(y)
+        tr_parts.append(np.tile(tr + offset, rep))
+        va_parts.append(va + offset)
+        offset += len(y)
+        sources.append(f"{root} ({len(y)} images, x{rep})")
+        print(f"data {root}: {len(tr)} train / {len(va)} val, classes {np.bincount(y.numpy(), minlength=6).tolist()}")
+    x_u8, y = torch.cat(xs), torch.cat(ys)
+    train_idx, val_idx = np.concatenate(tr_parts), np.concatenate(va_parts)
+    kwargs = {} if args.dropout is None else {"dropout": args.dropout}
+    model = create_model(args.arch, **kwargs)
+    print(f"{args.arch}: {count_parameters(model) / 1e6:.2f}M parameters on {device}")
+    spec = ModelSpec(
+        arch=args.arch, classes=EMOTIONS, input_size=args.input_size, grayscale=args.grayscale,
+        train_data=tuple(sources), args=vars(args), git_commit=git_commit(), model_kwargs=kwargs,
+        tta_flip=args.tta_flip, metrics={"parameters": count_parameters(model)},
+    )
+    augment = None if args.no_augment else AugmentOptions(
+        flip=args.flip, rotation=args.rotation, crop=args.crop, color_jitter=args.color_jitter,
+        perspective=args.perspective, erasing=args.erasing, grayscale=args.gray_aug, blur=args.blur, jpeg=args.jpeg,
+    )
+    _, spec = fit(
+        model, spec=spec, x_u8=x_u8, y=y, train_idx=train_idx, val_idx=val_idx, out=args.out,
+        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer,
+        schedule=args.schedule, weight_decay=args.weight_decay, label_smoothing=args.label_smoothing,
+        class_weights=args.class_weights, patience=args.patience, augment=augment, device=device,
+        bf16=bf16, save_dtype=getattr(torch, args.save_dtype), ema_decay=args.ema, tta_flip=args.tta_flip, resume=not args.no_resume,
+    )
+    print(json.dumps({k: v for k, v in spec.metrics.items() if not isinstance(v, list)}))
+    return spec.metrics
+
+
+if __name__ == "__main__":
+    main(get_args_parser().parse_args())
