@@ -229,7 +229,15 @@ def fit(
         model.load_state_dict(st["model"])
         opt.load_state_dict(st["optimizer"])
         if sched is not None and st.get("scheduler") is not None:
-            sched.load_state_dict(st["scheduler"])
+            if st.get("total_steps") == epochs * steps:
+                sched.load_state_dict(st["scheduler"])
+            else:  # a longer (or shorter) run than before: replay the new schedule up to here
+                import warnings
+
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    for _ in range((st["epoch"] + 1) * steps):
+                        sched.step()
         if ema is not None and st.get("ema") is not None:
             ema.load_state_dict(st["ema"])
         torch.set_rng_state(st["rng"])
@@ -264,7 +272,7 @@ def fit(
                 "scheduler": sched.state_dict() if sched is not None else None,
                 "ema": ema.state_dict() if ema is not None else None,
                 "rng": torch.get_rng_state(), "history": history, "best_f1": best_f1,
-                "best_epoch": best_epoch, "epoch": epoch,
+                "best_epoch": best_epoch, "epoch": epoch, "total_steps": epochs * steps,
             },
             state_path,
         )

@@ -1,0 +1,281 @@
+"""Video: frames in -> per-frame, per-face emotions (tracked, optionally smoothed) -> annotated
+video + timeline CSV."""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import cv2
+import numpy as np
+
+from .errors import UnreadableVideo
+from .faces import FaceBox, crop_face, detect_faces
+from .inference import Predictor
+from .io import write_csv
+from .labels import EMOTIONS
+
+MAX_DURATION_S = 120.0  # longer clips are refused (the app is interactive; use the CLI with --every)
+MAX_FRAMES = 20_000
+ANALYSIS_MAX_SIDE = 640  # frames are downscaled to this for analysis and for the output video
+DETECT_MAX_SIDE = 480  # face detection runs on a copy at most this large
+TIMELINE_COLUMNS = ["frame", "time_s", "face", "x", "y", "w", "h", *EMOTIONS, "prediction"]
+
+
+@dataclass
+class Track:
+    id: int
+    box: FaceBox
+    probs: np.ndarray
+    missed: int = 0
+    cam: np.ndarray | None = None
+    history: list = field(default_factory=list)
+
+
+def iou(a: FaceBox, b: FaceBox) -> float:
+    x0, y0 = max(a.x, b.x), max(a.y, b.y)
+    x1, y1 = min(a.x + a.w, b.x + b.w), min(a.y + a.h, b.y + b.h)
+    inter = max(0, x1 - x0) * max(0, y1 - y0)
+    union = a.area + b.area - inter
+    return inter / union if union > 0 else 0.0
+
+
+class Tracker:
+    """Greedy IoU matching: a face keeps its id while its box overlaps its last one."""
+
+    def __init__(self, min_iou: float = 0.25, max_missed: int = 5) -> None:
+        self.tracks: list[Track] = []
+        self.next_id = 1
+        self.min_iou = min_iou
+        self.max_missed = max_missed
+
+    def update(self, boxes: list[FaceBox]) -> list[tuple[Track, FaceBox]]:
+        pairs = sorted(
+            ((iou(t.box, b), ti, bi) for ti, t in enumerate(self.tracks) for bi, b in enumerate(boxes)), reverse=True
+        )
+        used_t, used_b, matched = set(), set(), []
+        for score, ti, bi in pairs:
+            if score < self.min_iou or ti in used_t or bi in used_b:
+                continue
+            used_t.add(ti)
+            used_b.add(bi)
+            matched.append((self.tracks[ti], boxes[bi]))
+        for bi, b in enumerate(boxes):
+            if bi not in used_b:
+                t = Track(self.next_id, b, np.zeros(len(EMOTIONS), np.float32))
+                self.next_id += 1
+                self.tracks.append(t)
+                matched.append((t, b))
+        live = {id(t) for t, _ in matched}
+        for t in self.tracks:
+            t.missed = 0 if id(t) in live else t.missed + 1
+        self.tracks = [t for t in self.tracks if t.missed <= self.max_missed]
+        for t, b in matched:
+            t.box = b
+        return sorted(matched, key=lambda tb: tb[0].id)
+
+
+def open_video(path: str | os.PathLike) -> tuple[cv2.VideoCapture, float, int, int, int]:
+    """Open and sanity-check a video: (capture, fps, frame count, width, height)."""
+    p = Path(path)
+    if not p.is_file() or p.stat().st_size == 0:
+        raise UnreadableVideo(f"{p.name} is missing or empty")
+    cap = cv2.VideoCapture(str(p))
+    if not cap.isOpened():
+        raise UnreadableVideo(f"{p.name} is not a video OpenCV can decode")
+    fps = cap.get(cv2.CAP_PROP_FPS) or 0.0
+    if not np.isfinite(fps) or fps <= 0 or fps > 240:
+        fps = 25.0
+    n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+    w, h = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+    ok, frame = cap.read()
+    if not ok or frame is None:
+        cap.release()
+        raise UnreadableVideo(f"{p.name} has no decodable frames (not a video, or truncated at the start)")
+    cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
+    if n > 0 and n / fps > MAX_DURATION_S:
+        cap.release()
+        raise UnreadableVideo(
+            f"{p.name} is {n / fps:.0f} s long; the limit is {MAX_DURATION_S:.0f} s — trim it first"
+        )
+    return cap, fps, n, w, h
+
+
+class VideoWriter:
+    """H.264 mp4 through imageio-ffmpeg's bundled ffmpeg (plays in browsers); OpenCV mp4v otherwise."""
+
+    def __init__(self, path: str | os.PathLike, fps: float, size: tuple[int, int]) -> None:
+        self.codec = "h264"
+        w, h = size
+        try:
+            import imageio_ffmpeg
+
+            self._gen = imageio_ffmpeg.write_frames(
+                str(path), (w, h), fps=fps, codec="libx264", pix_fmt_in="rgb24", pix_fmt_out="yuv420p",
+                macro_block_size=2, output_params=["-preset", "veryfast", "-crf", "23"],
+                ffmpeg_log_level="error",
+            )
+            self._gen.send(None)
+            self._cv = None
+        except (ImportError, RuntimeError, OSError):
+            self.codec = "mp4v"
+            self._gen = None
+            self._cv = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+
+    def write(self, rgb: np.ndarray) -> None:
+        if self._gen is not None:
+            self._gen.send(np.ascontiguousarray(rgb))
+        else:
+            self._cv.write(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+
+    def close(self) -> None:
+        if self._gen is not None:
+            self._gen.close()
+        else:
+            self._cv.release()
+
+
+_COLORS = [(255, 200, 0), (0, 200, 255), (255, 80, 160), (120, 255, 120), (200, 120, 255)]
+
+
+def annotate(frame: np.ndarray, tracks: list[Track], *, alpha: float = 0.45) -> np.ndarray:
+    """Boxes, ids, the top emotion and six score bars beside each face (plus a Grad-CAM overlay
+    inside the box when the track carries one)."""
+    from .overlay import heatmap
+
+    out = frame.copy()
+    H, W = out.shape[:2]
+    for t in tracks:
+        b = t.box
+        color = _COLORS[(t.id - 1) % len(_COLORS)]
+        if t.cam is not None:
+            x0, y0, x1, y1 = max(0, b.x), max(0, b.y), min(W, b.x + b.w), min(H, b.y + b.h)
+            if x1 > x0 and y1 > y0:
+                hm = heatmap(cv2.resize(t.cam, (x1 - x0, y1 - y0)))
+                out[y0:y1, x0:x1] = ((1 - alpha) * out[y0:y1, x0:x1] + alpha * hm).astype(np.uint8)
+        cv2.rectangle(out, (b.x, b.y), (b.x + b.w, b.y + b.h), color, 2)
+        k = int(np.argmax(t.probs))
+        cv2.putText(out, f"#{t.id} {EMOTIONS[k]} {t.probs[k]:.0%}", (b.x, max(12, b.y - 6)),
+                    cv2.FONT_HERSHEY_SIMPLEX, 0.5, color, 1, cv2.LINE_AA)
+        bx = b.x + b.w + 6 if b.x + b.w + 110 < W else max(0, b.x - 110)
+        for i, (name, p) in enumerate(zip(EMOTIONS, t.probs)):
+            y = b.y + i * 13
+            if y + 10 > H:
+                break
+            cv2.rectangle(out, (bx, y), (bx + 100, y + 10), (40, 40, 40), -1)
+            cv2.rectangle(out, (bx, y), (bx + int(100 * float(p)), y + 10), color, -1)
+            cv2.putText(out, name[:4], (bx + 2, y + 9), cv2.FONT_HERSHEY_SIMPLEX, 0.3, (255, 255, 255), 1, cv2.LINE_AA)
+    return out
+
+
+def analyze_video(
+    path: str | os.PathLike,
+    *,
+    predictor: Predictor,
+    out_video: str | os.PathLike | None = None,
+    out_csv: str | os.PathLike | None = None,
+    every: int = 1,
+    overlay: str = "none",
+    smooth: float = 0.0,
+    max_side: int = ANALYSIS_MAX_SIDE,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict:
+    """Analyse every `every`-th frame; returns a summary with the timeline rows under "rows".
+
+    `smooth` in [0, 1): exponential smoothing of each face's probabilities over analysed frames.
+    Frames are downscaled to `max_side`. Raises UnreadableVideo for files that cannot be decoded or
+    break the limits; a video truncated midway yields the frames before the damage.
+    """
+    if every < 1:
+        raise ValueError("every must be >= 1")
+    if not 0 <= smooth < 1:
+        raise ValueError("smooth must be in [0, 1)")
+    if overlay not in ("none", "gradcam"):
+        raise ValueError(f"unknown overlay {overlay!r}; choose from none, gradcam")
+    cap, fps, n_reported, w, h = open_video(path)
+    scale = min(1.0, max_side / max(w, h))
+    size = (max(2, int(w * scale) // 2 * 2), max(2, int(h * scale) // 2 * 2))
+    writer = VideoWriter(out_video, fps, size) if out_video else None
+    tracker = Tracker()
+    rows: list[dict] = []
+    shown: list[Track] = []
+    frame_idx, analysed, t_analysis = 0, 0, 0.0
+    total = n_reported if n_reported > 0 else 0
+    try:
+        while frame_idx < MAX_FRAMES:
+            ok, bgr = cap.read()
+            if not ok or bgr is None:
+                break
+            rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+            if rgb.shape[1::-1] != size:
+                rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
+            if frame_idx % every == 0:
+                t0 = time.perf_counter()
+                shown = _analyse_frame(rgb, predictor, tracker, smooth, overlay)
+                t_analysis += time.perf_counter() - t0
+                analysed += 1
+                for t in shown:
+                    b = t.box
+                    row = {"frame": frame_idx, "time_s": round(frame_idx / fps, 3), "face": t.id,
+                           "x": b.x, "y": b.y, "w": b.w, "h": b.h}
+                    row.update({c: float(p) for c, p in zip(EMOTIONS, t.probs)})
+                    row["prediction"] = EMOTIONS[int(np.argmax(t.probs))]
+                    rows.append(row)
+            if writer is not None:
+                writer.write(annotate(rgb, shown))
+            frame_idx += 1
+            if progress:
+                progress(frame_idx, max(total, frame_idx))
+    finally:
+        cap.release()
+        if writer is not None:
+            writer.close()
+    if frame_idx == 0:
+        raise UnreadableVideo(f"{Path(path).name} has no decodable frames")
+    if out_csv:
+        write_csv(out_csv, rows, TIMELINE_COLUMNS)
+    return {
+        "frames": frame_idx, "frames_reported": n_reported, "analysed_frames": analysed, "fps": fps,
+        "size": list(size), "faces": len({r["face"] for r in rows}), "rows_count": len(rows),
+        "analysis_fps": analysed / t_analysis if t_analysis > 0 else 0.0,
+        "truncated": bool(n_reported and frame_idx < n_reported - 1),
+        "codec": writer.codec if writer else None, "rows": rows,
+    }
+
+
+def _analyse_frame(rgb: np.ndarray, predictor: Predictor, tracker: Tracker, smooth: float, overlay: str) -> list[Track]:
+    scale = min(1.0, DETECT_MAX_SIDE / max(rgb.shape[:2]))
+    small = cv2.resize(rgb, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else rgb
+    boxes = []
+    for b in detect_faces(small):
+        lm = tuple((x / scale, y / scale) for x, y in b.landmarks) if b.landmarks else None
+        boxes.append(FaceBox(round(b.x / scale), round(b.y / scale), round(b.w / scale), round(b.h / scale), b.score, lm))
+    matched = tracker.update(boxes)
+    if not matched:
+        return []
+    crops = [crop_face(rgb, b, align=False) for _, b in matched]
+    probs = predictor.predict([c.face for c in crops])
+    for (t, _), p, c in zip(matched, probs, crops):
+        fresh = not t.probs.any()
+        t.probs = p if (fresh or smooth == 0) else smooth * t.probs + (1 - smooth) * p
+        if overlay == "gradcam":
+            from .explain import explain
+
+            t.cam = explain(predictor.model, predictor.input_tensor(c.face), int(np.argmax(t.probs)), "gradcam")
+        else:
+            t.cam = None
+    return [t for t, _ in matched]
+
+
+def dominant_segments(rows: list[dict], face: int) -> list[dict]:
+    """Consecutive runs of the same predicted emotion for one face: start, end (s) and emotion."""
+    segs: list[dict] = []
+    for r in (r for r in rows if r["face"] == face):
+        if segs and segs[-1]["emotion"] == r["prediction"]:
+            segs[-1]["end_s"] = r["time_s"]
+            segs[-1]["frames"] += 1
+        else:
+            segs.append({"emotion": r["prediction"], "start_s": r["time_s"], "end_s": r["time_s"], "frames": 1})
+    return segs

@@ -1,0 +1,49 @@
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="session")
+def astronaut() -> np.ndarray:
+    from fer_core.examples import astronaut as make
+
+    return make()
+
+
+@pytest.fixture(scope="session")
+def random_checkpoint(tmp_path_factory) -> Path:
+    """An untrained default-architecture checkpoint (fast, deterministic)."""
+    from fer_core.checkpoints import ModelSpec, save_checkpoint
+    from fer_core.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model("fernet").eval()
+    path = tmp_path_factory.mktemp("ckpt") / "tiny.safetensors"
+    save_checkpoint(model, ModelSpec(arch="fernet", temperature=1.3), path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def predictor(random_checkpoint):
+    from fer_core.inference import load_predictor
+
+    return load_predictor(random_checkpoint)
+
+
+def datasets_or_skip() -> Path:
+    from fer_core.data import datasets_root
+
+    root = datasets_root()
+    if not (root / "raf-db" / "test").is_dir():
+        pytest.skip(f"datasets not found at {root}")
+    return root

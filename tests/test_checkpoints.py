@@ -1,0 +1,85 @@
+import json
+
+import pytest
+import torch
+
+from fer_core.checkpoints import ModelSpec, load_checkpoint, read_spec, save_checkpoint
+from fer_core.errors import CheckpointError
+from fer_core.models import create_model
+
+
+def _roundtrip(tmp_path, arch, dtype=None):
+    torch.manual_seed(1)
+    model = create_model(arch).eval()
+    spec = ModelSpec(arch=arch, metrics={"val_accuracy": 0.5}, args={"lr": 0.1})
+    path = save_checkpoint(model, spec, tmp_path / f"{arch}.safetensors", dtype=dtype)
+    loaded, spec2 = load_checkpoint(path)
+    x = torch.randn(3, 3, 64, 64)
+    with torch.inference_mode():
+        return model(x), loaded(x), spec, spec2
+
+
+@pytest.mark.parametrize("arch", ["fernet", "baseline", "cnn_se_residual"])
+def test_roundtrip_exact(tmp_path, arch):
+    a, b, spec, spec2 = _roundtrip(tmp_path, arch)
+    assert torch.equal(a, b)
+    assert spec2 == spec
+
+
+def test_roundtrip_float16_is_close(tmp_path):
+    a, b, _, _ = _roundtrip(tmp_path, "fernet", dtype=torch.float16)
+    assert torch.allclose(a, b, atol=2e-2)
+
+
+def test_corrupt_file_rejected(tmp_path):
+    p = tmp_path / "bad.safetensors"
+    p.write_bytes(b"\x00" * 100)
+    with pytest.raises(CheckpointError):
+        load_checkpoint(p)
+    p.write_bytes(b"")
+    with pytest.raises(CheckpointError):
+        load_checkpoint(p)
+
+
+def test_truncated_file_rejected(tmp_path):
+    path = save_checkpoint(create_model("fernet"), ModelSpec(arch="fernet"), tmp_path / "t.safetensors")
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError):
+        load_checkpoint(path)
+
+
+def test_wrong_architecture_rejected(tmp_path):
+    path = save_checkpoint(create_model("baseline"), ModelSpec(arch="cnn_se"), tmp_path / "w.safetensors")
+    with pytest.raises(CheckpointError, match="does not match architecture 'cnn_se'"):
+        load_checkpoint(path)
+
+
+def test_missing_keys_rejected(tmp_path):
+    from safetensors.torch import save_file
+
+    state = {k: v for k, v in create_model("fernet").state_dict().items() if not k.startswith("net.fc")}
+    p = tmp_path / "m.safetensors"
+    save_file(state, str(p), metadata={"spec": ModelSpec(arch="fernet").to_json()})
+    with pytest.raises(CheckpointError, match="missing keys"):
+        load_checkpoint(p)
+
+
+def test_no_spec_rejected(tmp_path):
+    from safetensors.torch import save_file
+
+    p = tmp_path / "n.safetensors"
+    save_file(create_model("fernet").state_dict(), str(p))
+    with pytest.raises(CheckpointError, match="no model spec"):
+        read_spec(p)
+
+
+def test_unknown_name(tmp_path):
+    with pytest.raises(CheckpointError, match="no checkpoint"):
+        load_checkpoint("definitely-not-a-checkpoint")
+
+
+def test_spec_json_roundtrip():
+    spec = ModelSpec(arch="fernet", history=({"epoch": 1, "val_accuracy": 0.5},), tta_flip=True)
+    assert ModelSpec.from_json(spec.to_json()) == spec
+    assert json.loads(spec.to_json())["classes"][0] == "happiness"

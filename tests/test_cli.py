@@ -1,0 +1,93 @@
+import csv
+import zipfile
+
+import numpy as np
+from PIL import Image
+
+from fer_core.__main__ import main
+from fer_core.labels import EMOTIONS
+
+
+def _read(path):
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_score_folder_with_bad_file_and_zip(tmp_path, astronaut, random_checkpoint):
+    folder = tmp_path / "photos"
+    (folder / "nested").mkdir(parents=True)
+    Image.fromarray(astronaut).save(folder / "a_first.png")
+    (folder / "b_broken.jpg").write_bytes(b"this is not a jpeg")
+    Image.fromarray(astronaut[::2, ::2]).save(folder / "nested" / "c_small.jpg")
+    Image.fromarray(np.full((100, 100, 3), 128, np.uint8)).save(folder / "d_blank.png")
+    zpath = tmp_path / "more.zip"
+    with zipfile.ZipFile(zpath, "w") as zf:
+        zf.write(folder / "a_first.png", "../../evil/a.png")
+        zf.writestr("broken.png", b"\x89PNG truncated")
+        zf.writestr("notes.txt", "hello")
+        zf.writestr("__MACOSX/._a.png", b"junk")
+    out = tmp_path / "scores.csv"
+    assert main(["score", str(folder), str(zpath), "--model", str(random_checkpoint), "-o", str(out)]) == 0
+    rows = _read(out)
+    header = list(rows[0].keys())
+    assert header[:6] == ["filepath", "face", "x", "y", "w", "h"]
+    assert header[6:12] == list(EMOTIONS) and "prediction" in header and "error" in header
+    by_name = {r["filepath"].rsplit("/", 1)[-1]: r for r in rows}
+    good = by_name["a_first.png"]
+    assert good["error"] == "" and good["prediction"] in EMOTIONS
+    assert abs(sum(float(good[c]) for c in EMOTIONS) - 1) < 1e-4
+    assert by_name["b_broken.jpg"]["error"] and by_name["b_broken.jpg"]["happiness"] == ""
+    assert by_name["c_small.jpg"]["error"] == ""  # the file after the bad one was still scored
+    assert by_name["d_blank.png"]["error"] == "no face found"
+    assert by_name["a.png"]["error"] == "" and by_name["broken.png"]["error"]
+    assert "not an image" in by_name["notes.txt"]["error"]
+    assert not any("MACOSX" in r["filepath"] for r in rows)
+
+
+def test_score_whole_image_batches(tmp_path, astronaut, random_checkpoint):
+    folder = tmp_path / "crops"
+    folder.mkdir()
+    for i in range(70):  # more than one batch of 64
+        Image.fromarray(np.roll(astronaut[50:250, 150:300], i, axis=1)).save(folder / f"{i:03d}.jpg")
+    out = tmp_path / "s.csv"
+    assert main(["score", str(folder), "--whole-image", "--model", str(random_checkpoint), "-o", str(out)]) == 0
+    rows = _read(out)
+    assert len(rows) == 70 and "x" not in rows[0]
+    assert all(r["prediction"] in EMOTIONS for r in rows)
+
+
+def test_score_batched_equals_single(astronaut, predictor):
+    faces = [astronaut[50 + i:250, 150:300] for i in range(5)]
+    batched = predictor.predict(faces)
+    single = np.concatenate([predictor.predict([f]) for f in faces])
+    assert np.allclose(batched, single, atol=1e-5)
+
+
+def test_models_command(capsys):
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    assert "gimefive" in out and "resnet34" in out
+
+
+def test_explain_command(tmp_path, astronaut, random_checkpoint):
+    img = tmp_path / "astro.png"
+    Image.fromarray(astronaut).save(img)
+    out = tmp_path / "out"
+    assert main(["explain", str(img), "--model", str(random_checkpoint), "--methods", "gradcam,cam,occlusion",
+                 "--out", str(out)]) == 0
+    names = {p.name for p in out.iterdir()}
+    assert {"astro_face1_gradcam.png", "astro_face1_cam.png", "astro_face1_occlusion.png",
+            "astro_face1_grid.png", "astro.json"} <= names
+    import json
+
+    rep = json.loads((out / "astro.json").read_text())
+    face = rep["faces"][0]
+    assert set(face["scores"]) == {"gradcam", "cam", "occlusion"}
+    assert 0 <= face["scores"]["gradcam"]["deletion_auc"] <= 1
+
+
+def test_explain_bad_image_exits_cleanly(tmp_path, random_checkpoint, capsys):
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"")
+    assert main(["explain", str(bad), "--model", str(random_checkpoint), "--out", str(tmp_path / "o")]) == 2
+    assert "empty" in capsys.readouterr().err

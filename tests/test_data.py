@@ -1,0 +1,66 @@
+import numpy as np
+import pytest
+from PIL import Image
+
+from fer_core.data import load_labelled_folder, load_uint8, stratified_split
+from fer_core.labels import EMOTIONS
+
+
+def make_folder(root, n_per_class=3, with_csv=True):
+    rng = np.random.default_rng(0)
+    rows = []
+    root.mkdir(parents=True, exist_ok=True)
+    for c, name in enumerate(EMOTIONS):
+        for i in range(n_per_class):
+            img = Image.fromarray(rng.integers(0, 255, (64, 64, 3), np.uint8))
+            if with_csv:
+                fn = f"img_{c}_{i}_{name}.jpg"
+                img.save(root / fn)
+                rows.append(f"{fn},{c}")
+            else:
+                (root / name).mkdir(exist_ok=True)
+                img.save(root / name / f"{i}.png")
+    if with_csv:
+        (root.parent / f"{root.name}_labels.csv").write_text("image,label\n" + "\n".join(rows) + "\n")
+    return root
+
+
+def test_csv_folder(tmp_path):
+    f = load_labelled_folder(make_folder(tmp_path / "train"))
+    assert len(f) == 18 and f.class_counts() == [3] * 6
+
+
+def test_class_subfolders(tmp_path):
+    f = load_labelled_folder(make_folder(tmp_path / "sub", with_csv=False))
+    assert len(f) == 18 and f.class_counts() == [3] * 6
+
+
+def test_label_names_and_errors(tmp_path):
+    root = tmp_path / "x"
+    root.mkdir()
+    Image.new("RGB", (4, 4)).save(root / "a.jpg")
+    (tmp_path / "x_labels.csv").write_text("image,label\na.jpg,Fear\n")
+    assert load_labelled_folder(root).labels == (5,)
+    (tmp_path / "x_labels.csv").write_text("image,label\na.jpg,9\n")
+    with pytest.raises(ValueError, match="out of range"):
+        load_labelled_folder(root)
+    (tmp_path / "x_labels.csv").write_text("file,y\na.jpg,1\n")
+    with pytest.raises(ValueError, match="image,label"):
+        load_labelled_folder(root)
+
+
+def test_load_uint8(tmp_path, monkeypatch):
+    monkeypatch.setenv("FER_CACHE", str(tmp_path / "cache"))
+    x, y = load_uint8(load_labelled_folder(make_folder(tmp_path / "train")), 32)
+    assert x.shape == (18, 3, 32, 32) and x.dtype.is_floating_point is False
+    x2, _ = load_uint8(load_labelled_folder(tmp_path / "train"), 32)  # from the cache
+    assert (x == x2).all() and y.tolist()[:3] == [0, 0, 0]
+
+
+def test_stratified_split_is_seeded_and_disjoint():
+    labels = np.repeat(np.arange(6), [50, 20, 30, 10, 10, 3])
+    tr, va = stratified_split(labels, 0.1, seed=0)
+    tr2, va2 = stratified_split(labels, 0.1, seed=0)
+    assert (va == va2).all() and not set(tr) & set(va)
+    assert len(tr) + len(va) == len(labels)
+    assert set(labels[va]) == set(range(6))  # every class, fear included, has validation samples

@@ -1,0 +1,174 @@
+import threading
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from fer_core.explain import EXPLAINERS, explain, supported_explainers, unsupported_reason
+from fer_core.faithfulness import deletion_insertion, spearman
+from fer_core.models import FerNet, create_model, list_models
+
+FAST = ["gradcam", "gradcam++", "hirescam", "xgradcam", "layercam", "eigencam", "cam", "saliency", "guided_gradcam"]
+SLOW = ["scorecam", "ablationcam", "occlusion", "integrated_gradients", "smoothgrad"]
+
+
+@pytest.fixture(scope="module")
+def models():
+    torch.manual_seed(0)
+    return {name: create_model(name).eval() for name in list_models() if name != "vgg16"}
+
+
+def _check(cam):
+    assert cam.shape == (64, 64) and cam.dtype == np.float32
+    assert np.isfinite(cam).all() and cam.min() >= 0 and cam.max() <= 1
+
+
+@pytest.mark.parametrize("method", FAST)
+@pytest.mark.parametrize("arch", [n for n in list_models() if n != "vgg16"])
+def test_fast_explainers_every_model(models, arch, method):
+    model = models[arch]
+    x = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    if method not in supported_explainers(model):
+        assert unsupported_reason(model, method)
+        with pytest.raises(ValueError, match="CAM needs"):
+            explain(model, x, 0, method)
+        return
+    for layer in [None, *model.explain_layers()][:2]:
+        _check(explain(model, x, 3, method, layer=layer))
+
+
+@pytest.mark.parametrize("method", SLOW)
+@pytest.mark.parametrize("arch", ["fernet", "baseline"])
+def test_slow_explainers(models, arch, method):
+    x = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(2))
+    _check(explain(models[arch], x, 1, method))
+
+
+def test_vgg16_gradcam():
+    model = create_model("vgg16").eval()
+    _check(explain(model, torch.randn(1, 3, 64, 64), 0, "gradcam"))
+
+
+@pytest.mark.parametrize("method", ["gradcam", "cam", "occlusion", "integrated_gradients", "saliency"])
+def test_deterministic(models, method):
+    x = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(3))
+    a = explain(models["fernet"], x, 2, method)
+    b = explain(models["fernet"], x, 2, method)
+    assert np.array_equal(a, b)
+
+
+@pytest.mark.parametrize("arch", ["fernet", "resnet18", "resnet34"])
+def test_cam_equals_gradcam_on_gap_linear_head(models, arch):
+    model = models[arch]
+    last = list(model.explain_layers())[-1]
+    for target in range(6):
+        x = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(target))
+        cam = explain(model, x, target, "cam")
+        grad = explain(model, x, target, "gradcam", layer=last)
+        assert np.allclose(cam, grad, atol=1e-4)
+
+
+class TinyNet(FerNet):
+    """Hand-weighted: feature map = the input's first two channels; linear head fixed."""
+
+    def __init__(self):
+        super().__init__()
+        self.arch = "tiny"
+        self.ident = nn.Identity()
+        self.fc = nn.Linear(2, 2, bias=False)
+        with torch.no_grad():
+            self.fc.weight.copy_(torch.tensor([[1.0, -1.0], [0.5, 2.0]]))
+
+    def forward_features(self, x):
+        return self.ident(x[:, :2])
+
+    def forward_head(self, feats):
+        return self.fc(feats.mean((2, 3)))
+
+    def explain_layers(self):
+        return {"ident": self.ident}
+
+    @property
+    def gap_linear(self):
+        return self.fc
+
+
+def test_cam_exact_values_on_hand_weighted_net():
+    from fer_core.explain import cam_from_features
+
+    f = torch.zeros(1, 3, 2, 2)
+    f[0, 0] = torch.tensor([[1.0, 2.0], [3.0, 0.0]])
+    f[0, 1] = torch.tensor([[0.0, 1.0], [1.0, 4.0]])
+    net = TinyNet()
+    # class 0: 1*A0 - 1*A1 = [[1, 1], [2, -4]] -> ReLU [[1, 1], [2, 0]] -> /2
+    raw = cam_from_features(f[0, :2], net.fc.weight[0], 2)
+    assert np.allclose(raw, np.array([[0.5, 0.5], [1.0, 0.0]]), atol=1e-6)
+    # class 1: 0.5*A0 + 2*A1 = [[0.5, 3], [3.5, 8]] -> min-max -> [[0, 2.5/7.5], [3/7.5, 1]]
+    raw1 = cam_from_features(f[0, :2], net.fc.weight[1], 2)
+    assert np.allclose(raw1, np.array([[0.0, 2.5 / 7.5], [3.0 / 7.5, 1.0]]), atol=1e-6)
+    full = explain(net, f, 1, "cam")  # resized to the 2x2 input: unchanged
+    assert np.allclose(full, raw1, atol=1e-6)
+
+
+def test_thread_safety_same_model(models):
+    model = models["fernet"]
+    xs = [torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(i)) for i in range(8)]
+    jobs = [(x, i % 6, m) for i, x in enumerate(xs) for m in ("gradcam", "hirescam", "guided_gradcam", "cam")]
+    expected = [explain(model, x, t, m) for x, t, m in jobs]
+    results = [None] * len(jobs)
+
+    def worker(k):
+        for j in range(k, len(jobs), 4):
+            x, t, m = jobs[j]
+            results[j] = explain(model, x, t, m)
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(4)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    for a, b in zip(expected, results):
+        assert np.allclose(a, b, atol=1e-6)
+
+
+def test_guided_gradcam_marked_failing_sanity():
+    assert EXPLAINERS["guided_gradcam"].fails_sanity
+    assert "sanity" in EXPLAINERS["guided_gradcam"].note
+
+
+def test_deletion_insertion_range_and_order(models):
+    model = models["fernet"]
+    x = torch.randn(1, 3, 64, 64)
+    cam = np.random.default_rng(0).random((64, 64)).astype(np.float32)
+    d, i = deletion_insertion(model, x, cam, 0)
+    assert 0 <= d <= 1 and 0 <= i <= 1
+
+
+def test_spearman():
+    a = np.arange(16.0)
+    assert spearman(a, a) == pytest.approx(1.0)
+    assert spearman(a, -a) == pytest.approx(-1.0)
+
+
+def test_gradcam_beats_random_map_on_trained_checkpoint():
+    from fer_core.checkpoints import list_checkpoints
+    from fer_core.inference import DEFAULT_CHECKPOINT, load_predictor
+    from tests.conftest import datasets_or_skip
+
+    root = datasets_or_skip()
+    if DEFAULT_CHECKPOINT not in list_checkpoints():
+        pytest.skip("no trained default checkpoint")
+    from fer_core.data import load_labelled_folder
+    from fer_core.io import read_image
+
+    pred = load_predictor()
+    folder = load_labelled_folder(root / "raf-db" / "test")
+    rng = np.random.default_rng(0)
+    dg, dr = [], []
+    for p in folder.paths[:40]:
+        x = pred.input_tensor(read_image(p))
+        t = int(pred.predict([read_image(p)])[0].argmax())
+        dg.append(deletion_insertion(pred.model, x, explain(pred.model, x, t, "gradcam"), t)[0])
+        dr.append(deletion_insertion(pred.model, x, rng.random((64, 64)).astype(np.float32), t)[0])
+    assert np.mean(dg) < np.mean(dr)

@@ -1,0 +1,96 @@
+import numpy as np
+import pytest
+
+from fer_core.errors import ImageTooLarge, NoFaceFound, UnreadableImage
+from fer_core.examples import group_photo, no_face
+from fer_core.faces import crop_face, detect_faces
+from fer_core.inference import analyze
+from fer_core.regions import REGIONS, region_masks, region_sentence, region_shares
+
+
+def test_detects_astronaut_with_landmarks(astronaut):
+    faces = detect_faces(astronaut)
+    assert len(faces) == 1
+    f = faces[0]
+    assert 150 < f.x < 200 and 40 < f.y < 90 and f.landmarks is not None
+
+
+def test_group_largest_first():
+    faces = detect_faces(group_photo())
+    assert len(faces) == 3
+    assert [f.area for f in faces] == sorted((f.area for f in faces), reverse=True)
+
+
+def test_haar_fallback(astronaut):
+    faces = detect_faces(astronaut, detector="haar")
+    assert len(faces) == 1 and faces[0].landmarks is None
+
+
+def test_large_image_boxes_mapped_back(astronaut):
+    import cv2
+
+    big = cv2.resize(astronaut, (2048, 2048))
+    f = detect_faces(big)[0]
+    assert 600 < f.x < 800  # 4x the 512 px box
+
+
+def test_crop_square_aligned_inside(astronaut):
+    box = detect_faces(astronaut)[0]
+    crop = crop_face(astronaut, box)
+    assert crop.face.shape[0] == crop.face.shape[1] and crop.face.dtype == np.uint8
+    (lx, ly), (rx, ry) = crop.landmarks[:2]
+    assert abs(ly - ry) < 1.0  # eyes level after alignment
+    edge = crop_face(astronaut, type(box)(0, 0, 100, 100), margin=0.5, align=False)
+    assert edge.face.shape == (200, 200, 3)  # slid inside the image, not padded
+
+
+def test_no_face_and_tiny_images(predictor):
+    assert detect_faces(no_face()) == []
+    with pytest.raises(NoFaceFound):
+        analyze(no_face(), predictor=predictor)
+    with pytest.raises(NoFaceFound):
+        analyze(np.zeros((3, 3, 3), np.uint8), predictor=predictor)
+
+
+def test_analyze_grayscale_and_rgba(astronaut, predictor):
+    from PIL import Image
+
+    for mode in ("L", "RGBA"):
+        res = analyze(Image.fromarray(astronaut).convert(mode), predictor=predictor, methods=["gradcam"])
+        assert len(res) == 1
+        r = res[0]
+        assert r.maps["gradcam"].shape == r.face.shape[:2]
+        assert abs(r.probs.sum() - 1) < 1e-5 and r.prediction == r.target
+
+
+def test_analyze_bad_inputs(predictor, tmp_path):
+    with pytest.raises(UnreadableImage):
+        analyze(b"", predictor=predictor)
+    with pytest.raises(UnreadableImage):
+        analyze(b"GIF89a nonsense", predictor=predictor)
+    from PIL import Image
+    import io
+
+    buf = io.BytesIO()
+    Image.new("1", (9000, 6000)).save(buf, format="PNG")
+    with pytest.raises(ImageTooLarge):
+        analyze(buf.getvalue(), predictor=predictor)
+
+
+def test_analyze_target_and_cam_reason(astronaut, predictor):
+    r = analyze(astronaut, predictor=predictor, methods=["gradcam", "cam"], target="anger", faithfulness=True)[0]
+    assert r.target == "anger" and set(r.maps) == {"gradcam", "cam"}
+    assert set(r.scores["gradcam"]) == {"deletion_auc", "insertion_auc", "sanity_similarity"}
+    assert abs(sum(r.regions["gradcam"].values()) - 1) < 1e-5
+
+
+def test_region_masks_disjoint_cover():
+    lm = np.array([[19, 22], [45, 22], [32, 37], [21, 48], [42, 48]], dtype=np.float32)
+    masks = region_masks(64, lm)
+    total = sum(m.astype(int) for m in masks.values())
+    assert (total == 1).all() and set(masks) == set(REGIONS)
+    cam = np.zeros((64, 64), np.float32)
+    cam[45:52, 20:44] = 1.0  # on the mouth
+    shares = region_shares(cam, lm)
+    assert shares["mouth"] > 0.9
+    assert region_sentence(shares, "happiness").endswith("is on the mouth")

@@ -1,0 +1,80 @@
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from fer_core.errors import ImageTooLarge, UnreadableImage
+from fer_core.io import read_image
+
+
+def _bytes(img: Image.Image, fmt: str = "PNG", **kw) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format=fmt, **kw)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("mode", ["L", "LA", "P", "RGBA", "CMYK", "I;16", "I", "F", "1", "RGB"])
+def test_every_mode_becomes_rgb(mode):
+    img = Image.new(mode, (20, 10))
+    out = read_image(img)
+    assert out.shape == (10, 20, 3) and out.dtype == np.uint8
+
+
+def test_sixteen_bit_is_rescaled_not_clipped():
+    arr = np.linspace(0, 65535, 100 * 4, dtype=np.uint16).reshape(4, 100)
+    out = read_image(Image.fromarray(arr))
+    assert out[0, 0, 0] == 0 and out[-1, -1, 0] == 255
+    assert len(np.unique(out[..., 0])) > 100
+
+
+def test_rgba_composites_on_white():
+    img = Image.new("RGBA", (4, 4), (0, 0, 0, 0))
+    assert (read_image(img) == 255).all()
+
+
+def test_exif_orientation_applied():
+    img = Image.new("RGB", (30, 10), (255, 0, 0))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90° clockwise to display
+    data = _bytes(img, "JPEG", exif=exif)
+    assert read_image(data).shape == (30, 10, 3)
+
+
+def test_paths_bytes_and_arrays(tmp_path):
+    img = Image.new("RGB", (8, 6), (1, 2, 3))
+    p = tmp_path / "a.png"
+    img.save(p)
+    assert read_image(p).shape == (6, 8, 3)
+    assert read_image(str(p)).shape == (6, 8, 3)
+    assert read_image(p.read_bytes()).shape == (6, 8, 3)
+    assert read_image(np.zeros((5, 5), np.uint8)).shape == (5, 5, 3)
+
+
+@pytest.mark.parametrize("data", [b"", b"not an image at all", b"\x89PNG\r\n\x1a\n garbage"])
+def test_non_images_rejected(data):
+    with pytest.raises(UnreadableImage):
+        read_image(data)
+
+
+def test_truncated_jpeg_rejected():
+    data = _bytes(Image.fromarray(np.random.default_rng(0).integers(0, 255, (200, 200, 3), np.uint8)), "JPEG")
+    with pytest.raises(UnreadableImage):
+        read_image(data[: len(data) // 3])
+
+
+def test_missing_and_empty_files(tmp_path):
+    with pytest.raises(UnreadableImage, match="not a file"):
+        read_image(tmp_path / "nope.png")
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    with pytest.raises(UnreadableImage, match="empty"):
+        read_image(tmp_path / "empty.jpg")
+    with pytest.raises(UnreadableImage):
+        read_image(12345)
+
+
+def test_huge_image_refused_from_header():
+    data = _bytes(Image.new("1", (8000, 6000)))  # 48 megapixels, a few kB on disk
+    with pytest.raises(ImageTooLarge, match="megapixels"):
+        read_image(data)
+    assert read_image(data, max_pixels=50_000_000).shape == (6000, 8000, 3)

@@ -1,0 +1,42 @@
+import pytest
+import torch
+
+from fer_core.models import MODELS, count_parameters, create_model, list_models, register_model
+
+PAPER_PARAMS = {"baseline": 2.6e6, "gimefive": 10.5e6, "resnet18": 11.2e6, "resnet34": 21.3e6}
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_forward_contract(name):
+    torch.manual_seed(0)
+    model = create_model(name).eval()
+    with torch.inference_mode():
+        logits = model(torch.randn(2, 3, 64, 64))
+        probs = torch.softmax(logits, 1)
+    assert logits.shape == (2, 6)
+    assert torch.isfinite(logits).all()
+    assert torch.allclose(probs.sum(1), torch.ones(2), atol=1e-5)
+    feats = model.forward_features(torch.randn(1, 3, 64, 64))
+    assert feats.ndim == 4
+    assert model.default_layer in model.explain_layers()
+
+
+@pytest.mark.parametrize("name,expected", sorted(PAPER_PARAMS.items()))
+def test_parameter_counts_match_paper(name, expected):
+    n = count_parameters(create_model(name))
+    assert abs(n - expected) / expected < 0.05, n
+
+
+def test_default_architecture_is_explainable():
+    model = create_model("fernet")
+    assert model.gap_linear is not None
+    assert model.forward_features(torch.randn(1, 3, 64, 64)).shape[-2:] == (4, 4)
+    assert count_parameters(model) * 4 < 30e6
+
+
+def test_registry_is_strict():
+    with pytest.raises(ValueError, match="choose from"):
+        create_model("nope")
+    with pytest.raises(ValueError, match="already registered"):
+        register_model("baseline")(lambda **kw: None)
+    assert set(PAPER_PARAMS) <= set(MODELS)

@@ -1,0 +1,44 @@
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from fer_core.checkpoints import load_checkpoint
+from tests.test_data import make_folder
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "train"))
+
+
+@pytest.mark.parametrize("arch", ["fernet", "baseline"])
+def test_one_epoch_smoke_training(tmp_path, monkeypatch, arch):
+    import train as train_script
+
+    monkeypatch.setenv("FER_CACHE", str(tmp_path / "cache"))
+    data = make_folder(tmp_path / "train", n_per_class=6)
+    out = tmp_path / "m.safetensors"
+    args = train_script.get_args_parser().parse_args(
+        ["--arch", arch, "--data", str(data), "--epochs", "1", "--batch-size", "8", "--out", str(out),
+         "--val-fraction", "0.2", "--perspective", "0.2", "--jpeg", "0.5"]
+    )
+    metrics = train_script.main(args)
+    model, spec = load_checkpoint(out)
+    assert spec.arch == arch and len(spec.history) == 1
+    assert {"train_loss", "val_accuracy", "val_macro_f1", "train_macro_f1"} <= set(spec.history[0])
+    assert spec.temperature > 0 and "val_ece_after" in metrics
+    assert spec.args["epochs"] == 1 and spec.train_data
+    json.dumps(spec.metrics)
+
+
+def test_training_resumes(tmp_path, monkeypatch):
+    import train as train_script
+
+    monkeypatch.setenv("FER_CACHE", str(tmp_path / "cache"))
+    data = make_folder(tmp_path / "train", n_per_class=4)
+    out = tmp_path / "r.safetensors"
+    base = ["--arch", "fernet", "--data", str(data), "--batch-size", "8", "--out", str(out), "--val-fraction", "0.25"]
+    train_script.main(train_script.get_args_parser().parse_args(base + ["--epochs", "1"]))
+    assert out.with_suffix(".state.pt").is_file()
+    train_script.main(train_script.get_args_parser().parse_args(base + ["--epochs", "2"]))
+    _, spec = load_checkpoint(out)
+    assert [h["epoch"] for h in spec.history] == [1, 2]
