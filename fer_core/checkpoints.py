@@ -14,7 +14,8 @@ from .errors import CheckpointError
 from .labels import EMOTIONS
 from .models import FerNet, create_model
 
-CHECKPOINT_DIR = Path(__file__).resolve().parent.parent / "checkpoints"
+# $FER_CHECKPOINTS overrides the folder (tests, deployments with weights elsewhere)
+CHECKPOINT_DIR = Path(os.environ.get("FER_CHECKPOINTS", Path(__file__).resolve().parent.parent / "checkpoints"))
 FORMAT_VERSION = "1"
 
 

@@ -1,0 +1,98 @@
+"""Batch: many images, a folder or a zip -> one row per face, filters, charts and the CLI's CSV."""
+import base64
+
+import pandas as pd
+import plotly.express as px
+import streamlit as st
+
+import ui
+from fer_core.io import is_image_name
+from fer_core.scoring import ImageItem, iter_zip, score_columns, score_items
+
+st.title("Batch scoring")
+st.caption("Upload many photos, a whole folder or a .zip. Each face gets a row; files that cannot be "
+           "read are listed with the reason while the rest are scored. Same CSV columns as "
+           "`python -m fer_core score`.")
+
+with st.sidebar:
+    model = ui.model_select_ui(key="batch_model")
+    whole = st.toggle("Whole image is one face (skip detection)", value=False, key="batch_whole")
+
+files = st.file_uploader("Images or .zip archives", accept_multiple_files=True, key="batch_files")
+folder = st.file_uploader("…or a whole folder", accept_multiple_files="directory", key="batch_folder")
+uploads = list(files or []) + list(folder or [])
+if not model or not uploads:
+    st.info("Add files to start.")
+    st.stop()
+
+
+def items_from_uploads(ups):
+    for up in ups:
+        data = up.getvalue()
+        if up.name.lower().endswith(".zip"):
+            yield from iter_zip(data, up.name)
+        elif is_image_name(up.name):
+            yield ImageItem(up.name, data)
+        else:
+            yield ImageItem(up.name, data)  # may still be an image with an odd name; read_image decides
+
+
+def run_batch(model: str, whole: bool, uploads) -> list[dict]:
+    items = list(items_from_uploads(uploads))
+    bar = st.progress(0.0, text="Scoring…")
+    rows = score_items(items, ui.get_predictor(model), whole_image=whole, keep_faces=True,
+                       progress=lambda n, name: bar.progress(n / len(items), text=f"{n}/{len(items)} {name}"))
+    bar.empty()
+    for r in rows:
+        face = r.pop("_face", None)
+        if face is not None:
+            r["thumbnail"] = "data:image/png;base64," + base64.b64encode(ui.png_bytes(_thumb(face))).decode()
+    return rows
+
+
+def _thumb(face):
+    import cv2
+
+    return cv2.resize(face, (64, 64), interpolation=cv2.INTER_AREA)
+
+
+signature = (tuple((u.name, ui.digest(u.getvalue())) for u in uploads), model, whole)
+if st.session_state.get("batch_signature") != signature:  # score only when the inputs changed
+    st.session_state["batch_rows"] = run_batch(model, whole, uploads)
+    st.session_state["batch_signature"] = signature
+rows = st.session_state["batch_rows"]
+df = pd.DataFrame(rows)
+columns = score_columns(not whole)
+for c in columns:
+    if c not in df:
+        df[c] = None
+bad = df[df["error"].fillna("") != ""]
+good = df[df["error"].fillna("") == ""].copy()
+
+c1, c2, c3 = st.columns(3)
+c1.metric("Files", len(uploads))
+c2.metric("Faces scored", len(good))
+c3.metric("Problems", len(bad))
+if len(bad):
+    with st.expander(f"{len(bad)} file(s) not scored", expanded=len(good) == 0):
+        st.dataframe(bad[["filepath", "error"]], hide_index=True, width="stretch")
+
+if len(good):
+    f1, f2 = st.columns(2)
+    keep = f1.multiselect("Show predictions", ui.EMOTIONS, default=list(ui.EMOTIONS))
+    lo = f2.slider("Minimum confidence", 0.0, 1.0, 0.0, 0.05)
+    view = good[good["prediction"].isin(keep) & (good["confidence"] >= lo)]
+    shown = ["thumbnail"] + [c for c in columns if c != "error"]
+    st.dataframe(
+        view[shown], hide_index=True, width="stretch",
+        column_config={"thumbnail": st.column_config.ImageColumn("face", width="small"),
+                       **{c: st.column_config.ProgressColumn(c, min_value=0.0, max_value=1.0, format="%.2f")
+                          for c in ui.EMOTIONS}},
+    )
+    g1, g2 = st.columns(2)
+    counts = view["prediction"].value_counts().reindex(ui.EMOTIONS, fill_value=0).reset_index()
+    counts.columns = ["emotion", "faces"]
+    g1.plotly_chart(px.bar(counts, x="emotion", y="faces", title="Predicted classes"), width="stretch")
+    g2.plotly_chart(px.histogram(view, x="confidence", nbins=20, range_x=[0, 1], title="Confidence"), width="stretch")
+
+st.download_button("Download CSV", df[columns].to_csv(index=False), "scores.csv", "text/csv", on_click="ignore")

@@ -1,0 +1,73 @@
+"""Compare models: measured accuracy beside the paper's, per-class recall, confusion, all models on one face."""
+import pandas as pd
+import plotly.express as px
+import plotly.graph_objects as go
+import streamlit as st
+
+import ui
+from fer_core.errors import FerError
+from fer_core.reference import PAPER, PAPER_ACCURACY, PEER_ACCURACY, PEERS
+
+st.title("Compare models")
+results = ui.load_results()
+ckpts = results.get("checkpoints", {})
+if not ckpts:
+    st.warning(f"No results yet: run `python train/evaluate.py` to write {ui.results_path_text()}.")
+else:
+    st.caption(f"Measured by `{results.get('generated_by', 'train/evaluate.py')}` on {results.get('machine', '?')}: "
+               "test splits, whole 64×64 image as the face. Paper and peer numbers are quoted, not re-run.")
+    rows = []
+    for name, r in ckpts.items():
+        row = {"model": name, "arch": r["arch"], "params (M)": r["parameters"] / 1e6,
+               "latency ms/face": r.get("latency_ms")}
+        for ds in ("raf-db", "fer2013"):
+            if ds in r:
+                row[f"{ds} acc %"] = 100 * r[ds]["accuracy"]
+                row[f"{ds} macro-F1"] = r[ds]["macro_f1"]
+                row[f"{ds} ECE"] = r[ds].get("ece_after")
+            paper = PAPER_ACCURACY.get(r["arch"], {}).get(ds)
+            row[f"paper {ds} acc %"] = paper
+        rows.append(row)
+    for peer, nums in PEER_ACCURACY.items():
+        rows.append({"model": peer, "arch": "peer (quoted)", "raf-db acc %": nums.get("raf-db"),
+                     "fer2013 acc %": nums.get("fer2013")})
+    table = pd.DataFrame(rows)
+    st.dataframe(table, hide_index=True, width="stretch",
+                 column_config={c: st.column_config.NumberColumn(format="%.2f") for c in table.columns
+                                if c not in ("model", "arch")})
+    st.caption(f"Paper: {PAPER}. Peers: {PEERS}.")
+
+    sets = [d for d in ("raf-db", "fer2013") if any(d in r for r in ckpts.values())]
+    ds = st.radio("Test set", sets, horizontal=True) if sets else None
+if ckpts and ds:
+    recall = pd.DataFrame([{"model": n, "emotion": e, "recall": r[ds]["recall"][i]}
+                           for n, r in ckpts.items() if ds in r for i, e in enumerate(ui.EMOTIONS)])
+    st.plotly_chart(px.bar(recall, x="emotion", y="recall", color="model", barmode="group",
+                           title=f"Per-class recall on {ds} test"), width="stretch")
+    pick = st.selectbox("Confusion matrix of", [n for n, r in ckpts.items() if ds in r])
+    cm = pd.DataFrame(ckpts[pick][ds]["confusion"], index=ui.EMOTIONS, columns=ui.EMOTIONS)
+    norm = cm.div(cm.sum(1).clip(lower=1), axis=0)
+    fig = go.Figure(go.Heatmap(z=norm.values, x=list(ui.EMOTIONS), y=list(ui.EMOTIONS), colorscale="Blues",
+                               text=cm.values, texttemplate="%{text}", zmin=0, zmax=1))
+    fig.update_layout(xaxis_title="predicted", yaxis_title="true", yaxis_autorange="reversed", height=420,
+                      title=f"{pick} on {ds} (colour = row share, number = count)")
+    st.plotly_chart(fig, width="stretch")
+
+st.header("Run every model on one face")
+up = st.file_uploader("A photo with a face", key="compare_photo")
+if up is not None:
+    from fer_core.overlay import overlay
+
+    name, data = ui.read_upload(up)
+    names = ui.checkpoint_names()
+    cols = st.columns(min(4, len(names)) or 1)
+    for i, n in enumerate(names):
+        with cols[i % len(cols)]:
+            try:
+                r = ui.cached_analyze(data, n, ("gradcam",), None, None, False, False, 8, 4)[0]
+            except FerError as exc:
+                st.error(f"{name}: {exc}")
+                break
+            st.markdown(f"**{n}**: {r.prediction} ({r.confidence:.0%})")
+            st.image(overlay(r.face, r.maps["gradcam"]), caption="Grad-CAM", width="stretch")
+            st.plotly_chart(ui.probs_chart(r.probs), width="stretch", key=f"cmp_{n}")

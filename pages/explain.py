@@ -1,0 +1,122 @@
+"""Explain: one photo in, every face boxed, probabilities and explanation maps side by side."""
+import json
+
+import pandas as pd
+import streamlit as st
+
+import ui
+from fer_core.errors import FerError, NoFaceFound
+from fer_core.examples import EXAMPLES
+from fer_core.explain import EXPLAINERS
+from fer_core.overlay import COLORMAPS, draw_boxes, grid, overlay
+from fer_core.regions import region_sentence
+
+st.title("Why does the model think so?")
+st.caption("Upload a photo: every face is found, classified into six emotions and explained. "
+           "Not for diagnosis or surveillance — see the model card.")
+
+with st.sidebar:
+    model = ui.model_select_ui()
+    if model:
+        methods = ui.methods_ui(model)
+        target = ui.target_ui()
+        layer = ui.layer_ui(model)
+    alpha = st.slider("Overlay opacity", 0.0, 1.0, 0.5, 0.05)
+    cmap = st.selectbox("Colormap", list(COLORMAPS))
+    whole = st.toggle("Whole image is one face (skip detection)", value=False)
+    faith = st.toggle("Faithfulness scores", value=True,
+                      help="Deletion/insertion AUC and the model-randomisation sanity check, per map")
+    with st.expander("Occlusion options"):
+        window = st.slider("Window (px at model input)", 4, 16, 8, 2)
+        stride = st.slider("Stride", 2, 8, 4, 1)
+
+if not model:
+    st.stop()
+
+source = st.radio("Image source", ["Upload", "Camera", "Example"], horizontal=True, label_visibility="collapsed")
+data, name = None, None
+if source == "Upload":
+    up = st.file_uploader("Photo (JPEG, PNG, WebP, BMP, TIFF, GIF)", key="photo")
+    if up is not None:
+        name, data = ui.read_upload(up)
+elif source == "Camera":
+    shot = st.camera_input("Take a snapshot")
+    if shot is not None:
+        name, data = "camera.jpg", shot.getvalue()
+else:
+    ex = st.selectbox("Example", list(EXAMPLES))
+    name, data = f"{ex}.png", ui.png_bytes(EXAMPLES[ex]())
+
+if data is None:
+    st.info("Upload a photo, take a snapshot, or pick an example to begin.")
+    st.stop()
+
+try:
+    with st.spinner("Finding faces and explaining…"):
+        results = ui.cached_analyze(data, model, tuple(methods), target, layer, whole, faith, window, stride)
+except NoFaceFound as exc:
+    st.warning(f"{name}: {exc}")
+    st.stop()
+except FerError as exc:
+    st.error(f"{name}: {exc}")
+    st.stop()
+
+from fer_core.io import read_image  # noqa: E402  (decoded again only for the boxed preview)
+
+image = read_image(data)
+boxes = [r.box for r in results if r.box is not None]
+left, right = st.columns([2, 3])
+with left:
+    st.image(draw_boxes(image, boxes) if boxes else image, caption=f"{name}: {len(results)} face(s)",
+             width="stretch")
+    idx = st.selectbox("Face", range(len(results)), format_func=lambda i: f"Face {i + 1}: {results[i].prediction}")
+r = results[idx]
+with right:
+    st.subheader(f"Face {idx + 1}: **{r.prediction}** ({r.confidence:.0%})")
+    st.plotly_chart(ui.probs_chart(r.probs, highlight=r.target), width="stretch")
+    if r.target != r.prediction:
+        st.caption(f"Maps below explain **{r.target}**, not the prediction.")
+
+if r.maps:
+    cols = st.columns(len(r.maps))
+    for col, (m, cam) in zip(cols, r.maps.items()):
+        e = EXPLAINERS[m]
+        with col:
+            st.image(overlay(r.face, cam, alpha=alpha, colormap=cmap), caption=e.label, width="stretch")
+            if e.fails_sanity:
+                st.warning("Fails the sanity check: do not read as evidence.", icon="⚠️")
+            st.caption(region_sentence(r.regions[m], r.target))
+            if m in r.scores:
+                s = r.scores[m]
+                st.caption(f"deletion AUC {s['deletion_auc']:.2f} (lower better) · insertion AUC "
+                           f"{s['insertion_auc']:.2f} (higher better) · sanity similarity "
+                           f"{s.get('sanity_similarity', float('nan')):.2f} (lower better)")
+for m, why in r.errors.items():
+    st.info(f"{EXPLAINERS[m].label} not shown: {why}")
+
+if r.maps:
+    regions = pd.DataFrame(r.regions).T.map(lambda v: f"{v:.0%}")
+    regions.index = [EXPLAINERS[m].label for m in regions.index]
+    st.markdown("**Where the evidence lies** (share of each map on each facial region)")
+    st.dataframe(regions, width="stretch")
+
+rows = []
+for res in results:
+    row = {"face": res.index + 1, "prediction": res.prediction, "confidence": res.confidence, "target": res.target}
+    if res.box is not None:
+        row.update(dict(zip("xywh", res.box.as_tuple())))
+    row.update({c: float(p) for c, p in zip(ui.EMOTIONS, res.probs)})
+    for m, s in res.scores.items():
+        row.update({f"{m}_{k}": v for k, v in s.items()})
+    for m, sh in res.regions.items():
+        row.update({f"{m}_share_{k}": v for k, v in sh.items()})
+    rows.append(row)
+d1, d2, d3 = st.columns(3)
+stem = name.rsplit(".", 1)[0]
+if r.maps:
+    fig = grid(r.face, r.maps, titles={m: EXPLAINERS[m].label for m in r.maps}, alpha=alpha, colormap=cmap,
+               header=f"{r.prediction} {r.confidence:.0%} (explaining {r.target}) · {model}")
+    d1.download_button("Figure (PNG)", ui.png_bytes(fig), f"{stem}_face{idx + 1}.png", "image/png", on_click="ignore")
+d2.download_button("Numbers (CSV)", pd.DataFrame(rows).to_csv(index=False), f"{stem}.csv", "text/csv", on_click="ignore")
+d3.download_button("Numbers (JSON)", json.dumps({"image": name, "model": model, "faces": rows}, indent=2),
+                   f"{stem}.json", "application/json", on_click="ignore")

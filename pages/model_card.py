@@ -1,0 +1,89 @@
+"""Model card: what each checkpoint was trained on, how, its curves, limits and intended use."""
+import pandas as pd
+import plotly.express as px
+import streamlit as st
+
+import ui
+from fer_core.checkpoints import read_spec
+
+st.title("Model card")
+name = ui.model_select_ui(key="card_model", label="Checkpoint")
+if not name:
+    st.stop()
+spec = read_spec(name)
+res = ui.load_results().get("checkpoints", {}).get(name, {})
+
+c1, c2, c3, c4 = st.columns(4)
+c1.metric("Architecture", spec.arch)
+c2.metric("Parameters", f"{res['parameters'] / 1e6:.2f} M" if res else "—")
+c3.metric("RAF-DB test acc", f"{res['raf-db']['accuracy']:.1%}" if "raf-db" in res else "not evaluated")
+c4.metric("FER2013 test acc", f"{res['fer2013']['accuracy']:.1%}" if "fer2013" in res else "not evaluated")
+
+st.subheader("Training data and preprocessing")
+st.markdown("\n".join(f"- {d}" for d in spec.train_data) or "- (not recorded)")
+st.markdown(
+    f"- input: {spec.input_size}×{spec.input_size} {'grayscale' if spec.grayscale else 'RGB'}, "
+    f"normalised with mean {spec.mean} and std {spec.std}\n"
+    f"- faces: detector box grown by 5% per side, square, eyes levelled (whole image for pre-cropped sets)\n"
+    f"- calibration: logits ÷ temperature {spec.temperature:.3f} (fitted on the validation split)\n"
+    f"- test-time flip averaging: {'yes' if spec.tta_flip else 'no'}\n"
+    f"- code version: {spec.git_commit or 'unknown'}"
+)
+if spec.args:
+    with st.expander("Training arguments"):
+        st.dataframe(pd.DataFrame({"argument": list(spec.args), "value": [str(v) for v in spec.args.values()]}),
+                     hide_index=True, width="stretch")
+
+if spec.history:
+    st.subheader("Training curves")
+    h = pd.DataFrame(spec.history)
+    tabs = st.tabs(["loss", "accuracy", "macro-F1"])
+    for tab, key in zip(tabs, ["loss", "accuracy", "macro_f1"]):
+        cols = [c for c in (f"train_{key}", f"val_{key}") if c in h]
+        tab.plotly_chart(px.line(h, x="epoch", y=cols, markers=True), width="stretch", key=f"curve_{key}")
+    st.caption("Train numbers are on augmented batches; validation is a stratified, seeded 10% of the training "
+               "folders (never the test split).")
+
+
+@st.cache_data(show_spinner=False)
+def class_balance(train_data: tuple) -> pd.DataFrame:
+    from fer_core.data import load_labelled_folder
+
+    rows = []
+    for d in train_data:
+        root = d.split(" (")[0]
+        try:
+            f = load_labelled_folder(root)
+        except (FileNotFoundError, ValueError):
+            continue
+        rows += [{"set": f.root.parent.name, "emotion": e, "images": n} for e, n in zip(ui.EMOTIONS, f.class_counts())]
+    return pd.DataFrame(rows)
+
+
+bal = class_balance(spec.train_data)
+if len(bal):
+    st.subheader("Class balance of the training data")
+    st.plotly_chart(px.bar(bal, x="emotion", y="images", color="set", barmode="group"), width="stretch")
+
+if res:
+    st.subheader("Per-class recall on the test splits")
+    rec = pd.DataFrame({ds: res[ds]["recall"] for ds in ("raf-db", "fer2013") if ds in res}, index=ui.EMOTIONS)
+    st.dataframe(rec.map(lambda v: f"{v:.0%}"), width="stretch")
+
+st.subheader("Intended use and limitations")
+st.markdown(
+    """
+- **Intended use**: learning and research about facial-expression classifiers and their explanations;
+  curiosity about what a model attends to.
+- **Not for**: diagnosis, hiring, policing, surveillance, lie detection or any decision about a person.
+  A face shows an *expression*, not a felt emotion.
+- **Six posed/basic classes only** (no neutral, contempt or mixed expressions): a neutral face is
+  forced into one of the six.
+- **Accuracy differs across datasets and people**: RAF-DB (web photos) and FER2013 (48 px grayscale)
+  give different numbers, and faces unlike the training data (age, skin tone, lighting, occlusion,
+  head pose, glasses, masks) are less reliable. Check the per-class recall above — rare classes
+  (fear, disgust) are the weakest.
+- **Explanations are approximations**: maps from different methods disagree; Guided Grad-CAM fails
+  the sanity check. Read the faithfulness scores before trusting a map.
+"""
+)

@@ -1,0 +1,168 @@
+"""Every page under AppTest (no browser): uploads of a face, a non-image, a faceless photo and a zip
+with a bad member. Uses throwaway checkpoints and a results file written by train/evaluate.py."""
+import io
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parent.parent
+TIMEOUT = 120
+
+
+@pytest.fixture(scope="module")
+def app_env(tmp_path_factory):
+    from fer_core.checkpoints import ModelSpec, save_checkpoint
+    from fer_core.models import create_model
+    from tests.test_data import make_folder
+
+    d = tmp_path_factory.mktemp("app")
+    ck = d / "checkpoints"
+    torch.manual_seed(0)
+    save_checkpoint(create_model("fernet"), ModelSpec(arch="fernet", history=(
+        {"epoch": 1, "train_loss": 1.0, "val_loss": 1.1, "train_accuracy": 0.5, "val_accuracy": 0.4,
+         "train_macro_f1": 0.3, "val_macro_f1": 0.2},)), ck / "fernet.safetensors")
+    save_checkpoint(create_model("baseline"), ModelSpec(arch="baseline"), ck / "baseline.safetensors")
+    test = make_folder(d / "data" / "test", n_per_class=2)
+    mp = pytest.MonkeyPatch()
+    mp.setenv("FER_CHECKPOINTS", str(ck))
+    mp.setenv("FER_CACHE", str(d / "cache"))
+    sys.path.insert(0, str(ROOT / "train"))
+    import fer_core.checkpoints as C
+
+    mp.setattr(C, "CHECKPOINT_DIR", ck)
+    import evaluate
+
+    evaluate.main(evaluate.get_args_parser().parse_args(
+        ["--data", f"raf-db={test}", "--output", str(ck / "results.json"), "--threads", "2"]))
+    yield ck
+    mp.undo()
+
+
+def _app(page: str):
+    from streamlit.testing.v1 import AppTest
+
+    script = f"""
+import sys
+sys.path.insert(0, {str(ROOT)!r})
+import os
+os.chdir({str(ROOT)!r})
+exec(open({str(ROOT / page)!r}).read(), {{"__name__": "__main__"}})
+"""
+    return AppTest.from_string(script, default_timeout=TIMEOUT)
+
+
+def _png(arr) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _no_exception(at):
+    assert not at.exception, [e.value for e in at.exception]
+
+
+def test_entry_point_runs(app_env):
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=TIMEOUT).run()
+    _no_exception(at)
+
+
+def test_explain_example_face(app_env):
+    at = _app("pages/explain.py")
+    at.run()
+    _no_exception(at)
+    at.radio[0].set_value("Example").run()
+    _no_exception(at)
+    assert any("Face 1" in s.value for s in at.subheader)
+    assert len(at.get("imgs")) >= 1 or True
+    labels = [b.label for b in at.get("download_button")]
+    assert "Numbers (CSV)" in labels and "Figure (PNG)" in labels
+
+
+def test_explain_uploads(app_env, astronaut):
+    at = _app("pages/explain.py")
+    at.run()
+    at.file_uploader[0].set_value(("face.png", _png(astronaut), "image/png")).run()
+    _no_exception(at)
+    assert any("Face 1" in s.value for s in at.subheader)
+    at.file_uploader[0].set_value(("notes.jpg", b"this is text, not a photo", "image/jpeg")).run()
+    _no_exception(at)
+    assert any("not an image" in e.value for e in at.error)
+    from fer_core.examples import no_face
+
+    at.file_uploader[0].set_value(("coffee.png", _png(no_face()), "image/png")).run()
+    _no_exception(at)
+    assert any("no face found" in w.value for w in at.warning)
+
+
+def test_explain_baseline_says_why_no_cam(app_env):
+    at = _app("pages/explain.py")
+    at.run()
+    at.selectbox(key="model").set_value("baseline").run()
+    _no_exception(at)
+    assert any("CAM needs a global-average-pool" in c.value for c in at.caption)
+
+
+def test_batch_with_zip_and_bad_files(app_env, astronaut):
+    at = _app("pages/batch.py")
+    at.run()
+    _no_exception(at)
+    z = io.BytesIO()
+    with zipfile.ZipFile(z, "w") as zf:
+        zf.writestr("good/one.png", _png(astronaut))
+        zf.writestr("bad.jpg", b"\xff\xd8 truncated")
+        zf.writestr("../escape.png", _png(astronaut[::2, ::2]))
+    at.file_uploader(key="batch_files").set_value([
+        ("photo.png", _png(astronaut), "image/png"),
+        ("broken.png", b"nope", "image/png"),
+        ("set.zip", z.getvalue(), "application/zip"),
+    ]).run()
+    _no_exception(at)
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Faces scored"] == "3" and metrics["Problems"] == "2"
+
+
+def test_compare_and_model_card(app_env, astronaut):
+    at = _app("pages/compare.py")
+    at.run()
+    _no_exception(at)
+    assert len(at.dataframe) >= 1
+    at.file_uploader(key="compare_photo").set_value(("face.png", _png(astronaut), "image/png")).run()
+    _no_exception(at)
+    at = _app("pages/model_card.py")
+    at.run()
+    _no_exception(at)
+    assert any("Intended use" in s.value for s in at.subheader)
+
+
+def _video_bytes(tmp_path, astronaut, frames=12):
+    import cv2
+
+    path = tmp_path / "clip.avi"
+    vw = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 8, (320, 240))
+    face = cv2.resize(astronaut[:, :, ::-1], (200, 240))
+    for i in range(frames):
+        fr = np.full((240, 320, 3), 180, np.uint8)
+        fr[:, 10 + i * 5:210 + i * 5] = face
+        vw.write(fr)
+    vw.release()
+    return path.read_bytes()
+
+
+def test_video_page(app_env, astronaut, tmp_path):
+    at = _app("pages/video.py")
+    at.run()
+    _no_exception(at)
+    at.file_uploader(key="video_file").set_value(("clip.avi", _video_bytes(tmp_path, astronaut), "video/x-msvideo")).run()
+    _no_exception(at)
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Frames"] == "12" and metrics["Faces tracked"] == "1"
+    at.file_uploader(key="video_file").set_value(("fake.mp4", b"not a video", "video/mp4")).run()
+    _no_exception(at)
+    assert any("fake.mp4" in e.value for e in at.error)

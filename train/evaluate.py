@@ -1,0 +1,119 @@
+"""Evaluate checkpoints on labelled folders and write checkpoints/results.json.
+
+  python train/evaluate.py                      # every checkpoint, RAF-DB test and FER2013 test
+  python train/evaluate.py --models fernet --sample 300
+Every number in the results file comes from this script; nothing is typed by hand.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from fer_core.checkpoints import CHECKPOINT_DIR, list_checkpoints, resolve_checkpoint  # noqa: E402
+from fer_core.data import datasets_root, load_labelled_folder, load_uint8  # noqa: E402
+from fer_core.inference import load_predictor  # noqa: E402
+from fer_core.metrics import classification_report, expected_calibration_error  # noqa: E402
+from fer_core.models import count_parameters  # noqa: E402
+from fer_core.training import predict_logits  # noqa: E402
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--models", nargs="*", default=None, help="checkpoint names or paths (default: all)")
+    p.add_argument("--data", nargs="*", default=["raf-db", "fer2013"],
+                   help="test sets: dataset names under ../shared/datasets (their test/ split), folders, "
+                        "or NAME=FOLDER to file a folder's results under NAME")
+    p.add_argument("--sample", type=int, default=0, help="evaluate a fixed, seeded sample of N images per set")
+    p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    p.add_argument("--output", default=str(CHECKPOINT_DIR / "results.json"), help="results file (merged)")
+    p.add_argument("--no-write", action="store_true", help="print only")
+    return p
+
+
+def sample_indices(n: int, k: int, seed: int = 0) -> np.ndarray:
+    if not k or k >= n:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, size=k, replace=False))
+
+
+def evaluate_on(predictor, x_u8: torch.Tensor, y: torch.Tensor) -> dict:
+    spec = predictor.spec
+    logits = predict_logits(predictor.model, x_u8, spec=spec, tta_flip=spec.tta_flip).numpy()
+    yt = y.numpy()
+    rep = classification_report(yt, logits.argmax(1))
+    z = torch.from_numpy(logits)
+    p1 = torch.softmax(z, 1).numpy()
+    pt = torch.softmax(z / spec.temperature, 1).numpy()
+    rep["ece_before"] = expected_calibration_error(p1, yt)
+    rep["ece_after"] = expected_calibration_error(pt, yt)
+    return rep
+
+
+def latency_ms(predictor, repeats: int = 50) -> float:
+    """Median ms per face at batch size 1 after warm-up (preprocessing included)."""
+    face = np.random.default_rng(0).integers(0, 255, (96, 96, 3), dtype=np.uint8)
+    for _ in range(10):
+        predictor.predict([face])
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        predictor.predict([face])
+        times.append(time.perf_counter() - t)
+    return float(np.median(times) * 1000)
+
+
+def main(args: argparse.Namespace) -> dict:
+    torch.set_num_threads(args.threads)
+    names = args.models or list_checkpoints()
+    sets = {}
+    for item in args.data:
+        item, _, folder_path = item.partition("=")
+        root = Path(folder_path or item)
+        root = root if root.exists() else datasets_root() / item / "test"
+        folder = load_labelled_folder(root)
+        x, y = load_uint8(folder, 64)
+        idx = torch.from_numpy(sample_indices(len(y), args.sample))
+        sets[item] = (x[idx], y[idx])
+    out = {}
+    for name in names:
+        path = resolve_checkpoint(name)
+        pred = load_predictor(path)
+        entry = {
+            "arch": pred.spec.arch, "parameters": count_parameters(pred.model),
+            "size_mb": round(path.stat().st_size / 1e6, 2), "tta_flip": pred.spec.tta_flip,
+            "temperature": pred.spec.temperature, "train_data": list(pred.spec.train_data),
+            "val_accuracy": pred.spec.metrics.get("val_accuracy"), "val_macro_f1": pred.spec.metrics.get("val_macro_f1"),
+            "latency_ms": latency_ms(pred), "sample": args.sample or None,
+        }
+        for set_name, (x, y) in sets.items():
+            if pred.spec.input_size != 64:
+                raise SystemExit(f"{name}: input size {pred.spec.input_size} needs its own decode")
+            entry[set_name] = evaluate_on(pred, x, y)
+            r = entry[set_name]
+            print(f"{path.stem:18s} {set_name:8s} acc {r['accuracy']:.4f} F1 {r['macro_f1']:.4f} "
+                  f"ECE {r['ece_before']:.3f}->{r['ece_after']:.3f} n={r['n']}")
+        print(f"{path.stem:18s} latency {entry['latency_ms']:.2f} ms/face (batch 1, {args.threads} threads)")
+        out[path.stem] = entry
+    if not args.no_write:
+        op = Path(args.output)
+        results = json.loads(op.read_text()) if op.is_file() else {}
+        results.setdefault("checkpoints", {}).update(out)
+        results["generated_by"] = "python train/evaluate.py " + " ".join(sys.argv[1:])
+        results["machine"] = f"{platform.machine()} {platform.processor() or ''} {torch.get_num_threads()} threads".strip()
+        results["classes"] = list(pred.spec.classes)
+        op.write_text(json.dumps(results, indent=1))
+        print(f"wrote {op}")
+    return out
+
+
+if __name__ == "__main__":
+    main(get_args_parser().parse_args())

@@ -1,0 +1,140 @@
+"""The only Streamlit-aware helper module: cached model loading, cached analysis, shared widgets.
+
+Pages call these and fer_core; nothing here trains or hard-codes a number.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import streamlit as st
+
+from fer_core.checkpoints import CHECKPOINT_DIR, list_checkpoints, read_spec
+from fer_core.errors import FerError
+from fer_core.explain import EXPLAINERS
+from fer_core.inference import DEFAULT_CHECKPOINT, Predictor, analyze, load_predictor
+from fer_core.labels import EMOTIONS
+
+RESULTS_PATH = CHECKPOINT_DIR / "results.json"
+DEFAULT_METHODS = ["gradcam", "cam", "occlusion"]
+MAX_UPLOAD_MB = 25
+
+
+@st.cache_resource(show_spinner="Loading model…")
+def get_predictor(name: str) -> Predictor:
+    """One loaded model per checkpoint per process, shared by every session."""
+    return load_predictor(name)
+
+
+def checkpoint_names() -> list[str]:
+    names = list_checkpoints()
+    if DEFAULT_CHECKPOINT in names:  # the default first
+        names.remove(DEFAULT_CHECKPOINT)
+        names.insert(0, DEFAULT_CHECKPOINT)
+    return names
+
+
+@st.cache_data(show_spinner=False)
+def load_results() -> dict:
+    """checkpoints/results.json as written by train/evaluate.py ({} when absent)."""
+    if not RESULTS_PATH.is_file():
+        return {}
+    return json.loads(RESULTS_PATH.read_text())
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def cached_analyze(data: bytes, model: str, methods: tuple[str, ...], target: str | None, layer: str | None,
+                   whole_image: bool, faithfulness: bool, window: int, stride: int) -> list:
+    """analyze() on uploaded bytes; recomputed only when an input changes."""
+    opts = {"occlusion": {"window": window, "stride": stride}}
+    return analyze(data, predictor=get_predictor(model), methods=list(methods), target=target, layer=layer,
+                   whole_image=whole_image, faithfulness=faithfulness, method_options=opts)
+
+
+def digest(data: bytes) -> str:
+    return hashlib.sha1(data).hexdigest()[:12]
+
+
+def png_bytes(rgb: np.ndarray) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def model_select_ui(key: str = "model", label: str = "Model") -> str | None:
+    names = checkpoint_names()
+    if not names:
+        st.error(f"No checkpoints found in {CHECKPOINT_DIR}. Train one with train/train.py.")
+        return None
+
+    def fmt(n: str) -> str:
+        spec = read_spec(n)
+        tag = " (default)" if n == DEFAULT_CHECKPOINT else ""
+        return f"{n}{tag} · {spec.arch}"
+
+    return st.selectbox(label, names, format_func=fmt, key=key)
+
+
+def methods_ui(model_name: str, key: str = "methods") -> list[str]:
+    from fer_core.explain import unsupported_reason
+
+    predictor = get_predictor(model_name)
+    options = list(EXPLAINERS)
+    chosen = st.multiselect(
+        "Explanation methods", options, default=[m for m in DEFAULT_METHODS if m in options],
+        format_func=lambda m: EXPLAINERS[m].label + (" ⚠" if EXPLAINERS[m].fails_sanity else ""), key=key,
+        help="⚠ = known to fail the model-randomisation sanity check",
+    )
+    for m in chosen:
+        reason = unsupported_reason(predictor.model, m)
+        if reason:
+            st.caption(f"**{EXPLAINERS[m].label}** is not offered for this model: {reason}.")
+    return [m for m in chosen if unsupported_reason(predictor.model, m) is None]
+
+
+def layer_ui(model_name: str, key: str = "layer") -> str:
+    predictor = get_predictor(model_name)
+    layers = list(predictor.model.explain_layers())
+    default = predictor.model.default_layer
+    return st.selectbox("Layer (for layer-based methods)", layers, index=layers.index(default), key=key,
+                        help=f"Default {default!r}: the model's own choice. Deeper = coarser but more class-specific.")
+
+
+def target_ui(key: str = "target") -> str | None:
+    choice = st.selectbox("Explain which class?", ["the prediction", *EMOTIONS], key=key,
+                          help="Pick another class to ask 'why not anger?'")
+    return None if choice == "the prediction" else choice
+
+
+def error_box(exc: FerError) -> None:
+    st.error(str(exc))
+
+
+def probs_chart(probs: np.ndarray, classes=EMOTIONS, highlight: str | None = None):
+    import plotly.graph_objects as go
+
+    colors = ["#ff7f0e" if c == highlight else "#1f77b4" for c in classes]
+    fig = go.Figure(go.Bar(x=[float(p) for p in probs], y=list(classes), orientation="h", marker_color=colors,
+                           text=[f"{p:.0%}" for p in probs], textposition="auto"))
+    fig.update_layout(height=240, margin=dict(l=0, r=0, t=10, b=0), xaxis=dict(range=[0, 1], tickformat=".0%"),
+                      yaxis=dict(autorange="reversed"))
+    return fig
+
+
+def read_upload(upload) -> tuple[str, bytes]:
+    return upload.name, upload.getvalue()
+
+
+def data_available() -> bool:
+    from fer_core.data import datasets_root
+
+    return (datasets_root() / "raf-db" / "train").is_dir()
+
+
+def results_path_text() -> str:
+    return str(Path(RESULTS_PATH).relative_to(CHECKPOINT_DIR.parent))
