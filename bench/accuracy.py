@@ -1,0 +1,73 @@
+"""Table of every checkpoint on RAF-DB test and FER2013 test beside the published numbers.
+
+  python bench/accuracy.py            # re-evaluates (writes checkpoints/results.json), then prints
+  python bench/accuracy.py --cached   # prints from checkpoints/results.json only
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "train"))
+
+from fer_core.checkpoints import CHECKPOINT_DIR  # noqa: E402
+from fer_core.labels import EMOTIONS  # noqa: E402
+from fer_core.reference import PAPER_ACCURACY, PEER_ACCURACY  # noqa: E402
+
+
+def fmt(v, pct=True):
+    if v is None:
+        return "—"
+    return f"{100 * v:.1f}" if pct else f"{v:.3f}"
+
+
+def table(results: dict) -> str:
+    lines = [
+        "| model | arch | params | RAF-DB acc | RAF-DB macro-F1 | paper RAF-DB | FER2013 acc | FER2013 macro-F1 | "
+        "paper FER2013 | ECE RAF/FER (calibrated) | ms/face |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, r in sorted(results.get("checkpoints", {}).items(), key=lambda kv: -kv[1].get("raf-db", {}).get("accuracy", 0)):
+        raf, fer = r.get("raf-db", {}), r.get("fer2013", {})
+        paper = PAPER_ACCURACY.get(r["arch"], {})
+        lines.append(
+            f"| {name} | {r['arch']} | {r['parameters'] / 1e6:.1f}M | {fmt(raf.get('accuracy'))} | "
+            f"{fmt(raf.get('macro_f1'), False)} | {paper.get('raf-db', '—')} | {fmt(fer.get('accuracy'))} | "
+            f"{fmt(fer.get('macro_f1'), False)} | {paper.get('fer2013', '—')} | "
+            f"{fmt(raf.get('ece_after'))}% / {fmt(fer.get('ece_after'))}% | {r.get('latency_ms', 0):.1f} |"
+        )
+    for peer, nums in PEER_ACCURACY.items():
+        lines.append(f"| {peer} (quoted) | — | — | {nums.get('raf-db', '—')} | — | — | {nums.get('fer2013', '—')} | — | — | — | — |")
+    return "\n".join(lines)
+
+
+def recall_table(results: dict) -> str:
+    lines = ["| model | set | " + " | ".join(EMOTIONS) + " |", "|---|---|" + "---|" * len(EMOTIONS)]
+    for name, r in results.get("checkpoints", {}).items():
+        for ds in ("raf-db", "fer2013"):
+            if ds in r:
+                lines.append(f"| {name} | {ds} | " + " | ".join(f"{100 * v:.0f}" for v in r[ds]["recall"]) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--cached", action="store_true", help="do not re-evaluate; print the results file")
+    args = p.parse_args()
+    if not args.cached:
+        import evaluate
+
+        evaluate.main(evaluate.get_args_parser().parse_args([]))
+    results = json.loads((CHECKPOINT_DIR / "results.json").read_text())
+    print(table(results))
+    print()
+    print("Per-class recall (%):")
+    print(recall_table(results))
+
+
+if __name__ == "__main__":
+    main()

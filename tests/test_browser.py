@@ -1,0 +1,78 @@
+"""Real browser: `streamlit run` on localhost, Playwright drives Debian's Chromium, uploads a face on
+the Explain page, waits for the probabilities and three maps, and saves a screenshot."""
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    if not shutil.which("chromium"):
+        pytest.skip("Debian's chromium is not installed")
+    pytest.importorskip("playwright.sync_api")
+    from fer_core.checkpoints import ModelSpec, save_checkpoint
+    from fer_core.models import create_model
+
+    d = tmp_path_factory.mktemp("browser")
+    torch.manual_seed(0)
+    save_checkpoint(create_model("fernet"), ModelSpec(arch="fernet"), d / "fernet.safetensors")
+    port = _free_port()
+    env = dict(os.environ, FER_CHECKPOINTS=str(d))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(port),
+         "--server.address", "127.0.0.1", "--server.headless", "true"],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(120):
+        try:
+            urllib.request.urlopen(url + "/_stcore/health", timeout=1)
+            break
+        except OSError:
+            time.sleep(0.5)
+    else:
+        proc.kill()
+        pytest.fail("streamlit did not start")
+    yield url
+    proc.terminate()
+    proc.wait(10)
+
+
+def test_upload_face_shows_probabilities_and_maps(server, astronaut, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    img = tmp_path / "face.png"
+    Image.fromarray(astronaut).save(img)
+    out_dir = Path(os.environ.get("SCREENSHOT_DIR", tmp_path))
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=shutil.which("chromium"), args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1500})
+        page.goto(server, timeout=60_000)
+        page.get_by_text("Why does the model think so?").wait_for(timeout=60_000)
+        page.locator('input[type="file"]').first.set_input_files(str(img))
+        page.get_by_text("Face 1:").first.wait_for(timeout=90_000)
+        page.locator(".js-plotly-plot").first.wait_for(timeout=60_000)
+        for label in ("Grad-CAM", "CAM", "Occlusion"):
+            page.get_by_text(label, exact=True).first.wait_for(timeout=60_000)
+        page.wait_for_timeout(1000)
+        page.screenshot(path=str(out_dir / "explain.png"), full_page=True)
+        browser.close()
+    assert (out_dir / "explain.png").stat().st_size > 10_000
