@@ -1,0 +1,30 @@
+"""fer_core: facial-emotion recognition with explanations.
+
+    from fer_core import analyze, load_predictor
+    results = analyze("photo.jpg", methods=["gradcam", "cam"])
+
+Importing the package is cheap: torch, OpenCV and the explainers load on first use.
+"""
+from __future__ import annotations
+
+from importlib import import_module
+
+from .labels import EMOTIONS
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "analyze": "inference", "load_predictor": "inference", "Predictor": "inference", "FaceResult": "inference",
+    "detect_faces": "faces", "FaceBox": "faces", "read_image": "io", "create_model": "models",
+    "list_models": "models", "load_checkpoint": "checkpoints", "save_checkpoint": "checkpoints",
+    "ModelSpec": "checkpoints", "explain": "explain", "EXPLAINERS": "explain", "analyze_video": "video",
+    "UnreadableImage": "errors", "NoFaceFound": "errors", "ImageTooLarge": "errors",
+    "CheckpointError": "errors", "UnreadableVideo": "errors",
+}
+__all__ = ["EMOTIONS", *_LAZY]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module 'fer_core' has no attribute {name!r}")

@@ -40,3 +40,12 @@ def test_registry_is_strict():
     with pytest.raises(ValueError, match="already registered"):
         register_model("baseline")(lambda **kw: None)
     assert set(PAPER_PARAMS) <= set(MODELS)
+
+
+def test_import_is_light():
+    import subprocess
+    import sys
+
+    code = "import sys, fer_core; print(sorted(m for m in ('torch', 'streamlit', 'matplotlib', 'cv2') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

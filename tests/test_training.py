@@ -42,3 +42,15 @@ def test_training_resumes(tmp_path, monkeypatch):
     train_script.main(train_script.get_args_parser().parse_args(base + ["--epochs", "2"]))
     _, spec = load_checkpoint(out)
     assert [h["epoch"] for h in spec.history] == [1, 2]
+
+
+def test_sweep_writes_table(tmp_path, monkeypatch):
+    import sweep
+
+    monkeypatch.setenv("FER_CACHE", str(tmp_path / "cache"))
+    data = make_folder(tmp_path / "train", n_per_class=4)
+    rows = sweep.main(sweep.get_args_parser().parse_args(
+        ["--arch", "baseline", "--data", str(data), "--lr", "0.01", "0.001", "--batch-size", "8",
+         "--epochs", "1", "--out", str(tmp_path / "sweep"), "--extra", "--val-fraction 0.25"]))
+    assert len(rows) == 2 and (tmp_path / "sweep" / "sweep.md").read_text().count("baseline_lr") == 2
+    assert rows[0]["val_macro_f1"] >= rows[1]["val_macro_f1"]

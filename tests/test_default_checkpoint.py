@@ -1,0 +1,37 @@
+"""The committed default checkpoint still scores what its results file says (±1 point) on a fixed
+sample of RAF-DB test, read through the same path as the app and CLI (files -> crop -> predictor)."""
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fer_core.checkpoints import CHECKPOINT_DIR, list_checkpoints
+from fer_core.inference import DEFAULT_CHECKPOINT, load_predictor
+from tests.conftest import datasets_or_skip
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "train"))
+
+
+def test_default_checkpoint_matches_results_file():
+    root = datasets_or_skip()
+    results_file = CHECKPOINT_DIR / "results.json"
+    if DEFAULT_CHECKPOINT not in list_checkpoints() or not results_file.is_file():
+        pytest.skip("no committed default checkpoint / results file")
+    entry = json.loads(results_file.read_text())["checkpoints"][DEFAULT_CHECKPOINT]["raf-db_sample"]
+    from evaluate import sample_indices
+
+    from fer_core.data import load_labelled_folder
+    from fer_core.scoring import iter_inputs, score_items
+
+    folder = load_labelled_folder(root / "raf-db" / "test")
+    idx = sample_indices(len(folder), entry["n"], entry["seed"])
+    paths = [folder.paths[i] for i in idx]
+    rows = score_items(iter_inputs(paths), load_predictor(), whole_image=True)
+    labels = np.array([folder.labels[i] for i in idx])
+    from fer_core.labels import EMOTIONS
+
+    preds = np.array([EMOTIONS.index(r["prediction"]) for r in rows])
+    acc = float((preds == labels).mean())
+    assert abs(acc - entry["accuracy"]) <= 0.01, (acc, entry["accuracy"])
