@@ -54,6 +54,16 @@ def cached_analyze(data: bytes, model: str, methods: tuple[str, ...], target: st
                    whole_image=whole_image, faithfulness=faithfulness, method_options=opts)
 
 
+@st.cache_data(show_spinner=False, max_entries=256)
+def cached_scores(data: bytes, model: str, methods: tuple[str, ...], target: str | None, layer: str | None,
+                  whole_image: bool, window: int, stride: int, face: int, method: str) -> dict:
+    """Faithfulness of one face's map; takes cached_analyze's arguments, so the maps come from its cache."""
+    from fer_core.inference import faithfulness_for
+
+    results = cached_analyze(data, model, methods, target, layer, whole_image, False, window, stride)
+    return faithfulness_for(get_predictor(model), results[face], method, layer=layer)
+
+
 def digest(data: bytes) -> str:
     return hashlib.sha1(data).hexdigest()[:12]
 

@@ -162,3 +162,15 @@ def analyze(
 
 
 SCORE_COLUMNS = ("filepath", "face", "x", "y", "w", "h", *EMOTIONS, "prediction", "confidence", "error")
+
+
+def faithfulness_for(predictor: Predictor, result: FaceResult, method: str, *, layer: str | None = None,
+                     road: bool = False) -> dict[str, float]:
+    """Faithfulness scores of one map of an analysed face (so a UI can show maps first, scores after)."""
+    from .faithfulness import faithfulness_scores
+
+    s = predictor.spec.input_size
+    small = cv2.resize(result.maps[method], (s, s), interpolation=cv2.INTER_AREA)
+    t = predictor.classes.index(result.target)
+    return faithfulness_scores(predictor, predictor.input_tensor(result.face), small, t, method=method, layer=layer,
+                               road=road)

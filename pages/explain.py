@@ -53,7 +53,8 @@ if data is None:
 
 try:
     with st.spinner("Finding faces and explaining…"):
-        results = ui.cached_analyze(data, model, tuple(methods), target, layer, whole, faith, window, stride)
+        key = (data, model, tuple(methods), target, layer, whole)
+        results = ui.cached_analyze(*key, False, window, stride)
 except NoFaceFound as exc:
     st.warning(f"{name}: {exc}")
     st.stop()
@@ -77,6 +78,7 @@ with right:
     if r.target != r.prediction:
         st.caption(f"Maps below explain **{r.target}**, not the prediction.")
 
+score_slots = {}
 if r.maps:
     cols = st.columns(len(r.maps))
     for col, (m, cam) in zip(cols, r.maps.items()):
@@ -86,13 +88,18 @@ if r.maps:
             if e.fails_sanity:
                 st.warning("Fails the sanity check: do not read as evidence.", icon="⚠️")
             st.caption(region_sentence(r.regions[m], r.target))
-            if m in r.scores:
-                s = r.scores[m]
-                st.caption(f"deletion AUC {s['deletion_auc']:.2f} (lower better) · insertion AUC "
-                           f"{s['insertion_auc']:.2f} (higher better) · sanity similarity "
-                           f"{s.get('sanity_similarity', float('nan')):.2f} (lower better)")
+            score_slots[m] = st.empty()
 for m, why in r.errors.items():
     st.info(f"{EXPLAINERS[m].label} not shown: {why}")
+
+scores = {}
+if faith and r.maps:  # maps are on screen already; the scores fill in below them
+    with st.spinner("Scoring faithfulness…"):
+        for m, slot in score_slots.items():
+            s = scores[m] = ui.cached_scores(*key, window, stride, idx, m)
+            slot.caption(f"deletion AUC {s['deletion_auc']:.2f} (lower better) · insertion AUC "
+                         f"{s['insertion_auc']:.2f} (higher better) · sanity similarity "
+                         f"{s['sanity_similarity']:.2f} (lower better)")
 
 if r.maps:
     regions = pd.DataFrame(r.regions).T.map(lambda v: f"{v:.0%}")
@@ -106,7 +113,7 @@ for res in results:
     if res.box is not None:
         row.update(dict(zip("xywh", res.box.as_tuple())))
     row.update({c: float(p) for c, p in zip(ui.EMOTIONS, res.probs)})
-    for m, s in res.scores.items():
+    for m, s in (scores.items() if res is r else ()):
         row.update({f"{m}_{k}": v for k, v in s.items()})
     for m, sh in res.regions.items():
         row.update({f"{m}_share_{k}": v for k, v in sh.items()})

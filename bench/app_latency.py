@@ -1,0 +1,128 @@
+"""App timings in a real browser (Debian chromium via Playwright) against `streamlit run` on localhost:
+cold start to the first rendered page, and upload-to-all-maps for one face (Grad-CAM, CAM, occlusion).
+With --screenshots DIR it also saves a screenshot of every page (used in the README).
+
+  python bench/app_latency.py [--runs 5] [--screenshots docs/screenshots]
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from fer_core.examples import astronaut, group_photo  # noqa: E402
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--runs", type=int, default=5, help="uploads to time (each a new image)")
+    ap.add_argument("--screenshots", default="", help="folder for page screenshots")
+    args = ap.parse_args()
+    from playwright.sync_api import sync_playwright
+
+    tmp = Path(tempfile.mkdtemp())
+    imgs = []
+    base = astronaut()
+    for i in range(args.runs):  # distinct bytes, so nothing is served from the cache
+        p = tmp / f"face{i}.png"
+        Image.fromarray(np.roll(base, 3 * i, axis=1)).save(p)
+        imgs.append(p)
+    port = free_port()
+    t_spawn = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(port),
+                             "--server.headless", "true"], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=shutil.which("chromium"), args=[
+                "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"])
+            page = browser.new_page(viewport={"width": 1400, "height": 1400})
+            for _ in range(200):
+                try:
+                    urllib.request.urlopen(url + "/_stcore/health", timeout=1)
+                    break
+                except OSError:
+                    time.sleep(0.05)
+            page.goto(url)
+            page.get_by_text("Why does the model think so?").wait_for(timeout=60_000)
+            cold = time.perf_counter() - t_spawn
+            print(f"cold start (process spawn -> first page rendered): {cold:.2f} s (goal < 10 s)")
+            times = []
+            for k, img in enumerate(imgs):
+                page.locator('input[type="file"]').first.set_input_files(str(img))
+                t0 = time.perf_counter()
+                # wait until this upload's result is on screen: three map captions under the new image
+                page.get_by_text(f"face{k}.png: 1 face(s)").wait_for(timeout=120_000)
+                for label in ("Grad-CAM", "CAM", "Occlusion"):
+                    page.get_by_text(label, exact=True).first.wait_for(timeout=60_000)
+                page.wait_for_load_state("networkidle")
+                times.append(time.perf_counter() - t0)
+            label = "first (model load + warm-up)" if len(times) > 1 else "only"
+            print(f"upload -> probabilities + Grad-CAM/CAM/occlusion shown: {label} {times[0]:.2f} s; "
+                  f"after warm-up median {np.median(times[1:] or times):.2f} s over {max(1, len(times) - 1)} "
+                  f"uploads (goal < 1.5 s)")
+            if args.screenshots:
+                out = Path(args.screenshots)
+                out.mkdir(parents=True, exist_ok=True)
+                page.screenshot(path=str(out / "explain.png"), full_page=True)
+                shots(page, url, out, tmp)
+            browser.close()
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def shots(page, url: str, out: Path, tmp: Path) -> None:
+    import cv2
+
+    g = tmp / "group.png"
+    Image.fromarray(group_photo()).save(g)
+    bad = tmp / "not-a-photo.jpg"
+    bad.write_bytes(b"plain text")
+    page.goto(url + "/batch")
+    page.get_by_text("Batch scoring").first.wait_for(timeout=30_000)
+    page.locator('input[type="file"]').first.set_input_files([str(g), str(tmp / "face0.png"), str(bad)])
+    page.get_by_text("Faces scored").wait_for(timeout=120_000)
+    page.wait_for_timeout(2500)
+    page.screenshot(path=str(out / "batch.png"), full_page=True)
+    clip = tmp / "clip.avi"
+    vw = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 10, (640, 480))
+    face = cv2.resize(astronaut()[20:300, 120:330, ::-1], (200, 260))
+    for i in range(40):
+        fr = np.full((480, 640, 3), 170, np.uint8)
+        fr[100:360, 40 + 8 * i:240 + 8 * i] = face
+        vw.write(fr)
+    vw.release()
+    page.goto(url + "/video")
+    page.get_by_text("Emotions over time").wait_for(timeout=30_000)
+    page.locator('input[type="file"]').first.set_input_files(str(clip))
+    page.get_by_text("Dominant emotion per segment").wait_for(timeout=180_000)
+    page.wait_for_timeout(2500)
+    page.screenshot(path=str(out / "video.png"), full_page=True)
+    for name, title in (("compare", "Compare models"), ("model_card", "Model card")):
+        page.goto(f"{url}/{name}")
+        page.get_by_text(title).first.wait_for(timeout=30_000)
+        page.wait_for_timeout(3000)
+        page.screenshot(path=str(out / f"{name}.png"), full_page=True)
+
+
+if __name__ == "__main__":
+    main()
