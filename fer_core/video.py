@@ -77,7 +77,8 @@ class Tracker:
         return sorted(matched, key=lambda tb: tb[0].id)
 
 
-def open_video(path: str | os.PathLike) -> tuple[cv2.VideoCapture, float, int, int, int]:
+def open_video(path: str | os.PathLike, *, max_duration_s: float = MAX_DURATION_S
+               ) -> tuple[cv2.VideoCapture, float, int, int, int]:
     """Open and sanity-check a video: (capture, fps, frame count, width, height)."""
     p = Path(path)
     if not p.is_file() or p.stat().st_size == 0:
@@ -95,10 +96,10 @@ def open_video(path: str | os.PathLike) -> tuple[cv2.VideoCapture, float, int, i
         cap.release()
         raise UnreadableVideo(f"{p.name} has no decodable frames (not a video, or truncated at the start)")
     cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
-    if n > 0 and n / fps > MAX_DURATION_S:
+    if n > 0 and n / fps > max_duration_s:
         cap.release()
         raise UnreadableVideo(
-            f"{p.name} is {n / fps:.0f} s long; the limit is {MAX_DURATION_S:.0f} s — trim it first"
+            f"{p.name} is {n / fps:.0f} s long; the limit is {max_duration_s:.0f} s — trim it first"
         )
     return cap, fps, n, w, h
 
@@ -180,6 +181,7 @@ def analyze_video(
     overlay: str = "none",
     smooth: float = 0.0,
     max_side: int = ANALYSIS_MAX_SIDE,
+    max_duration_s: float = MAX_DURATION_S,
     progress: Callable[[int, int], None] | None = None,
 ) -> dict:
     """Analyse every `every`-th frame; returns a summary with the timeline rows under "rows".
@@ -194,7 +196,7 @@ def analyze_video(
         raise ValueError("smooth must be in [0, 1)")
     if overlay not in ("none", "gradcam"):
         raise ValueError(f"unknown overlay {overlay!r}; choose from none, gradcam")
-    cap, fps, n_reported, w, h = open_video(path)
+    cap, fps, n_reported, w, h = open_video(path, max_duration_s=max_duration_s)
     scale = min(1.0, max_side / max(w, h))
     size = (max(2, int(w * scale) // 2 * 2), max(2, int(h * scale) // 2 * 2))
     writer = VideoWriter(out_video, fps, size) if out_video else None
@@ -204,7 +206,8 @@ def analyze_video(
     frame_idx, analysed, t_analysis = 0, 0, 0.0
     total = n_reported if n_reported > 0 else 0
     try:
-        while frame_idx < MAX_FRAMES:
+        # a header may under-report its length, so the frame cap also bounds the decode time
+        while frame_idx < min(MAX_FRAMES, int(max_duration_s * fps) + 1):
             ok, bgr = cap.read()
             if not ok or bgr is None:
                 break

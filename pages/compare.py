@@ -14,7 +14,7 @@ ckpts = results.get("checkpoints", {})
 if not ckpts:
     st.warning(f"No results yet: run `python train/evaluate.py` to write {ui.results_path_text()}.")
 else:
-    st.caption(f"Measured by `{results.get('generated_by', 'train/evaluate.py')}` on {results.get('machine', '?')}: "
+    st.caption(f"Measured by `python train/evaluate.py` on {results.get('machine', '?')}: "
                "test splits, whole 64×64 image as the face. Paper and peer numbers are quoted, not re-run.")
     rows = []
     for name, r in ckpts.items():
@@ -24,13 +24,14 @@ else:
             if ds in r:
                 row[f"{ds} acc %"] = 100 * r[ds]["accuracy"]
                 row[f"{ds} macro-F1"] = r[ds]["macro_f1"]
-                row[f"{ds} ECE"] = r[ds].get("ece_after")
+                row[f"{ds} ECE %"] = 100 * r[ds]["ece_after"]
             paper = PAPER_ACCURACY.get(r["arch"], {}).get(ds)
-            row[f"paper {ds} acc %"] = paper
-        rows.append(row)
+            if paper is not None:
+                row[f"paper {ds} acc %"] = paper
+        rows.append({k: v for k, v in row.items() if v is not None})
     for peer, nums in PEER_ACCURACY.items():
-        rows.append({"model": peer, "arch": "peer (quoted)", "raf-db acc %": nums.get("raf-db"),
-                     "fer2013 acc %": nums.get("fer2013")})
+        rows.append({"model": peer, "arch": "peer (quoted)", "raf-db acc %": nums["raf-db"],
+                     "fer2013 acc %": nums["fer2013"]})
     table = pd.DataFrame(rows)
     st.dataframe(table, hide_index=True, width="stretch",
                  column_config={c: st.column_config.NumberColumn(format="%.2f") for c in table.columns

@@ -58,7 +58,8 @@ c3.metric("Faces tracked", summary["faces"])
 c4.metric("Analysis speed", f"{summary['analysis_fps']:.1f} fps")
 if summary["truncated"]:
     st.warning(f"The file ends early: {summary['frames']} of {summary['frames_reported']} frames could be decoded.")
-st.video(video_bytes)
+video_col, _ = st.columns([3, 2])
+video_col.video(video_bytes)
 rows = summary["rows"]
 if not rows:
     st.warning("No face was found in any analysed frame.")

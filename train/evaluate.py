@@ -96,6 +96,7 @@ def main(args: argparse.Namespace) -> dict:
             "temperature": pred.spec.temperature, "train_data": list(pred.spec.train_data),
             "val_accuracy": pred.spec.metrics.get("val_accuracy"), "val_macro_f1": pred.spec.metrics.get("val_macro_f1"),
             "latency_ms": latency_ms(pred), "sample": args.sample or None,
+            "command": "python train/evaluate.py " + " ".join(sys.argv[1:]),
         }
         if "raf-db" in sets and not args.sample:
             # a fixed seeded sample that tests/test_default_checkpoint.py re-scores through the app's path

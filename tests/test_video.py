@@ -1,0 +1,83 @@
+import csv
+
+import cv2
+import numpy as np
+import pytest
+
+from fer_core.__main__ import main
+from fer_core.errors import UnreadableVideo
+from fer_core.labels import EMOTIONS
+from fer_core.video import TIMELINE_COLUMNS, analyze_video, dominant_segments
+
+
+def make_clip(path, astronaut, frames=10, size=(320, 240), fps=10, with_face=True, fourcc="MJPG"):
+    w, h = size
+    vw = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), fps, (w, h))
+    face = cv2.resize(astronaut[:, :, ::-1], (h * 5 // 6, h))
+    for i in range(frames):
+        fr = np.full((h, w, 3), 170, np.uint8)
+        if with_face:
+            x = 5 + 4 * i
+            fr[:, x:x + face.shape[1]] = face[:, : max(0, min(face.shape[1], w - x))]
+        vw.write(fr)
+    vw.release()
+    return path
+
+
+def test_cli_video_end_to_end(tmp_path, astronaut, random_checkpoint):
+    clip = make_clip(tmp_path / "in.avi", astronaut, frames=12)
+    out, tl = tmp_path / "out.mp4", tmp_path / "timeline.csv"
+    assert main(["video", str(clip), "--model", str(random_checkpoint), "--out", str(out), "--csv", str(tl),
+                 "--every", "2", "--overlay", "gradcam", "--smooth", "0.5"]) == 0
+    rows = list(csv.DictReader(open(tl)))
+    assert list(rows[0]) == TIMELINE_COLUMNS
+    assert [int(r["frame"]) for r in rows] == [0, 2, 4, 6, 8, 10]
+    assert [float(r["time_s"]) for r in rows] == pytest.approx([0.0, 0.2, 0.4, 0.6, 0.8, 1.0])
+    assert {r["face"] for r in rows} == {"1"}  # tracked: one id throughout
+    assert all(abs(sum(float(r[c]) for c in EMOTIONS) - 1) < 1e-4 for r in rows)
+    cap = cv2.VideoCapture(str(out))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 12
+    cap.release()
+
+
+def test_high_resolution_is_downscaled(tmp_path, astronaut, predictor):
+    clip = make_clip(tmp_path / "big.avi", astronaut, frames=3, size=(1280, 960))
+    s = analyze_video(clip, predictor=predictor)
+    assert s["size"] == [640, 480] and s["frames"] == 3
+
+
+def test_no_faces(tmp_path, astronaut, predictor):
+    s = analyze_video(make_clip(tmp_path / "empty.avi", astronaut, frames=4, with_face=False), predictor=predictor)
+    assert s["frames"] == 4 and s["rows"] == [] and s["faces"] == 0
+
+
+def test_bad_videos(tmp_path, astronaut, predictor):
+    txt = tmp_path / "notes.mp4"
+    txt.write_text("not a video at all")
+    with pytest.raises(UnreadableVideo):
+        analyze_video(txt, predictor=predictor)
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"")
+    with pytest.raises(UnreadableVideo, match="empty"):
+        analyze_video(empty, predictor=predictor)
+    long = make_clip(tmp_path / "long.avi", astronaut, frames=30, fps=10)
+    with pytest.raises(UnreadableVideo, match="limit is 2 s"):
+        analyze_video(long, predictor=predictor, max_duration_s=2)
+
+
+def test_truncated_video_keeps_decodable_frames(tmp_path, astronaut, predictor):
+    clip = make_clip(tmp_path / "t.avi", astronaut, frames=20)
+    data = clip.read_bytes()
+    clip.write_bytes(data[: len(data) // 2])
+    try:
+        s = analyze_video(clip, predictor=predictor)
+    except UnreadableVideo:
+        return  # also acceptable: refused with a message rather than a crash or a hang
+    assert 0 < s["frames"] < 20
+
+
+def test_dominant_segments():
+    rows = [{"face": 1, "time_s": t, "prediction": p} for t, p in
+            [(0.0, "happiness"), (0.1, "happiness"), (0.2, "surprise"), (0.3, "happiness")]]
+    segs = dominant_segments(rows, 1)
+    assert [(s["emotion"], s["frames"]) for s in segs] == [("happiness", 2), ("surprise", 1), ("happiness", 1)]
