@@ -100,7 +100,7 @@ def explain(
         raise ValueError(f"explain takes one input (1, 3, S, S), got {tuple(x.shape)}")
     e = get_explainer(method)
     with model_lock(model), torch.inference_mode(False), torch.enable_grad():
-        x = x.detach().clone().float().contiguous()
+        x = x.detach().clone().float().contiguous(memory_format=torch.channels_last)
         out = e.fn(model, x, int(target), layer=layer, **options)
     return normalize_map(out)
 

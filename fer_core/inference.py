@@ -30,7 +30,8 @@ class Predictor:
     """A loaded checkpoint, ready for many faces; safe to share between threads."""
 
     def __init__(self, model: FerNet, spec: ModelSpec, name: str = "") -> None:
-        self.model = model.eval()
+        # channels_last: 1.6x faster CPU inference here (batch of 225, as in occlusion)
+        self.model = model.eval().to(memory_format=torch.channels_last)
         self.spec = spec
         self.name = name or spec.arch
 
@@ -40,14 +41,14 @@ class Predictor:
 
     def input_tensor(self, face: np.ndarray) -> torch.Tensor:
         """One RGB uint8 face -> (1, 3, S, S) float32 model input."""
-        return faces_to_tensor([face], self.spec)
+        return faces_to_tensor([face], self.spec).contiguous(memory_format=torch.channels_last)
 
     @torch.inference_mode()
     def logits(self, faces: Sequence[np.ndarray], *, batch_size: int = 64) -> torch.Tensor:
         """Raw logits (N, K); with the spec's tta_flip, the mean over the face and its mirror."""
         out = []
         for i in range(0, len(faces), batch_size):
-            x = faces_to_tensor(faces[i:i + batch_size], self.spec)
+            x = faces_to_tensor(faces[i:i + batch_size], self.spec).contiguous(memory_format=torch.channels_last)
             logits = self.model(x)
             if self.spec.tta_flip:
                 logits = (logits + self.model(torch.flip(x, dims=[3]))) / 2
