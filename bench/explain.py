@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 
@@ -42,7 +43,7 @@ def main() -> None:
     xs = [pred.input_tensor(f) for f in faces]
     targets = [int(p.argmax()) for p in pred.predict(faces)]
     methods = [m for m in args.methods.split(",") if m] or supported_explainers(model)
-    jobs = [(m, None) for m in methods]
+    jobs = [(m, None) for m in methods] + [("random (pixel noise)", None), ("random (4x4, upsampled)", None)]
     if args.layers:
         jobs = [("gradcam", layer) for layer in model.explain_layers()]
     print(f"model {args.model}; {len(faces)} RAF-DB test faces; {args.threads} threads; target = prediction")
@@ -50,19 +51,28 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|")
     for m, layer in jobs:
         dels, ins, roads, sans, times = [], [], [], [], []
+        rng = np.random.default_rng(0)
         for k, (x, t) in enumerate(zip(xs, targets)):
             t0 = time.perf_counter()
-            cam = explain(model, x, t, m, layer=layer)
+            if m.startswith("random (pixel"):  # controls: what a map with no information scores
+                cam = rng.random((64, 64)).astype(np.float32)
+            elif m.startswith("random (4x4"):
+                cam = cv2.resize(rng.random((4, 4)).astype(np.float32), (64, 64), interpolation=cv2.INTER_LINEAR)
+            else:
+                cam = explain(model, x, t, m, layer=layer)
             times.append(time.perf_counter() - t0)
             d, i = deletion_insertion(model, x, cam, t)
             dels.append(d)
             ins.append(i)
             if k < args.road_n:
                 roads.append(road_score(model, x, cam, t))
-                sans.append(sanity_similarity(model, x, cam, t, method=m, layer=layer))
-        lay = layer or (model.default_layer if EXPLAINERS[m].uses_layer else "—")
-        print(f"| {EXPLAINERS[m].label} | {lay} | {np.mean(dels):.3f} | {np.mean(ins):.3f} | {np.mean(roads):.3f} | "
-              f"{np.mean(sans):.2f} | {1000 * np.mean(times):.0f} |", flush=True)
+                if m in EXPLAINERS:
+                    sans.append(sanity_similarity(model, x, cam, t, method=m, layer=layer))
+        known = m in EXPLAINERS
+        lay = layer or (model.default_layer if known and EXPLAINERS[m].uses_layer else "—")
+        label = EXPLAINERS[m].label if known else m
+        print(f"| {label} | {lay} | {np.mean(dels):.3f} | {np.mean(ins):.3f} | {np.mean(roads):.3f} | "
+              f"{np.mean(sans) if sans else float('nan'):.2f} | {1000 * np.mean(times):.0f} |", flush=True)
     combo = []
     for x, t in zip(xs[:50], targets[:50]):
         t0 = time.perf_counter()
