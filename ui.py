@@ -13,14 +13,12 @@ import numpy as np
 import streamlit as st
 
 from fer_core.checkpoints import CHECKPOINT_DIR, list_checkpoints, read_spec
-from fer_core.errors import FerError
 from fer_core.explain import EXPLAINERS
 from fer_core.inference import DEFAULT_CHECKPOINT, Predictor, analyze, load_predictor
 from fer_core.labels import EMOTIONS
 
 RESULTS_PATH = CHECKPOINT_DIR / "results.json"
 DEFAULT_METHODS = ["gradcam", "cam", "occlusion"]
-MAX_UPLOAD_MB = 25
 
 
 @st.cache_resource(show_spinner="Loading model…")
@@ -121,9 +119,6 @@ def target_ui(key: str = "target") -> str | None:
     return None if choice == "the prediction" else choice
 
 
-def error_box(exc: FerError) -> None:
-    st.error(str(exc))
-
 
 def probs_chart(probs: np.ndarray, classes=EMOTIONS, highlight: str | None = None):
     import plotly.graph_objects as go
@@ -139,11 +134,6 @@ def probs_chart(probs: np.ndarray, classes=EMOTIONS, highlight: str | None = Non
 def read_upload(upload) -> tuple[str, bytes]:
     return upload.name, upload.getvalue()
 
-
-def data_available() -> bool:
-    from fer_core.data import datasets_root
-
-    return (datasets_root() / "raf-db" / "train").is_dir()
 
 
 def results_path_text() -> str:

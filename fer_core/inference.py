@@ -14,7 +14,6 @@ from .checkpoints import ModelSpec, load_checkpoint, resolve_checkpoint
 from .errors import NoFaceFound
 from .faces import DEFAULT_MARGIN, FaceBox, FaceCrop, crop_face, detect_faces, whole_image_crop
 from .io import ImageSource, read_image
-from .labels import EMOTIONS
 from .models import FerNet
 from .preprocess import faces_to_tensor
 
@@ -161,8 +160,6 @@ def analyze(
         ))
     return results
 
-
-SCORE_COLUMNS = ("filepath", "face", "x", "y", "w", "h", *EMOTIONS, "prediction", "confidence", "error")
 
 
 def faithfulness_for(predictor: Predictor, result: FaceResult, method: str, *, layer: str | None = None,

@@ -37,12 +37,6 @@ def normalize(x_uint8: torch.Tensor, spec: ModelSpec) -> torch.Tensor:
     return (x_uint8.float() / 255.0 - mean) / std
 
 
-def denormalize(x: torch.Tensor, spec: ModelSpec) -> torch.Tensor:
-    mean = torch.tensor(spec.mean, dtype=x.dtype).view(1, 3, 1, 1)
-    std = torch.tensor(spec.std, dtype=x.dtype).view(1, 3, 1, 1)
-    return (x * std + mean).clamp(0, 1)
-
-
 def faces_to_tensor(faces: Sequence[np.ndarray], spec: ModelSpec) -> torch.Tensor:
     """List of RGB uint8 faces of any size -> float32 model input (B, 3, S, S)."""
     return normalize(faces_to_uint8(faces, spec), spec)

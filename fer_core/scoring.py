@@ -9,7 +9,7 @@ from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
-from .errors import FerError, UnreadableImage
+from .errors import FerError
 from .faces import DEFAULT_MARGIN
 from .inference import Predictor, find_faces
 from .io import is_image_name, read_image
@@ -121,10 +121,7 @@ def score_items(
         try:
             image = read_image(item.data)
             found = find_faces(image, whole_image=whole_image, detector=detector, margin=margin)
-        except UnreadableImage as exc:
-            rows.append({"filepath": item.name, "error": str(exc)})
-            continue
-        except FerError as exc:
+        except FerError as exc:  # unreadable, too large, ...
             rows.append({"filepath": item.name, "error": str(exc)})
             continue
         if not found:
