@@ -47,11 +47,14 @@ if spec.history:
 
 @st.cache_data(show_spinner=False)
 def class_balance(train_data: tuple) -> pd.DataFrame:
-    from fer_core.data import load_labelled_folder
+    from pathlib import Path
+
+    from fer_core.data import datasets_root, load_labelled_folder
 
     rows = []
     for d in train_data:
-        root = d.split(" (")[0]
+        root = Path(d.split(" (")[0])
+        root = root if root.is_absolute() else datasets_root() / root
         try:
             f = load_labelled_folder(root)
         except (FileNotFoundError, ValueError):

@@ -96,7 +96,11 @@ def main(args: argparse.Namespace) -> dict:
         tr_parts.append(np.tile(tr + offset, rep))
         va_parts.append(va + offset)
         offset += len(y)
-        sources.append(f"{root} ({len(y)} images, x{rep})")
+        try:  # recorded relative to the datasets root, so checkpoints carry no machine paths
+            shown = root.resolve().relative_to(datasets_root().resolve())
+        except ValueError:
+            shown = root
+        sources.append(f"{shown} ({len(y)} images, x{rep})")
         print(f"data {root}: {len(tr)} train / {len(va)} val, classes {np.bincount(y.numpy(), minlength=6).tolist()}")
     x_u8, y = torch.cat(xs), torch.cat(ys)
     train_idx, val_idx = np.concatenate(tr_parts), np.concatenate(va_parts)
