@@ -54,3 +54,21 @@ def test_sweep_writes_table(tmp_path, monkeypatch):
          "--epochs", "1", "--out", str(tmp_path / "sweep"), "--extra", "--val-fraction 0.25"]))
     assert len(rows) == 2 and (tmp_path / "sweep" / "sweep.md").read_text().count("baseline_lr") == 2
     assert rows[0]["val_macro_f1"] >= rows[1]["val_macro_f1"]
+
+
+def test_init_from_checkpoint(tmp_path, monkeypatch):
+    import train as train_script
+
+    monkeypatch.setenv("FER_CACHE", str(tmp_path / "cache"))
+    data = make_folder(tmp_path / "train", n_per_class=4)
+    base = ["--data", str(data), "--batch-size", "8", "--val-fraction", "0.25", "--epochs", "1"]
+    first = tmp_path / "a.safetensors"
+    train_script.main(train_script.get_args_parser().parse_args(base + ["--arch", "fernet", "--out", str(first)]))
+    second = tmp_path / "b.safetensors"
+    train_script.main(train_script.get_args_parser().parse_args(
+        base + ["--arch", "fernet", "--init", str(first), "--out", str(second)]))
+    _, spec = load_checkpoint(second)
+    assert spec.args["init"] == str(first)
+    with pytest.raises(SystemExit, match="not a baseline"):
+        train_script.main(train_script.get_args_parser().parse_args(
+            base + ["--arch", "baseline", "--init", str(first), "--out", str(tmp_path / "c.safetensors")]))

@@ -53,6 +53,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-resume", action="store_true", help="ignore a saved training state")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
+    p.add_argument("--init", default=None, help="start from this checkpoint's weights (fine-tuning)")
     p.add_argument("--limit", type=int, default=0, help="use only the first N training images (smoke tests)")
     for name, default, hlp in [
         ("flip", True, "horizontal flip"), ("crop", True, "scale/shift jitter like a detector box"),
@@ -106,6 +107,13 @@ def main(args: argparse.Namespace) -> dict:
     train_idx, val_idx = np.concatenate(tr_parts), np.concatenate(va_parts)
     kwargs = {} if args.dropout is None else {"dropout": args.dropout}
     model = create_model(args.arch, **kwargs)
+    if args.init:
+        from fer_core.checkpoints import load_checkpoint
+
+        init_model, init_spec = load_checkpoint(args.init)
+        if init_spec.arch != args.arch:
+            raise SystemExit(f"--init {args.init} is a {init_spec.arch}, not a {args.arch}")
+        model.load_state_dict(init_model.state_dict())
     print(f"{args.arch}: {count_parameters(model) / 1e6:.2f}M parameters on {device}")
     spec = ModelSpec(
         arch=args.arch, classes=EMOTIONS, input_size=args.input_size, grayscale=args.grayscale,
