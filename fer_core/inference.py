@@ -38,16 +38,20 @@ class Predictor:
     def classes(self) -> tuple[str, ...]:
         return self.spec.classes
 
+    def inputs(self, faces: Sequence[np.ndarray]) -> torch.Tensor:
+        """RGB uint8 faces -> (B, 3, S, S) float32 model input, channels_last like the model."""
+        return faces_to_tensor(faces, self.spec).contiguous(memory_format=torch.channels_last)
+
     def input_tensor(self, face: np.ndarray) -> torch.Tensor:
         """One RGB uint8 face -> (1, 3, S, S) float32 model input."""
-        return faces_to_tensor([face], self.spec).contiguous(memory_format=torch.channels_last)
+        return self.inputs([face])
 
     @torch.inference_mode()
     def logits(self, faces: Sequence[np.ndarray], *, batch_size: int = 64) -> torch.Tensor:
         """Raw logits (N, K); with the spec's tta_flip, the mean over the face and its mirror."""
         out = []
         for i in range(0, len(faces), batch_size):
-            x = faces_to_tensor(faces[i:i + batch_size], self.spec).contiguous(memory_format=torch.channels_last)
+            x = self.inputs(faces[i:i + batch_size])
             logits = self.model(x)
             if self.spec.tta_flip:
                 logits = (logits + self.model(torch.flip(x, dims=[3]))) / 2
