@@ -20,7 +20,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     from .io import write_csv
     from .scoring import iter_inputs, score_columns, score_items
 
-    predictor = load_predictor(args.model)
+    predictor = load_predictor(args.model, precision=args.precision)
     items = list(iter_inputs(args.paths))
     bar = _progress_bar(len(items), "scoring")
     rows = score_items(
@@ -51,7 +51,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     from .inference import analyze, load_predictor
     from .overlay import grid, overlay
 
-    predictor = load_predictor(args.model)
+    predictor = load_predictor(args.model, precision=args.precision)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     for m in methods:
         if m not in EXPLAINERS:
@@ -90,7 +90,7 @@ def cmd_video(args: argparse.Namespace) -> int:
     from .inference import load_predictor
     from .video import analyze_video
 
-    predictor = load_predictor(args.model)
+    predictor = load_predictor(args.model, precision=args.precision)
     bar = _progress_bar(None, "frames")
 
     def progress(done: int, total: int) -> None:
@@ -132,15 +132,22 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _model_args(p: argparse.ArgumentParser) -> None:
     from .inference import DEFAULT_CHECKPOINT
 
+    p.add_argument("--model", default=DEFAULT_CHECKPOINT, help="checkpoint name in checkpoints/ or a path")
+    p.add_argument("--precision", default=None, choices=["auto", "float32", "bfloat16"],
+                   help="inference precision (default auto: bfloat16 where the CPU has native bf16; "
+                        "env FER_PRECISION overrides auto)")
+
+
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m fer_core", description="Facial emotion recognition with explanations")
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("score", help="table of classification scores for images, folders and zips")
     s.add_argument("paths", nargs="+", help="image files, folders (recursive) or .zip archives")
-    s.add_argument("--model", default=DEFAULT_CHECKPOINT, help="checkpoint name in checkpoints/ or a path")
+    _model_args(s)
     s.add_argument("--whole-image", action="store_true", help="treat each image as one face crop (no detection)")
     s.add_argument("--output", "-o", help="CSV file to write (default: standard output)")
     s.add_argument("--batch-size", type=int, default=64, help="faces per forward pass")
@@ -149,7 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("explain", help="explanation maps, a grid and a JSON report for every face in an image")
     e.add_argument("image", help="an image file")
-    e.add_argument("--model", default=DEFAULT_CHECKPOINT, help="checkpoint name or path")
+    _model_args(e)
     e.add_argument("--methods", default="gradcam,cam,occlusion", help="comma-separated methods")
     e.add_argument("--target", default=None, help="class to explain (default: the prediction)")
     e.add_argument("--layer", default=None, help="layer for layer-based methods (default: the model's own)")
@@ -162,7 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     v = sub.add_parser("video", help="per-frame emotions of a video: annotated mp4 and a timeline CSV")
     v.add_argument("input", help="video file (mp4, avi, mov, webm, ...)")
-    v.add_argument("--model", default=DEFAULT_CHECKPOINT, help="checkpoint name or path")
+    _model_args(v)
     v.add_argument("--out", default=None, help="annotated video to write (.mp4)")
     v.add_argument("--csv", default=None, help="timeline CSV to write")
     v.add_argument("--every", type=int, default=1, help="analyse every Nth frame")

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from .checkpoints import ModelSpec, load_checkpoint, resolve_checkpoint
+from .device import autocast_ctx, resolve_precision
 from .errors import NoFaceFound
 from .faces import DEFAULT_MARGIN, FaceBox, FaceCrop, crop_face, detect_faces, whole_image_crop
 from .io import ImageSource, read_image
@@ -26,13 +27,20 @@ def probs_from_logits(logits: torch.Tensor, temperature: float = 1.0) -> np.ndar
 
 
 class Predictor:
-    """A loaded checkpoint, ready for many faces; safe to share between threads."""
+    """A loaded checkpoint, ready for many faces; safe to share between threads.
 
-    def __init__(self, model: FerNet, spec: ModelSpec, name: str = "") -> None:
+    `precision` applies to predictions only ("auto": bfloat16 autocast where the CPU has native
+    bf16, else float32; the FER_PRECISION environment variable overrides auto). Explainers always
+    run the model in float32.
+    """
+
+    def __init__(self, model: FerNet, spec: ModelSpec, name: str = "", *, precision: str | None = None) -> None:
         # channels_last: 1.6x faster CPU inference here (batch of 225, as in occlusion)
         self.model = model.eval().to(memory_format=torch.channels_last)
         self.spec = spec
         self.name = name or spec.arch
+        self.device = next(model.parameters()).device
+        self.precision = resolve_precision(precision, self.device)
 
     @property
     def classes(self) -> tuple[str, ...]:
@@ -52,9 +60,12 @@ class Predictor:
         out = []
         for i in range(0, len(faces), batch_size):
             x = self.inputs(faces[i:i + batch_size])
-            logits = self.model(x)
+            if self.spec.tta_flip:  # face and mirror in one batch: one call, better use of the cores
+                x = torch.cat([x, torch.flip(x, dims=[3])])
+            with autocast_ctx(self.device, self.precision == "bfloat16"):
+                logits = self.model(x).float()
             if self.spec.tta_flip:
-                logits = (logits + self.model(torch.flip(x, dims=[3]))) / 2
+                logits = (logits[: len(logits) // 2] + logits[len(logits) // 2:]) / 2
             out.append(logits)
         return torch.cat(out) if out else torch.zeros(0, len(self.classes))
 
@@ -64,15 +75,15 @@ class Predictor:
 
 
 @functools.lru_cache(maxsize=16)
-def _load_cached(path: str, mtime: float) -> Predictor:
+def _load_cached(path: str, mtime: float, precision: str) -> Predictor:
     model, spec = load_checkpoint(path)
-    return Predictor(model, spec, os.path.splitext(os.path.basename(path))[0])
+    return Predictor(model, spec, os.path.splitext(os.path.basename(path))[0], precision=precision)
 
 
-def load_predictor(name_or_path: str | os.PathLike = DEFAULT_CHECKPOINT) -> Predictor:
-    """Load (once per process) a checkpoint by name in checkpoints/ or by path."""
+def load_predictor(name_or_path: str | os.PathLike = DEFAULT_CHECKPOINT, *, precision: str | None = None) -> Predictor:
+    """Load (once per process and precision) a checkpoint by name in checkpoints/ or by path."""
     path = resolve_checkpoint(name_or_path)
-    return _load_cached(str(path), path.stat().st_mtime)
+    return _load_cached(str(path), path.stat().st_mtime, resolve_precision(precision))
 
 
 @dataclass(frozen=True)

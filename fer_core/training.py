@@ -2,7 +2,6 @@
 history, best-by-validation-macro-F1 checkpointing and resumable state."""
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import sys
@@ -16,32 +15,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from .checkpoints import ModelSpec, save_checkpoint
+from .device import autocast_ctx, pick_device
 from .metrics import classification_report, expected_calibration_error, fit_temperature
 from .preprocess import AugmentOptions, BatchAugment, normalize
-
-
-def pick_device(name: str = "auto") -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
-def bf16_supported(device: torch.device) -> bool:
-    """bf16 autocast pays off on CUDA and on CPUs with native bf16 (AVX-512 BF16 / AMX); on a plain
-    AVX2 CPU it was 17x slower than float32 here, so it is off there."""
-    if device.type == "cuda":
-        return True
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-def autocast_ctx(device: torch.device, enabled: bool):
-    if not enabled:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
 
 
 def _progress(iterable, total: int, desc: str):
@@ -187,6 +163,7 @@ def fit(
     weight_decay: float = 5e-4,
     label_smoothing: float = 0.1,
     class_weights: bool = False,
+    class_weight_power: float = 1.0,
     patience: int = 0,
     augment: AugmentOptions | None = AugmentOptions(),
     device: torch.device | None = None,
@@ -211,7 +188,7 @@ def fit(
     weight = None
     if class_weights:
         counts = np.bincount(y[train_idx].numpy(), minlength=len(spec.classes)).astype(np.float64)
-        w = counts.sum() / np.maximum(counts, 1) / len(counts)
+        w = (counts.sum() / np.maximum(counts, 1) / len(counts)) ** class_weight_power
         weight = torch.tensor(w / w.mean(), dtype=torch.float32, device=device)
     criterion = nn.CrossEntropyLoss(weight=weight, label_smoothing=label_smoothing)
     aug = BatchAugment(augment, spec.input_size) if augment is not None else None

@@ -2,6 +2,7 @@ import csv
 import zipfile
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from fer_core.__main__ import main
@@ -91,3 +92,22 @@ def test_explain_bad_image_exits_cleanly(tmp_path, random_checkpoint, capsys):
     bad.write_bytes(b"")
     assert main(["explain", str(bad), "--model", str(random_checkpoint), "--out", str(tmp_path / "o")]) == 2
     assert "empty" in capsys.readouterr().err
+
+
+def test_precision_options_agree(astronaut, random_checkpoint, monkeypatch):
+    from fer_core.device import resolve_precision
+    from fer_core.inference import load_predictor
+
+    p32 = load_predictor(random_checkpoint, precision="float32")
+    p16 = load_predictor(random_checkpoint, precision="bfloat16")
+    assert (p32.precision, p16.precision) == ("float32", "bfloat16")
+    faces = [astronaut[60:220, 140:300], astronaut[::2, ::2], astronaut[100:200, 50:400]]
+    a, b = p32.predict(faces), p16.predict(faces)
+    np.testing.assert_allclose(a.sum(1), 1, atol=1e-5)
+    np.testing.assert_allclose(b.sum(1), 1, atol=1e-5)
+    assert np.abs(a - b).max() < 0.02  # bfloat16 autocast changes probabilities only slightly
+    monkeypatch.setenv("FER_PRECISION", "float32")
+    assert resolve_precision() == "float32" and resolve_precision("bfloat16") == "bfloat16"
+    monkeypatch.setenv("FER_PRECISION", "half")
+    with pytest.raises(ValueError, match="unknown precision 'half'"):
+        resolve_precision()

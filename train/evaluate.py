@@ -50,7 +50,9 @@ def sample_indices(n: int, k: int, seed: int = 0) -> np.ndarray:
 
 def evaluate_on(predictor, x_u8: torch.Tensor, y: torch.Tensor) -> dict:
     spec = predictor.spec
-    logits = predict_logits(predictor.model, x_u8, spec=spec, tta_flip=spec.tta_flip).numpy()
+    # the same precision and flip averaging as the predictor that the app and CLI use
+    logits = predict_logits(predictor.model, x_u8, spec=spec, tta_flip=spec.tta_flip,
+                            bf16=predictor.precision == "bfloat16").numpy()
     yt = y.numpy()
     rep = classification_report(yt, logits.argmax(1))
     z = torch.from_numpy(logits)
@@ -95,7 +97,7 @@ def main(args: argparse.Namespace) -> dict:
             "size_mb": round(path.stat().st_size / 1e6, 2), "tta_flip": pred.spec.tta_flip,
             "temperature": pred.spec.temperature, "train_data": list(pred.spec.train_data),
             "val_accuracy": pred.spec.metrics.get("val_accuracy"), "val_macro_f1": pred.spec.metrics.get("val_macro_f1"),
-            "latency_ms": latency_ms(pred), "sample": args.sample or None,
+            "latency_ms": latency_ms(pred), "precision": pred.precision, "sample": args.sample or None,
             "command": "python train/evaluate.py " + " ".join(sys.argv[1:]),
         }
         if "raf-db" in sets and not args.sample:

@@ -20,7 +20,8 @@ from fer_core.data import datasets_root, load_labelled_folder, load_uint8, strat
 from fer_core.labels import EMOTIONS  # noqa: E402
 from fer_core.models import count_parameters, create_model, list_models  # noqa: E402
 from fer_core.preprocess import AugmentOptions  # noqa: E402
-from fer_core.training import bf16_supported, fit, pick_device  # noqa: E402
+from fer_core.device import bf16_supported, pick_device  # noqa: E402
+from fer_core.training import fit  # noqa: E402
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -38,6 +39,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--weight-decay", type=float, default=5e-4, help="weight decay (not on BN/bias)")
     p.add_argument("--label-smoothing", type=float, default=0.1, help="label smoothing")
     p.add_argument("--class-weights", action="store_true", help="weight the loss by inverse class frequency")
+    p.add_argument("--class-weight-power", type=float, default=1.0,
+                   help="with --class-weights: weight = (1/frequency)**power (0.5 = square root, gentler)")
     p.add_argument("--dropout", type=float, default=None, help="dropout of the model (default: the model's own)")
     p.add_argument("--patience", type=int, default=0, help="early stopping patience in epochs (0 = off)")
     p.add_argument("--val-fraction", type=float, default=0.1, help="stratified validation share of train")
@@ -128,7 +131,8 @@ def main(args: argparse.Namespace) -> dict:
         model, spec=spec, x_u8=x_u8, y=y, train_idx=train_idx, val_idx=val_idx, out=args.out,
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer,
         schedule=args.schedule, weight_decay=args.weight_decay, label_smoothing=args.label_smoothing,
-        class_weights=args.class_weights, patience=args.patience, augment=augment, device=device,
+        class_weights=args.class_weights,
+        class_weight_power=getattr(args, "class_weight_power", 1.0), patience=args.patience, augment=augment, device=device,
         bf16=bf16, save_dtype=getattr(torch, args.save_dtype), ema_decay=args.ema, tta_flip=args.tta_flip, resume=not args.no_resume,
     )
     print(json.dumps({k: v for k, v in spec.metrics.items() if not isinstance(v, list)}))
