@@ -41,7 +41,10 @@ def table(results: dict) -> str:
             f"{fmt(raf.get('ece_after'))}% / {fmt(fer.get('ece_after'))}% | {r.get('latency_ms', 0):.1f} |"
         )
     for peer, nums in PEER_ACCURACY.items():
-        lines.append(f"| {peer} (quoted) | — | — | {nums.get('raf-db', '—')} | — | — | {nums.get('fer2013', '—')} | — | — | — | — |")
+        f1 = {ds: nums.get(f"{ds} macro-F1") for ds in ("raf-db", "fer2013")}
+        f1 = {ds: "—" if v is None else f"{v / 100:.3f}" for ds, v in f1.items()}
+        lines.append(f"| {peer} (quoted) | — | — | {nums.get('raf-db', '—')} | {f1['raf-db']} | — | "
+                     f"{nums.get('fer2013', '—')} | {f1['fer2013']} | — | — | — |")
     return "\n".join(lines)
 
 

@@ -1,0 +1,53 @@
+"""Copy a trained run into checkpoints/ — only when it beats the committed one on validation.
+
+  python train/promote.py runs/resnet18.safetensors            # -> checkpoints/resnet18.safetensors
+  python train/promote.py runs/fernet_v2.safetensors --name fernet --dtype float16
+
+The comparison is validation macro-F1 as recorded by train/train.py (never a test split); weights
+are stored as float16 by default to keep checkpoints/ small (git keeps every version).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from fer_core.checkpoints import CHECKPOINT_DIR, load_checkpoint, read_spec, save_checkpoint  # noqa: E402
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("run", help="a checkpoint written by train/train.py")
+    p.add_argument("--name", default=None, help="name in checkpoints/ (default: the run's file name)")
+    p.add_argument("--dtype", default="float16", choices=["float16", "float32"], help="stored weight dtype")
+    p.add_argument("--force", action="store_true", help="replace even if not better on validation")
+    return p
+
+
+def main(args: argparse.Namespace) -> bool:
+    new_spec = read_spec(args.run)
+    dest = CHECKPOINT_DIR / f"{args.name or Path(args.run).stem}.safetensors"
+    new_f1 = new_spec.metrics.get("val_macro_f1")
+    if new_f1 is None:
+        raise SystemExit(f"{args.run} has no validation macro-F1; train it with train/train.py")
+    if dest.is_file():
+        old = read_spec(dest)
+        old_f1 = old.metrics.get("val_macro_f1") or 0.0
+        same_val = list(old.train_data) == list(new_spec.train_data)
+        print(f"committed {dest.name}: val macro-F1 {old_f1:.4f} ({'same' if same_val else 'different'} "
+              f"training data); run: {new_f1:.4f}")
+        if new_f1 <= old_f1 and not args.force:
+            print("not better on validation: kept the committed checkpoint")
+            return False
+    model, spec = load_checkpoint(args.run)
+    save_checkpoint(model, spec, dest, dtype=getattr(torch, args.dtype))
+    print(f"wrote {dest} ({dest.stat().st_size / 1e6:.1f} MB, {args.dtype})")
+    return True
+
+
+if __name__ == "__main__":
+    main(get_args_parser().parse_args())
