@@ -19,7 +19,7 @@ else:
     rows = []
     for name, r in ckpts.items():
         row = {"model": name, "arch": r["arch"], "params (M)": r["parameters"] / 1e6,
-               "latency ms/face": r.get("latency_ms")}
+               "latency ms/face": r.get("latency_ms"), "precision": r.get("precision")}
         for ds in ("raf-db", "fer2013"):
             if ds in r:
                 row[f"{ds} acc %"] = 100 * r[ds]["accuracy"]
@@ -35,7 +35,7 @@ else:
     table = pd.DataFrame(rows)
     st.dataframe(table, hide_index=True, width="stretch",
                  column_config={c: st.column_config.NumberColumn(format="%.2f") for c in table.columns
-                                if c not in ("model", "arch")})
+                                if c not in ("model", "arch", "precision")})
     st.caption(f"Paper: {PAPER}. Peers: {PEERS}.")
 
     sets = [d for d in ("raf-db", "fer2013") if any(d in r for r in ckpts.values())]

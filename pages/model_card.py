@@ -27,6 +27,8 @@ st.markdown(
     f"- faces: detector box grown by 5% per side, square, eyes levelled (whole image for pre-cropped sets)\n"
     f"- calibration: logits ÷ temperature {spec.temperature:.3f} (fitted on the validation split)\n"
     f"- test-time flip averaging: {'yes' if spec.tta_flip else 'no'}\n"
+    f"- inference precision here: {ui.get_predictor(name).precision} (bfloat16 autocast only where the CPU "
+    f"has native bf16; the results file was measured in {res.get('precision', 'float32')})\n"
     f"- code version: {spec.git_commit or 'unknown'}"
 )
 if spec.args:
