@@ -17,6 +17,9 @@ else:
     st.caption(f"Measured by `python train/evaluate.py` on {results.get('machine', '?')}: "
                "test splits, whole 64×64 image as the face. Paper and peer numbers are quoted, not re-run.")
     rows = []
+    # the default model first, then the zoo by RAF-DB accuracy
+    order = sorted(ckpts, key=lambda n: (n != ui.DEFAULT_CHECKPOINT, -ckpts[n].get("raf-db", {}).get("accuracy", 0)))
+    ckpts = {n: ckpts[n] for n in order}
     for name, r in ckpts.items():
         row = {"model": name, "arch": r["arch"], "params (M)": r["parameters"] / 1e6,
                "latency ms/face": r.get("latency_ms"), "precision": r.get("precision")}
