@@ -72,3 +72,32 @@ def test_init_from_checkpoint(tmp_path, monkeypatch):
     with pytest.raises(SystemExit, match="not a baseline"):
         train_script.main(train_script.get_args_parser().parse_args(
             base + ["--arch", "baseline", "--init", str(first), "--out", str(tmp_path / "c.safetensors")]))
+
+
+def test_promote_keeps_only_better_on_validation(tmp_path, monkeypatch):
+    import promote
+    import torch
+
+    from fer_core.checkpoints import ModelSpec, read_spec, save_checkpoint
+    from fer_core.models import create_model
+
+    monkeypatch.setattr(promote, "CHECKPOINT_DIR", tmp_path / "checkpoints")
+    model = create_model("baseline")
+    runs = {}
+    for name, f1 in [("good", 0.6), ("worse", 0.5)]:
+        runs[name] = save_checkpoint(model, ModelSpec(arch="baseline", metrics={"val_macro_f1": f1}),
+                                     tmp_path / name / "baseline.safetensors")
+    args = promote.get_args_parser().parse_args
+    assert promote.main(args([str(runs["good"])])) is True
+    dest = tmp_path / "checkpoints" / "baseline.safetensors"
+    assert read_spec(dest).metrics["val_macro_f1"] == 0.6
+    assert dest.stat().st_size < runs["good"].stat().st_size * 0.6  # stored as float16
+    loaded, _ = load_checkpoint(dest)
+    assert next(loaded.parameters()).dtype == torch.float32  # and restored as float32
+    assert promote.main(args([str(runs["worse"])])) is False
+    assert read_spec(dest).metrics["val_macro_f1"] == 0.6
+    assert promote.main(args([str(runs["worse"]), "--force"])) is True
+    assert read_spec(dest).metrics["val_macro_f1"] == 0.5
+    bare = save_checkpoint(model, ModelSpec(arch="baseline"), tmp_path / "bare.safetensors")
+    with pytest.raises(SystemExit, match="no validation macro-F1"):
+        promote.main(args([str(bare)]))
