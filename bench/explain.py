@@ -71,8 +71,10 @@ def main() -> None:
         known = m in EXPLAINERS
         lay = layer or (model.default_layer if known and EXPLAINERS[m].uses_layer else "—")
         label = EXPLAINERS[m].label if known else m
-        print(f"| {label} | {lay} | {np.mean(dels):.3f} | {np.mean(ins):.3f} | {np.mean(roads):.3f} | "
-              f"{np.mean(sans) if sans else float('nan'):.2f} | {1000 * np.mean(times):.0f} |", flush=True)
+        road = f"{np.mean(roads):.3f}" if roads else "—"  # --road-n 0 skips ROAD and the sanity check
+        sanity = f"{np.mean(sans):.2f}" if sans else "—"
+        print(f"| {label} | {lay} | {np.mean(dels):.3f} | {np.mean(ins):.3f} | {road} | {sanity} | "
+              f"{1000 * np.mean(times):.0f} |", flush=True)
     combo = []
     for x, t in zip(xs[:50], targets[:50]):
         t0 = time.perf_counter()
