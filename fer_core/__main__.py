@@ -133,10 +133,11 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def _model_args(p: argparse.ArgumentParser) -> None:
+    from .device import PRECISIONS
     from .inference import DEFAULT_CHECKPOINT
 
     p.add_argument("--model", default=DEFAULT_CHECKPOINT, help="checkpoint name in checkpoints/ or a path")
-    p.add_argument("--precision", default=None, choices=["auto", "float32", "bfloat16"],
+    p.add_argument("--precision", default=None, choices=PRECISIONS,
                    help="inference precision (default auto: bfloat16 where the CPU has native bf16; "
                         "env FER_PRECISION overrides auto)")
 

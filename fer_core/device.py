@@ -48,3 +48,15 @@ def autocast_ctx(device: torch.device, enabled: bool):
     if not enabled:
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+
+
+def forward_logits(model: torch.nn.Module, x: torch.Tensor, *, tta_flip: bool, bf16: bool) -> torch.Tensor:
+    """Float32 logits (B, K) of a model input (B, 3, S, S); with tta_flip, the mean over the face and
+    its mirror, run as one batch of 2B. The one forward of predictions (app, CLI and evaluation)."""
+    if tta_flip:
+        x = torch.cat([x, torch.flip(x, dims=[3])])
+    with autocast_ctx(x.device, bf16):
+        logits = model(x).float()
+    if tta_flip:
+        logits = (logits[: len(logits) // 2] + logits[len(logits) // 2:]) / 2
+    return logits

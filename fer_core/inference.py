@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from .checkpoints import ModelSpec, load_checkpoint, resolve_checkpoint
-from .device import autocast_ctx, resolve_precision
+from .device import forward_logits, resolve_precision
 from .errors import NoFaceFound
 from .faces import DEFAULT_MARGIN, FaceBox, FaceCrop, crop_face, detect_faces, whole_image_crop
 from .io import ImageSource, read_image
@@ -60,13 +60,7 @@ class Predictor:
         out = []
         for i in range(0, len(faces), batch_size):
             x = self.inputs(faces[i:i + batch_size])
-            if self.spec.tta_flip:  # face and mirror in one batch: one call, better use of the cores
-                x = torch.cat([x, torch.flip(x, dims=[3])])
-            with autocast_ctx(self.device, self.precision == "bfloat16"):
-                logits = self.model(x).float()
-            if self.spec.tta_flip:
-                logits = (logits[: len(logits) // 2] + logits[len(logits) // 2:]) / 2
-            out.append(logits)
+            out.append(forward_logits(self.model, x, tta_flip=self.spec.tta_flip, bf16=self.precision == "bfloat16"))
         return torch.cat(out) if out else torch.zeros(0, len(self.classes))
 
     def predict(self, faces: Sequence[np.ndarray], *, batch_size: int = 64) -> np.ndarray:

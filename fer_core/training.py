@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .checkpoints import ModelSpec, save_checkpoint
-from .device import autocast_ctx, pick_device
+from .device import autocast_ctx, forward_logits, pick_device
 from .metrics import classification_report, expected_calibration_error, fit_temperature
 from .preprocess import AugmentOptions, BatchAugment, normalize
 
@@ -99,12 +99,7 @@ def predict_logits(
         xb = x_u8[i:i + batch_size]
         if spec.grayscale:
             xb = xb.float().mean(1, keepdim=True).round().to(torch.uint8).expand(-1, 3, -1, -1)
-        x = _to_input(xb, spec, device)
-        with autocast_ctx(device, bf16):
-            logits = model(x).float()
-            if tta_flip:
-                logits = (logits + model(torch.flip(x, dims=[3])).float()) / 2
-        out.append(logits.cpu())
+        out.append(forward_logits(model, _to_input(xb, spec, device), tta_flip=tta_flip, bf16=bf16).cpu())
     return torch.cat(out) if out else torch.zeros(0, len(spec.classes))
 
 

@@ -131,8 +131,8 @@ def main(args: argparse.Namespace) -> dict:
         model, spec=spec, x_u8=x_u8, y=y, train_idx=train_idx, val_idx=val_idx, out=args.out,
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer,
         schedule=args.schedule, weight_decay=args.weight_decay, label_smoothing=args.label_smoothing,
-        class_weights=args.class_weights,
-        class_weight_power=getattr(args, "class_weight_power", 1.0), patience=args.patience, augment=augment, device=device,
+        class_weights=args.class_weights, class_weight_power=args.class_weight_power, patience=args.patience,
+        augment=augment, device=device,
         bf16=bf16, save_dtype=getattr(torch, args.save_dtype), ema_decay=args.ema, tta_flip=args.tta_flip, resume=not args.no_resume,
     )
     print(json.dumps({k: v for k, v in spec.metrics.items() if not isinstance(v, list)}))
