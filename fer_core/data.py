@@ -123,3 +123,24 @@ def stratified_split(labels: torch.Tensor | np.ndarray, val_fraction: float, see
         val_idx.append(idx[:n_val])
         train_idx.append(idx[n_val:])
     return np.sort(np.concatenate(train_idx)), np.sort(np.concatenate(val_idx))
+
+
+def oversample_rare(labels: torch.Tensor | np.ndarray, idx: np.ndarray, power: float, seed: int) -> np.ndarray:
+    """Class-balanced sampling by repetition: class c of `idx` appears (n_max / n_c) ** power times as
+    often (0 = unchanged, 0.5 = square root, 1 = fully balanced); fractional repeats are a seeded
+    random subset. Returns the indices (a superset of `idx`, sorted)."""
+    idx = np.asarray(idx)
+    if power <= 0 or len(idx) == 0:
+        return idx
+    lab = np.asarray(labels)[idx]
+    counts = np.bincount(lab)
+    n_max = counts.max()
+    rng = np.random.default_rng(seed)
+    parts = []
+    for c in np.flatnonzero(counts):
+        members = idx[lab == c]
+        factor = (n_max / counts[c]) ** power
+        whole, frac = int(factor), factor - int(factor)
+        parts.append(np.tile(members, whole))
+        parts.append(rng.choice(members, int(round(frac * len(members))), replace=False))
+    return np.sort(np.concatenate(parts))

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fer_core.data import load_labelled_folder, load_uint8, stratified_split
+from fer_core.data import load_labelled_folder, load_uint8, oversample_rare, stratified_split
 from fer_core.labels import EMOTIONS
 
 
@@ -64,3 +64,16 @@ def test_stratified_split_is_seeded_and_disjoint():
     assert (va == va2).all() and not set(tr) & set(va)
     assert len(tr) + len(va) == len(labels)
     assert set(labels[va]) == set(range(6))  # every class, fear included, has validation samples
+
+
+def test_oversample_rare_balances_by_power_and_keeps_every_index():
+    labels = np.array([0] * 100 + [1] * 25 + [2] * 4 + [3] * 7)
+    idx = np.arange(129)  # class 3 is outside idx (e.g. validation) and must stay out
+    sqrt = oversample_rare(labels, idx, 0.5, seed=0)
+    assert np.bincount(labels[sqrt], minlength=4).tolist() == [100, 50, 20, 0]
+    assert set(sqrt.tolist()) == set(idx.tolist())
+    full = oversample_rare(labels, idx, 1.0, seed=0)
+    assert np.bincount(labels[full], minlength=4).tolist() == [100, 100, 100, 0]
+    assert np.array_equal(oversample_rare(labels, idx, 0.0, seed=0), idx)
+    odd = oversample_rare(labels, idx, 0.7, seed=3)
+    assert np.array_equal(odd, oversample_rare(labels, idx, 0.7, seed=3))  # seeded

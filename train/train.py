@@ -16,7 +16,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from fer_core.checkpoints import ModelSpec, git_commit  # noqa: E402
-from fer_core.data import datasets_root, load_labelled_folder, load_uint8, stratified_split  # noqa: E402
+from fer_core.data import datasets_root, load_labelled_folder, load_uint8, oversample_rare, stratified_split  # noqa: E402
 from fer_core.labels import EMOTIONS  # noqa: E402
 from fer_core.models import count_parameters, create_model, list_models  # noqa: E402
 from fer_core.preprocess import AugmentOptions  # noqa: E402
@@ -41,6 +41,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--class-weights", action="store_true", help="weight the loss by inverse class frequency")
     p.add_argument("--class-weight-power", type=float, default=1.0,
                    help="with --class-weights: weight = (1/frequency)**power (0.5 = square root, gentler)")
+    p.add_argument("--oversample", type=float, default=0.0,
+                   help="class-balanced sampling within each training folder: class c is repeated "
+                        "(n_largest / n_c) ** POWER times (0 = off, 0.5 = square root, 1 = balanced)")
     p.add_argument("--dropout", type=float, default=None, help="dropout of the model (default: the model's own)")
     p.add_argument("--patience", type=int, default=0, help="early stopping patience in epochs (0 = off)")
     p.add_argument("--val-fraction", type=float, default=0.1, help="stratified validation share of train")
@@ -95,6 +98,7 @@ def main(args: argparse.Namespace) -> dict:
         if args.limit:
             x, y = x[: args.limit], y[: args.limit]
         tr, va = stratified_split(y, args.val_fraction, args.seed)
+        tr = oversample_rare(y, tr, args.oversample, args.seed)
         xs.append(x)
         ys.append(y)
         tr_parts.append(np.tile(tr + offset, rep))
@@ -105,7 +109,8 @@ def main(args: argparse.Namespace) -> dict:
         except ValueError:
             shown = root
         sources.append(f"{shown} ({len(y)} images, x{rep})")
-        print(f"data {root}: {len(tr)} train / {len(va)} val, classes {np.bincount(y.numpy(), minlength=6).tolist()}")
+        print(f"data {root}: {len(tr)} train / {len(va)} val, classes {np.bincount(y.numpy(), minlength=6).tolist()}, "
+              f"sampled per epoch x{rep} {np.bincount(y.numpy()[tr], minlength=6).tolist()}")
     x_u8, y = torch.cat(xs), torch.cat(ys)
     train_idx, val_idx = np.concatenate(tr_parts), np.concatenate(va_parts)
     kwargs = {} if args.dropout is None else {"dropout": args.dropout}
