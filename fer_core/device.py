@@ -26,6 +26,22 @@ def _cpu_has_native_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
+def cpu_summary(info: str | None = None) -> str:
+    """The CPU model and its widest vector extension, e.g. 'AMD EPYC (AVX-512 BF16)', from `info`
+    (default: /proc/cpuinfo): speeds differ several-fold between such hosts, so every measured
+    latency records it."""
+    if info is None:
+        try:
+            info = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return "unknown CPU"
+    name = next((ln.split(":", 1)[1].strip() for ln in info.splitlines() if ln.startswith("model name")), "CPU")
+    flags = set(next((ln.split(":", 1)[1].split() for ln in info.splitlines() if ln.startswith("flags")), []))
+    ext = next((label for flag, label in [("avx512_bf16", "AVX-512 BF16"), ("avx512f", "AVX-512"), ("avx2", "AVX2")]
+                if flag in flags), "no AVX2")
+    return f"{name} ({ext})"
+
+
 def bf16_supported(device: torch.device) -> bool:
     """bf16 autocast pays off on CUDA and on CPUs with native bf16 (AVX-512 BF16 / AMX); on a plain
     AVX2 CPU it was 17x slower than float32 here, so it is off there."""

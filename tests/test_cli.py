@@ -111,3 +111,13 @@ def test_precision_options_agree(astronaut, random_checkpoint, monkeypatch):
     monkeypatch.setenv("FER_PRECISION", "half")
     with pytest.raises(ValueError, match="unknown precision 'half'"):
         resolve_precision()
+
+
+def test_cpu_summary_names_the_widest_vector_extension():
+    from fer_core.device import cpu_summary
+
+    epyc = "processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: fpu sse2 avx2 fma\n"
+    assert cpu_summary(epyc) == "AMD EPYC (AVX2)"
+    assert cpu_summary(epyc.replace("avx2", "avx2 avx512f avx512_bf16")) == "AMD EPYC (AVX-512 BF16)"
+    assert cpu_summary("model name : Old\nflags : sse2\n") == "Old (no AVX2)"
+    assert isinstance(cpu_summary(), str)
