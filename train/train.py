@@ -98,6 +98,7 @@ def main(args: argparse.Namespace) -> dict:
         if args.limit:
             x, y = x[: args.limit], y[: args.limit]
         tr, va = stratified_split(y, args.val_fraction, args.seed)
+        n_train = len(tr)
         tr = oversample_rare(y, tr, args.oversample, args.seed)
         xs.append(x)
         ys.append(y)
@@ -109,8 +110,8 @@ def main(args: argparse.Namespace) -> dict:
         except ValueError:
             shown = root
         sources.append(f"{shown} ({len(y)} images, x{rep})")
-        print(f"data {root}: {len(tr)} train / {len(va)} val, classes {np.bincount(y.numpy(), minlength=6).tolist()}, "
-              f"sampled per epoch x{rep} {np.bincount(y.numpy()[tr], minlength=6).tolist()}")
+        print(f"data {root}: {n_train} train / {len(va)} val, classes {np.bincount(y.numpy(), minlength=6).tolist()}; "
+              f"per epoch {rep} x {np.bincount(y.numpy()[tr], minlength=6).tolist()}")
     x_u8, y = torch.cat(xs), torch.cat(ys)
     train_idx, val_idx = np.concatenate(tr_parts), np.concatenate(va_parts)
     kwargs = {} if args.dropout is None else {"dropout": args.dropout}
