@@ -24,7 +24,9 @@ DEFAULT_METHODS = ["gradcam", "cam", "occlusion"]
 @st.cache_resource(show_spinner="Loading model…")
 def get_predictor(name: str) -> Predictor:
     """One loaded model per checkpoint per process, shared by every session."""
-    return load_predictor(name)
+    predictor = load_predictor(name)
+    predictor.prediction_model()  # builds the frozen copy here, under the spinner, not on the first upload
+    return predictor
 
 
 def checkpoint_names() -> list[str]:

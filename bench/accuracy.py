@@ -67,7 +67,7 @@ def main() -> None:
         evaluate.main(evaluate.get_args_parser().parse_args([]))
     results = json.loads((CHECKPOINT_DIR / "results.json").read_text())
     print(table(results))
-    hosts = sorted({f"{r.get('cpu', 'CPU not recorded')}, {r.get('precision', '?')}"
+    hosts = sorted({f"{r.get('cpu', 'CPU not recorded')}, {r.get('precision', '?')} {r.get('runtime', 'eager')}"
                     for r in results.get("checkpoints", {}).values()})
     print("\nms/face measured on: " + "; ".join(hosts))
     print()

@@ -55,6 +55,7 @@ class AugmentOptions:
     grayscale: float = 0.1  # probability (webcam / FER2013-like)
     blur: float = 0.1  # probability of a mild Gaussian blur
     jpeg: float = 0.05  # probability of JPEG re-compression at quality 30-90
+    lowres: float = 0.0  # probability of a small-face look: down to 16-40 px, then back up
 
 
 class BatchAugment:
@@ -94,6 +95,20 @@ class BatchAugment:
                 x[i] = tf(x[i])
         return x
 
+    def _low_resolution(self, x: torch.Tensor, p: float) -> torch.Tensor:
+        """A face found small in a photo and upscaled by the app: the drawn samples go down to one
+        random size of 16-40 px (area averaging) and back up (bilinear), as one batch."""
+        import torch.nn.functional as F
+
+        idx = (torch.rand(x.shape[0]) < p).nonzero().flatten()
+        if len(idx) == 0:
+            return x
+        side = int(torch.randint(16, 41, ()).item())
+        small = F.interpolate(x[idx], size=(side, side), mode="area")
+        x = x.clone()
+        x[idx] = F.interpolate(small, size=x.shape[-2:], mode="bilinear", align_corners=False).clamp(0, 1)
+        return x
+
     def __call__(self, x_uint8: torch.Tensor) -> torch.Tensor:
         import torch.nn.functional as F
 
@@ -124,6 +139,8 @@ class BatchAugment:
             mean = x.mean((1, 2, 3), keepdim=True)
             x = ((x - mean) * contrast + mean) * bright
             x = x.clamp(0, 1)
+        if o.lowres > 0:
+            x = self._low_resolution(x, o.lowres)
         for p, tf in self.v2_f:
             x = self._apply_some(x, p, tf)
         return x

@@ -83,3 +83,21 @@ def test_spec_json_roundtrip():
     spec = ModelSpec(arch="fernet", history=({"epoch": 1, "val_accuracy": 0.5},), tta_flip=True)
     assert ModelSpec.from_json(spec.to_json()) == spec
     assert json.loads(spec.to_json())["classes"][0] == "happiness"
+
+
+def test_frozen_predictions_match_eager(random_checkpoint, monkeypatch):
+    """Float32 CPU predictions run a TorchScript-frozen copy; it must give the eager model's
+    probabilities for any batch size, and FER_JIT=0 must switch it off."""
+    import numpy as np
+
+    from fer_core.inference import Predictor
+
+    rng = np.random.default_rng(0)
+    faces = [rng.integers(0, 255, (40 + 9 * i, 70, 3), dtype=np.uint8) for i in range(5)]
+    frozen = Predictor(*load_checkpoint(random_checkpoint), precision="float32")
+    assert frozen.runtime == "torchscript"
+    monkeypatch.setenv("FER_JIT", "0")
+    eager = Predictor(*load_checkpoint(random_checkpoint), precision="float32")
+    assert eager.runtime == "eager"
+    for batch in (faces[:1], faces):
+        np.testing.assert_allclose(frozen.predict(batch), eager.predict(batch), atol=1e-5)

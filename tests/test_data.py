@@ -77,3 +77,25 @@ def test_oversample_rare_balances_by_power_and_keeps_every_index():
     assert np.array_equal(oversample_rare(labels, idx, 0.0, seed=0), idx)
     odd = oversample_rare(labels, idx, 0.7, seed=3)
     assert np.array_equal(odd, oversample_rare(labels, idx, 0.7, seed=3))  # seeded
+
+
+def test_low_resolution_augmentation_blurs_only_the_drawn_samples():
+    import torch
+
+    from fer_core.preprocess import AugmentOptions, BatchAugment
+
+    none = dict(flip=False, rotation=0.0, crop=False, color_jitter=0.0, erasing=0.0, grayscale=0.0, blur=0.0, jpeg=0.0)
+    x = torch.from_numpy(np.random.default_rng(0).integers(0, 255, (8, 3, 64, 64), np.uint8))
+    plain = BatchAugment(AugmentOptions(**none), 64)(x)
+    torch.manual_seed(0)
+    low = BatchAugment(AugmentOptions(**none, lowres=1.0), 64)(x)
+    assert low.shape == plain.shape and low.dtype == torch.float32
+    assert 0.0 <= float(low.min()) and float(low.max()) <= 1.0
+
+    def detail(t):  # energy of neighbouring-pixel differences: small after down- and up-sampling
+        return (t[..., 1:] - t[..., :-1]).abs().mean((1, 2, 3))
+
+    assert torch.all(detail(low) < 0.5 * detail(plain))
+    torch.manual_seed(0)
+    untouched = BatchAugment(AugmentOptions(**none, lowres=1e-9), 64)(x)
+    assert torch.equal(untouched, plain)

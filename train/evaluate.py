@@ -98,7 +98,7 @@ def main(args: argparse.Namespace) -> dict:
             "size_mb": round(path.stat().st_size / 1e6, 2), "tta_flip": pred.spec.tta_flip,
             "temperature": pred.spec.temperature, "train_data": list(pred.spec.train_data),
             "val_accuracy": pred.spec.metrics.get("val_accuracy"), "val_macro_f1": pred.spec.metrics.get("val_macro_f1"),
-            "latency_ms": latency_ms(pred), "precision": pred.precision, "cpu": cpu_summary(), "sample": args.sample or None,
+            "latency_ms": latency_ms(pred), "precision": pred.precision, "runtime": pred.runtime, "cpu": cpu_summary(), "sample": args.sample or None,
             "command": "python train/evaluate.py " + " ".join(sys.argv[1:]),
         }
         if "raf-db" in sets and not args.sample:

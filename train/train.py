@@ -72,6 +72,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--gray-aug", type=float, default=0.1, help="random grayscale probability (0 = off)")
     p.add_argument("--blur", type=float, default=0.1, help="Gaussian blur probability (0 = off)")
     p.add_argument("--jpeg", type=float, default=0.05, help="JPEG re-compression probability (0 = off)")
+    p.add_argument("--lowres", type=float, default=0.0,
+                   help="probability of a down-to-16-40-px-and-back-up view (small faces in photos; 0 = off)")
     p.add_argument("--no-augment", action="store_true", help="disable all augmentation")
     return p
 
@@ -132,6 +134,7 @@ def main(args: argparse.Namespace) -> dict:
     augment = None if args.no_augment else AugmentOptions(
         flip=args.flip, rotation=args.rotation, crop=args.crop, color_jitter=args.color_jitter,
         perspective=args.perspective, erasing=args.erasing, grayscale=args.gray_aug, blur=args.blur, jpeg=args.jpeg,
+        lowres=args.lowres,
     )
     _, spec = fit(
         model, spec=spec, x_u8=x_u8, y=y, train_idx=train_idx, val_idx=val_idx, out=args.out,

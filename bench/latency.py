@@ -1,0 +1,48 @@
+"""Per-face latency at batch size 1 (preprocessing included, median after warm-up) of each way the
+predictor can run a checkpoint: eager PyTorch or the TorchScript-frozen copy, with and without the
+checkpoint's flip averaging. Run it with nothing else busy on the machine.
+
+  python bench/latency.py [--models fernet resnet18] [--repeats 200] [--threads 2]
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "train"))
+
+from evaluate import latency_ms  # noqa: E402
+from fer_core.checkpoints import load_checkpoint  # noqa: E402
+from fer_core.device import cpu_summary  # noqa: E402
+from fer_core.inference import Predictor  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", nargs="+", default=["fernet"], help="checkpoint names or paths")
+    ap.add_argument("--repeats", type=int, default=200, help="timed predictions per setting")
+    ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    print(f"{cpu_summary()}, {args.threads} threads, float32, batch 1, median of {args.repeats}")
+    print("| model | flip averaging | eager ms/face | TorchScript-frozen ms/face | speed-up |")
+    print("|---|---|---|---|---|")
+    for name in args.models:
+        model, spec = load_checkpoint(name)
+        for tta in sorted({spec.tta_flip, False}, reverse=True):
+            s = spec.with_updates(tta_flip=tta)
+            ms = {}
+            for frozen in (False, True):
+                pred = Predictor(model, s, name, precision="float32", frozen=frozen)
+                ms[pred.runtime] = latency_ms(pred, repeats=args.repeats)
+            eager, fast = ms["eager"], ms.get("torchscript", float("nan"))
+            print(f"| {name} | {'yes' if tta else 'no'} | {eager:.2f} | {fast:.2f} | {eager / fast:.2f}x |")
+
+
+if __name__ == "__main__":
+    main()
