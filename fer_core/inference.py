@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from .checkpoints import ModelSpec, load_checkpoint, resolve_checkpoint
-from .device import forward_logits, frozen_for_inference, resolve_precision
+from .device import faster_module, forward_logits, frozen_for_inference, resolve_precision
 from .errors import NoFaceFound
 from .faces import DEFAULT_MARGIN, FaceBox, FaceCrop, crop_face, detect_faces, whole_image_crop
 from .io import ImageSource, read_image
@@ -32,9 +32,10 @@ class Predictor:
 
     `precision` applies to predictions only ("auto": bfloat16 autocast where the CPU has native
     bf16, else float32; the FER_PRECISION environment variable overrides auto). Explainers always
-    run the model in float32, in eager mode (they hook its layers). With `frozen` (None: on unless
-    the environment sets FER_JIT=0), float32 predictions on the CPU run a TorchScript-frozen copy,
-    built on the first prediction; `runtime` says which runs.
+    run the model in float32, in eager mode (they hook its layers). Float32 predictions on the CPU
+    may run a TorchScript-frozen copy, built on the first prediction: `frozen=True` always,
+    False never, None (default) where it measures faster than eager mode on this machine; the
+    environment's FER_JIT=0 / FER_JIT=1 overrides None. `runtime` says which runs.
     """
 
     def __init__(self, model: FerNet, spec: ModelSpec, name: str = "", *, precision: str | None = None,
@@ -45,28 +46,33 @@ class Predictor:
         self.name = name or spec.arch
         self.device = next(model.parameters()).device
         self.precision = resolve_precision(precision, self.device)
-        self._frozen: torch.nn.Module | None = None
+        self._fast: torch.nn.Module = self.model
         if frozen is None:
-            frozen = os.environ.get("FER_JIT", "1") != "0"
-        self._frozen_tried = not (frozen and self.precision == "float32")
+            frozen = {"0": False, "1": True}.get(os.environ.get("FER_JIT", ""))
+        self._frozen_choice = frozen
+        self._fast_chosen = frozen is False or self.precision != "float32"
         self._lock = threading.Lock()
 
     @property
     def runtime(self) -> str:
         """How predictions run: 'torchscript' (frozen float32 copy) or 'eager'."""
-        self.prediction_model()
-        return "torchscript" if self._frozen is not None else "eager"
+        return "eager" if self.prediction_model() is self.model else "torchscript"
 
     def prediction_model(self) -> torch.nn.Module:
-        """The module predictions run (the frozen copy once built, else the eager model)."""
-        if not self._frozen_tried:
+        """The module predictions run (the frozen copy once chosen, else the eager model)."""
+        if not self._fast_chosen:
             with self._lock:
-                if not self._frozen_tried:
+                if not self._fast_chosen:
                     size = self.spec.input_size
+                    # a batch of 2 = one face with flip averaging, the app's commonest call
                     example = self.inputs([np.zeros((size, size, 3), np.uint8)] * 2).to(self.device)
-                    self._frozen = frozen_for_inference(self.model, example)
-                    self._frozen_tried = True
-        return self._frozen if self._frozen is not None else self.model
+                    frozen = frozen_for_inference(self.model, example)
+                    if self._frozen_choice:
+                        self._fast = frozen if frozen is not None else self.model
+                    else:
+                        self._fast = faster_module(self.model, frozen, example)
+                    self._fast_chosen = True
+        return self._fast
 
     @property
     def classes(self) -> tuple[str, ...]:
