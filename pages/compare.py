@@ -14,7 +14,8 @@ ckpts = results.get("checkpoints", {})
 if not ckpts:
     st.warning(f"No results yet: run `python train/evaluate.py` to write {ui.results_path_text()}.")
 else:
-    st.caption(f"Measured by `python train/evaluate.py` on {results.get('machine', '?')}: "
+    cpus = ", ".join(sorted({r["cpu"] for r in ckpts.values() if r.get("cpu")}))
+    st.caption(f"Measured by `python train/evaluate.py` on {results.get('machine', '?')} {cpus}, latency at batch 1: "
                "test splits, whole 64×64 image as the face. Paper and peer numbers are quoted, not re-run.")
     rows = []
     # the default model first, then the zoo by RAF-DB accuracy
@@ -22,7 +23,8 @@ else:
     ckpts = {n: ckpts[n] for n in order}
     for name, r in ckpts.items():
         row = {"model": name, "arch": r["arch"], "params (M)": r["parameters"] / 1e6,
-               "latency ms/face": r.get("latency_ms"), "precision": r.get("precision")}
+               "latency ms/face": r.get("latency_ms"),
+               "precision": " ".join(v for v in (r.get("precision"), r.get("runtime")) if v) or None}
         for ds in ("raf-db", "fer2013"):
             if ds in r:
                 row[f"{ds} acc %"] = 100 * r[ds]["accuracy"]

@@ -27,8 +27,9 @@ st.markdown(
     f"- faces: detector box grown by 5% per side, square, eyes levelled (whole image for pre-cropped sets)\n"
     f"- calibration: logits ÷ temperature {spec.temperature:.3f} (fitted on the validation split)\n"
     f"- test-time flip averaging: {'yes' if spec.tta_flip else 'no'}\n"
-    f"- inference precision here: {ui.get_predictor(name).precision} (bfloat16 autocast only where the CPU "
-    f"has native bf16; the results file was measured in {res.get('precision', 'float32')})\n"
+    f"- inference here: {ui.get_predictor(name).precision}, {ui.get_predictor(name).runtime} (bfloat16 autocast "
+    f"only where the CPU has native bf16; a TorchScript-frozen copy where it measured faster; the results "
+    f"file was measured in {res.get('precision', 'float32')} {res.get('runtime', 'eager')})\n"
     f"- code version: {spec.git_commit or 'unknown'}"
 )
 if spec.args:
