@@ -32,6 +32,31 @@ def _to_input(x_u8: torch.Tensor, spec: ModelSpec, device: torch.device) -> torc
     return x.contiguous(memory_format=torch.channels_last)
 
 
+class Ensemble(nn.Module):
+    """Mean logits (B, K) of several eval-mode teacher models; never trained."""
+
+    def __init__(self, models: list[nn.Module]) -> None:
+        super().__init__()
+        if not models:
+            raise ValueError("an ensemble needs at least one model")
+        self.members = nn.ModuleList(m.eval() for m in models)
+        for p in self.parameters():
+            p.requires_grad_(False)
+
+    def train(self, mode: bool = True) -> "Ensemble":  # teachers stay in eval mode (BN statistics fixed)
+        return super().train(False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.stack([m(x).float() for m in self.members]).mean(0)
+
+
+def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Hinton et al.'s soft-target term: T² · KL(teacher ‖ student) at temperature T, batch-mean."""
+    t = temperature
+    return F.kl_div(F.log_softmax(student_logits / t, 1), F.log_softmax(teacher_logits / t, 1),
+                    reduction="batchmean", log_target=True) * t * t
+
+
 def train_one_epoch(
     model: nn.Module,
     x_u8: torch.Tensor,
@@ -49,8 +74,13 @@ def train_one_epoch(
     ema: Any = None,
     epoch: int = 0,
     max_grad_norm: float = 5.0,
+    teacher: nn.Module | None = None,
+    distill_alpha: float = 0.5,
+    distill_temperature: float = 2.0,
 ) -> dict:
-    """One pass over `indices` (shuffled); returns loss, accuracy and macro-F1 on the augmented batches."""
+    """One pass over `indices` (shuffled); returns loss, accuracy and macro-F1 on the augmented batches.
+    With a `teacher`, the loss is (1 - alpha) · criterion + alpha · distillation_loss on the same
+    augmented batch."""
     model.train()
     perm = indices[torch.randperm(len(indices)).numpy()]
     n_batches = len(perm) // batch_size  # drop the ragged last batch (BN on tiny batches is noisy)
@@ -68,6 +98,11 @@ def train_one_epoch(
         with autocast_ctx(device, bf16):
             logits = model(xf)
             loss = criterion(logits.float(), yb)
+            if teacher is not None:
+                with torch.no_grad():
+                    t_logits = teacher(xf).float()
+                loss = (1 - distill_alpha) * loss + distill_alpha * distillation_loss(
+                    logits.float(), t_logits, distill_temperature)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if max_grad_norm:
@@ -168,6 +203,9 @@ def fit(
     resume: bool = True,
     save_dtype: torch.dtype = torch.float32,
     log: Callable[[str], None] = print,
+    teacher: nn.Module | None = None,
+    distill_alpha: float = 0.5,
+    distill_temperature: float = 2.0,
 ) -> tuple[nn.Module, ModelSpec]:
     """Train with early stopping on validation macro-F1; the best model is saved to `out` as it goes.
 
@@ -177,6 +215,8 @@ def fit(
     device = device or pick_device()
     out = Path(out)
     model.to(device).to(memory_format=torch.channels_last)
+    if teacher is not None:
+        teacher = teacher.to(device).to(memory_format=torch.channels_last).eval()
     opt = build_optimizer(model, optimizer, lr, weight_decay)
     steps = len(train_idx) // batch_size
     sched = build_scheduler(opt, schedule, lr, epochs, steps)
@@ -220,6 +260,7 @@ def fit(
         tr = train_one_epoch(
             model, x_u8, y, train_idx, spec=spec, augment=aug, optimizer=opt, scheduler=sched,
             criterion=criterion, batch_size=batch_size, device=device, bf16=bf16, ema=ema, epoch=epoch,
+            teacher=teacher, distill_alpha=distill_alpha, distill_temperature=distill_temperature,
         )
         eval_model = ema.module if ema is not None else model
         va = evaluate(eval_model, x_u8[val_idx], y[val_idx], spec=spec, device=device, bf16=bf16, tta_flip=tta_flip)

@@ -101,3 +101,40 @@ def test_promote_keeps_only_better_on_validation(tmp_path, monkeypatch):
     bare = save_checkpoint(model, ModelSpec(arch="baseline"), tmp_path / "bare.safetensors")
     with pytest.raises(SystemExit, match="no validation macro-F1"):
         promote.main(args([str(bare)]))
+
+
+def test_distillation_loss_and_teacher_ensemble():
+    import torch
+
+    from fer_core.models import create_model
+    from fer_core.training import Ensemble, distillation_loss
+
+    torch.manual_seed(0)
+    s, t = torch.randn(5, 6), torch.randn(5, 6)
+    assert float(distillation_loss(t, t, 2.0)) == pytest.approx(0.0, abs=1e-6)
+    manual = (torch.softmax(t / 2, 1) * (torch.log_softmax(t / 2, 1) - torch.log_softmax(s / 2, 1))).sum(1).mean() * 4
+    assert float(distillation_loss(s, t, 2.0)) == pytest.approx(float(manual), rel=1e-5)
+    a, b = create_model("baseline").eval(), create_model("baseline").eval()
+    ens = Ensemble([a, b]).train()
+    assert not any(m.training for m in ens.modules()) and not any(p.requires_grad for p in ens.parameters())
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(ens(x), (a(x) + b(x)) / 2)
+
+
+def test_training_with_a_teacher(tmp_path, monkeypatch):
+    import train as train_script
+
+    monkeypatch.setenv("FER_CACHE", str(tmp_path / "cache"))
+    data = make_folder(tmp_path / "train", n_per_class=4)
+    base = ["--data", str(data), "--batch-size", "8", "--val-fraction", "0.25", "--epochs", "1", "--arch", "baseline"]
+    teacher = tmp_path / "t.safetensors"
+    train_script.main(train_script.get_args_parser().parse_args(base + ["--out", str(teacher)]))
+    student = tmp_path / "s.safetensors"
+    train_script.main(train_script.get_args_parser().parse_args(
+        base + ["--out", str(student), "--teacher", str(teacher), str(teacher), "--distill-alpha", "0.7"]))
+    _, spec = load_checkpoint(student)
+    assert spec.args["teacher"] == [str(teacher)] * 2 and spec.args["distill_alpha"] == 0.7
+    with pytest.raises(SystemExit, match="student reads"):
+        train_script.main(train_script.get_args_parser().parse_args(
+            base + ["--out", str(tmp_path / "g.safetensors"), "--grayscale", "--teacher", str(teacher)]))

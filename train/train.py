@@ -21,7 +21,7 @@ from fer_core.labels import EMOTIONS  # noqa: E402
 from fer_core.models import count_parameters, create_model, list_models  # noqa: E402
 from fer_core.preprocess import AugmentOptions  # noqa: E402
 from fer_core.device import bf16_supported, pick_device  # noqa: E402
-from fer_core.training import fit  # noqa: E402
+from fer_core.training import Ensemble, fit  # noqa: E402
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -60,6 +60,10 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
     p.add_argument("--init", default=None, help="start from this checkpoint's weights (fine-tuning)")
+    p.add_argument("--teacher", nargs="+", default=None,
+                   help="checkpoints whose mean logits the model also learns from (knowledge distillation)")
+    p.add_argument("--distill-alpha", type=float, default=0.5, help="weight of the distillation term (0-1)")
+    p.add_argument("--distill-temperature", type=float, default=2.0, help="softmax temperature of distillation")
     p.add_argument("--limit", type=int, default=0, help="use only the first N training images (smoke tests)")
     for name, default, hlp in [
         ("flip", True, "horizontal flip"), ("crop", True, "scale/shift jitter like a detector box"),
@@ -84,6 +88,24 @@ def resolve_data(item: str) -> tuple[Path, int]:
     if not root.exists():
         root = datasets_root() / name / "train"
     return root, int(rep or 1)
+
+
+def load_teacher(paths: list[str], student: ModelSpec) -> Ensemble:
+    """The teachers as one ensemble; each must read the student's input (size, colour, normalisation)."""
+    from fer_core.checkpoints import load_checkpoint
+
+    def reads(s: ModelSpec) -> tuple:
+        return s.input_size, s.grayscale, tuple(s.mean), tuple(s.std), tuple(s.classes)
+
+    models = []
+    for path in paths:
+        model, spec = load_checkpoint(path)
+        if reads(spec) != reads(student):
+            raise SystemExit(f"--teacher {path} reads (size, grayscale, mean, std, classes) {reads(spec)}; "
+                             f"the student reads {reads(student)}")
+        models.append(model)
+        print(f"teacher {path}: {spec.arch}, val macro-F1 {spec.metrics.get('val_macro_f1')}")
+    return Ensemble(models)
 
 
 def main(args: argparse.Namespace) -> dict:
@@ -131,6 +153,7 @@ def main(args: argparse.Namespace) -> dict:
         train_data=tuple(sources), args=vars(args), git_commit=git_commit(), model_kwargs=kwargs,
         tta_flip=args.tta_flip, metrics={"parameters": count_parameters(model)},
     )
+    teacher = load_teacher(args.teacher, spec) if args.teacher else None
     augment = None if args.no_augment else AugmentOptions(
         flip=args.flip, rotation=args.rotation, crop=args.crop, color_jitter=args.color_jitter,
         perspective=args.perspective, erasing=args.erasing, grayscale=args.gray_aug, blur=args.blur, jpeg=args.jpeg,
@@ -143,6 +166,7 @@ def main(args: argparse.Namespace) -> dict:
         class_weights=args.class_weights, class_weight_power=args.class_weight_power, patience=args.patience,
         augment=augment, device=device,
         bf16=bf16, save_dtype=getattr(torch, args.save_dtype), ema_decay=args.ema, tta_flip=args.tta_flip, resume=not args.no_resume,
+        teacher=teacher, distill_alpha=args.distill_alpha, distill_temperature=args.distill_temperature,
     )
     print(json.dumps({k: v for k, v in spec.metrics.items() if not isinstance(v, list)}))
     return spec.metrics
