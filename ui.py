@@ -24,8 +24,10 @@ DEFAULT_METHODS = ["gradcam", "cam", "occlusion"]
 @st.cache_resource(show_spinner="Loading model…")
 def get_predictor(name: str) -> Predictor:
     """One loaded model per checkpoint per process, shared by every session."""
-    predictor = load_predictor(name)
-    predictor.prediction_model()  # builds the frozen copy here, under the spinner, not on the first upload
+    # a long-lived server: worth 2-3 s once to run the frozen copy where it is faster on this machine,
+    # built here under the spinner rather than on the first upload
+    predictor = load_predictor(name, frozen=None)
+    predictor.prediction_model()
     return predictor
 
 

@@ -33,13 +33,13 @@ class Predictor:
     `precision` applies to predictions only ("auto": bfloat16 autocast where the CPU has native
     bf16, else float32; the FER_PRECISION environment variable overrides auto). Explainers always
     run the model in float32, in eager mode (they hook its layers). Float32 predictions on the CPU
-    may run a TorchScript-frozen copy, built on the first prediction: `frozen=True` always,
-    False never, None (default) where it measures faster than eager mode on this machine; the
-    environment's FER_JIT=0 / FER_JIT=1 overrides None. `runtime` says which runs.
+    may run a TorchScript-frozen copy, built on the first prediction (2-3 s, so it pays only in a
+    long-lived process such as the app): `frozen=True` always, None where it measures faster
+    than eager mode on this machine, False (default) never. `runtime` says which runs.
     """
 
     def __init__(self, model: FerNet, spec: ModelSpec, name: str = "", *, precision: str | None = None,
-                 frozen: bool | None = None) -> None:
+                 frozen: bool | None = False) -> None:
         # channels_last: 1.6x faster CPU inference here (batch of 225, as in occlusion)
         self.model = model.eval().to(memory_format=torch.channels_last)
         self.spec = spec
@@ -47,8 +47,6 @@ class Predictor:
         self.device = next(model.parameters()).device
         self.precision = resolve_precision(precision, self.device)
         self._fast: torch.nn.Module = self.model
-        if frozen is None:
-            frozen = {"0": False, "1": True}.get(os.environ.get("FER_JIT", ""))
         self._frozen_choice = frozen
         self._fast_chosen = frozen is False or self.precision != "float32"
         self._lock = threading.Lock()
@@ -102,15 +100,17 @@ class Predictor:
 
 
 @functools.lru_cache(maxsize=16)
-def _load_cached(path: str, mtime: float, precision: str) -> Predictor:
+def _load_cached(path: str, mtime: float, precision: str, frozen: bool | None) -> Predictor:
     model, spec = load_checkpoint(path)
-    return Predictor(model, spec, os.path.splitext(os.path.basename(path))[0], precision=precision)
+    return Predictor(model, spec, os.path.splitext(os.path.basename(path))[0], precision=precision, frozen=frozen)
 
 
-def load_predictor(name_or_path: str | os.PathLike = DEFAULT_CHECKPOINT, *, precision: str | None = None) -> Predictor:
-    """Load (once per process and precision) a checkpoint by name in checkpoints/ or by path."""
+def load_predictor(name_or_path: str | os.PathLike = DEFAULT_CHECKPOINT, *, precision: str | None = None,
+                   frozen: bool | None = False) -> Predictor:
+    """Load (once per process, precision and `frozen` choice; see Predictor) a checkpoint by name in
+    checkpoints/ or by path."""
     path = resolve_checkpoint(name_or_path)
-    return _load_cached(str(path), path.stat().st_mtime, resolve_precision(precision))
+    return _load_cached(str(path), path.stat().st_mtime, resolve_precision(precision), frozen)
 
 
 @dataclass(frozen=True)

@@ -85,9 +85,9 @@ def test_spec_json_roundtrip():
     assert json.loads(spec.to_json())["classes"][0] == "happiness"
 
 
-def test_frozen_predictions_match_eager(random_checkpoint, monkeypatch):
+def test_frozen_predictions_match_eager(random_checkpoint):
     """Float32 CPU predictions may run a TorchScript-frozen copy; it must give the eager model's
-    probabilities for any batch size; FER_JIT=0 switches it off; by default the faster one runs."""
+    probabilities for any batch size; off by default, the faster of the two with frozen=None."""
     import numpy as np
 
     from fer_core.inference import Predictor
@@ -96,8 +96,8 @@ def test_frozen_predictions_match_eager(random_checkpoint, monkeypatch):
     faces = [rng.integers(0, 255, (40 + 9 * i, 70, 3), dtype=np.uint8) for i in range(5)]
     frozen = Predictor(*load_checkpoint(random_checkpoint), precision="float32", frozen=True)
     assert frozen.runtime == "torchscript"
-    assert Predictor(*load_checkpoint(random_checkpoint), precision="float32").runtime in ("torchscript", "eager")
-    monkeypatch.setenv("FER_JIT", "0")
+    assert Predictor(*load_checkpoint(random_checkpoint), precision="float32", frozen=None).runtime in (
+        "torchscript", "eager")
     eager = Predictor(*load_checkpoint(random_checkpoint), precision="float32")
     assert eager.runtime == "eager"
     for batch in (faces[:1], faces):

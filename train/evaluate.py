@@ -92,7 +92,7 @@ def main(args: argparse.Namespace) -> dict:
     out = {}
     for name in names:
         path = resolve_checkpoint(name)
-        pred = load_predictor(path)
+        pred = load_predictor(path, frozen=None)  # as the app runs it
         entry = {
             "arch": pred.spec.arch, "parameters": count_parameters(pred.model),
             "size_mb": round(path.stat().st_size / 1e6, 2), "tta_flip": pred.spec.tta_flip,
