@@ -9,7 +9,7 @@ import statistics
 import time
 import warnings
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 
@@ -80,10 +80,10 @@ def frozen_for_inference(model: torch.nn.Module, example: torch.Tensor) -> torch
         return None
 
 
-def median_ms(fn: Callable[[torch.Tensor], object], x: torch.Tensor, repeats: int = 15) -> float:
-    """Median wall time of fn(x) in ms after 3 warm-up calls, under inference mode."""
+def median_ms(fn: Callable[[Any], object], x: Any, repeats: int = 15, warmup: int = 3) -> float:
+    """Median wall time of fn(x) in ms after `warmup` calls, under inference mode."""
     with torch.inference_mode():
-        for _ in range(3):
+        for _ in range(warmup):
             fn(x)
         times = []
         for _ in range(repeats):

@@ -46,9 +46,9 @@ class Predictor:
         self.name = name or spec.arch
         self.device = next(model.parameters()).device
         self.precision = resolve_precision(precision, self.device)
-        self._fast: torch.nn.Module = self.model
         self._frozen_choice = frozen
-        self._fast_chosen = frozen is False or self.precision != "float32"
+        # the module predictions run; None until the first prediction builds and picks it
+        self._fast: torch.nn.Module | None = None if frozen is not False and self.precision == "float32" else self.model
         self._lock = threading.Lock()
 
     @property
@@ -58,9 +58,9 @@ class Predictor:
 
     def prediction_model(self) -> torch.nn.Module:
         """The module predictions run (the frozen copy once chosen, else the eager model)."""
-        if not self._fast_chosen:
+        if self._fast is None:
             with self._lock:
-                if not self._fast_chosen:
+                if self._fast is None:
                     size = self.spec.input_size
                     # a batch of 2 = one face with flip averaging, the app's commonest call
                     example = self.inputs([np.zeros((size, size, 3), np.uint8)] * 2).to(self.device)
@@ -69,7 +69,6 @@ class Predictor:
                         self._fast = frozen if frozen is not None else self.model
                     else:
                         self._fast = faster_module(self.model, frozen, example)
-                    self._fast_chosen = True
         return self._fast
 
     @property

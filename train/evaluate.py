@@ -10,7 +10,6 @@ import argparse
 import json
 import platform
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +18,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from fer_core.checkpoints import CHECKPOINT_DIR, list_checkpoints, resolve_checkpoint  # noqa: E402
-from fer_core.device import cpu_summary  # noqa: E402
+from fer_core.device import cpu_summary, median_ms  # noqa: E402
 from fer_core.data import datasets_root, load_labelled_folder, load_uint8  # noqa: E402
 from fer_core.inference import load_predictor  # noqa: E402
 from fer_core.metrics import classification_report, expected_calibration_error  # noqa: E402
@@ -67,14 +66,7 @@ def evaluate_on(predictor, x_u8: torch.Tensor, y: torch.Tensor) -> dict:
 def latency_ms(predictor, repeats: int = 50) -> float:
     """Median ms per face at batch size 1 after warm-up (preprocessing included)."""
     face = np.random.default_rng(0).integers(0, 255, (96, 96, 3), dtype=np.uint8)
-    for _ in range(10):
-        predictor.predict([face])
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        predictor.predict([face])
-        times.append(time.perf_counter() - t)
-    return float(np.median(times) * 1000)
+    return median_ms(lambda f: predictor.predict([f]), face, repeats=repeats, warmup=10)
 
 
 def main(args: argparse.Namespace) -> dict:
