@@ -37,6 +37,7 @@ class ModelSpec:
     metrics: dict[str, Any] = field(default_factory=dict)
     history: tuple[dict[str, Any], ...] = ()
     model_kwargs: dict[str, Any] = field(default_factory=dict)
+    int8: dict[str, Any] = field(default_factory=dict)  # activation ranges for int8 CPU predictions (quantize.py)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -74,6 +75,18 @@ def save_checkpoint(
     save_file(state, str(tmp), metadata={"format": FORMAT_VERSION, "spec": spec.to_json()})
     os.replace(tmp, path)  # atomic: a crash mid-save never leaves half a checkpoint
     return path
+
+
+def update_spec(path: str | os.PathLike, **changes: Any) -> ModelSpec:
+    """Rewrite a checkpoint's spec (e.g. its int8 calibration) and keep its weights byte for byte."""
+    from safetensors.torch import load_file, save_file
+
+    path = resolve_checkpoint(path)
+    spec = read_spec(path).with_updates(**changes)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    save_file(load_file(str(path)), str(tmp), metadata={"format": FORMAT_VERSION, "spec": spec.to_json()})
+    os.replace(tmp, path)
+    return spec
 
 
 def resolve_checkpoint(name_or_path: str | os.PathLike) -> Path:

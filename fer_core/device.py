@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 import torch
 
-PRECISIONS = ("auto", "float32", "bfloat16")
+PRECISIONS = ("auto", "float32", "bfloat16", "int8")
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -55,14 +55,21 @@ def bf16_supported(device: torch.device) -> bool:
     return _cpu_has_native_bf16()
 
 
-def resolve_precision(precision: str | None = None, device: torch.device | None = None) -> str:
-    """'auto' (or None: the FER_PRECISION environment variable, default auto) -> 'float32' or 'bfloat16'."""
+def requested_precision(precision: str | None = None) -> str:
+    """`precision`, else the FER_PRECISION environment variable, else 'auto'; one of PRECISIONS."""
     precision = precision or os.environ.get("FER_PRECISION", "auto")
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}; choose from {', '.join(PRECISIONS)}")
+    return precision
+
+
+def resolve_precision(precision: str | None = None, device: torch.device | None = None) -> str:
+    """The floating-point precision of a request: 'auto' -> 'bfloat16' where native, else 'float32';
+    'int8' -> 'float32' (the model it is quantized from, and what explainers run)."""
+    precision = requested_precision(precision)
     if precision == "auto":
         return "bfloat16" if bf16_supported(device or torch.device("cpu")) else "float32"
-    return precision
+    return "float32" if precision == "int8" else precision
 
 
 def frozen_for_inference(model: torch.nn.Module, example: torch.Tensor) -> torch.nn.Module | None:
@@ -93,13 +100,19 @@ def median_ms(fn: Callable[[Any], object], x: Any, repeats: int = 15, warmup: in
     return 1000 * statistics.median(times)
 
 
-def faster_module(eager: torch.nn.Module, frozen: torch.nn.Module | None, example: torch.Tensor) -> torch.nn.Module:
-    """The frozen copy where it is measurably faster on `example` on this machine, else the eager
-    model. Which wins depends on the architecture and the CPU: on a 2-core AVX2 host the frozen
-    `fernet` took 7.3 vs 9.4 ms per flip-averaged face, but the squeeze-excite `cnn_se` 13.3 vs 9.5."""
-    if frozen is None:
-        return eager
-    return frozen if median_ms(frozen, example) < 0.95 * median_ms(eager, example) else eager
+def fastest_module(candidates: dict[str, torch.nn.Module | None], example: torch.Tensor) -> str:
+    """The name of the candidate that runs `example` fastest on this machine; the first one (the
+    eager model) is the baseline, and a later one must beat the best so far by 5% to be picked
+    (None = not available here). Which wins depends on the architecture and the CPU: on a 2-core AVX2
+    host the frozen `fernet` took 7.3 vs 9.4 ms per flip-averaged face, the squeeze-excite `cnn_se`
+    13.3 vs 9.5."""
+    names = [n for n, m in candidates.items() if m is not None]
+    best, best_ms = names[0], median_ms(candidates[names[0]], example)
+    for name in names[1:]:
+        ms = median_ms(candidates[name], example)
+        if ms < 0.95 * best_ms:
+            best, best_ms = name, ms
+    return best
 
 
 def autocast_ctx(device: torch.device, enabled: bool):

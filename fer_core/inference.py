@@ -12,12 +12,13 @@ import numpy as np
 import torch
 
 from .checkpoints import ModelSpec, load_checkpoint, resolve_checkpoint
-from .device import faster_module, forward_logits, frozen_for_inference, resolve_precision
+from .device import fastest_module, forward_logits, frozen_for_inference, requested_precision, resolve_precision
 from .errors import NoFaceFound
 from .faces import DEFAULT_MARGIN, FaceBox, FaceCrop, crop_face, detect_faces, whole_image_crop
 from .io import ImageSource, read_image
 from .models import FerNet
 from .preprocess import faces_to_tensor
+from .quantize import int8_for_inference, int8_supported
 
 DEFAULT_CHECKPOINT = "fernet"
 
@@ -31,11 +32,14 @@ class Predictor:
     """A loaded checkpoint, ready for many faces; safe to share between threads.
 
     `precision` applies to predictions only ("auto": bfloat16 autocast where the CPU has native
-    bf16, else float32; the FER_PRECISION environment variable overrides auto). Explainers always
-    run the model in float32, in eager mode (they hook its layers). Float32 predictions on the CPU
-    may run a TorchScript-frozen copy, built on the first prediction (2-3 s, so it pays only in a
-    long-lived process such as the app): `frozen=True` always, None where it measures faster
-    than eager mode on this machine, False (default) never. `runtime` says which runs.
+    bf16, else float32; "int8": the quantized copy that the checkpoint's stored calibration
+    rebuilds, see fer_core.quantize; the FER_PRECISION environment variable overrides auto).
+    Explainers always run the model in float32, in eager mode (they hook its layers).
+    Float32 CPU predictions may run a compiled copy, built on the first prediction (1-3 s, so it
+    pays only in a long-lived process such as the app): a TorchScript-frozen float32 copy or, with
+    "auto" precision and a calibrated checkpoint, the int8 copy. `frozen=True` always (int8 where
+    available), None the fastest of eager, frozen and int8 as measured on this machine, False
+    (default) never. `runtime` and `precision` say what runs.
     """
 
     def __init__(self, model: FerNet, spec: ModelSpec, name: str = "", *, precision: str | None = None,
@@ -45,31 +49,50 @@ class Predictor:
         self.spec = spec
         self.name = name or spec.arch
         self.device = next(model.parameters()).device
-        self.precision = resolve_precision(precision, self.device)
-        self._frozen_choice = frozen
+        requested = requested_precision(precision)
+        self._float_precision = resolve_precision(requested, self.device)
+        cpu32 = self._float_precision == "float32" and self.device.type == "cpu"
+        self._int8_ok = requested in ("auto", "int8") and cpu32 and bool(spec.int8) and int8_supported()
+        if requested == "int8" and not self._int8_ok:
+            why = ("the CPU lacks the x86 int8 engine" if spec.int8 and self.device.type == "cpu" else
+                   "it runs on CUDA" if spec.int8 else "it has no int8 calibration (run train/quantize.py)")
+            raise ValueError(f"{self.name} cannot predict in int8: {why}")
+        self._frozen_choice = True if requested == "int8" else frozen
+        self._int8: torch.nn.Module | None = None
         # the module predictions run; None until the first prediction builds and picks it
-        self._fast: torch.nn.Module | None = None if frozen is not False and self.precision == "float32" else self.model
+        self._fast: torch.nn.Module | None = None if self._frozen_choice is not False and cpu32 else self.model
         self._lock = threading.Lock()
 
     @property
     def runtime(self) -> str:
-        """How predictions run: 'torchscript' (frozen float32 copy) or 'eager'."""
+        """How predictions run: 'torchscript' (a compiled copy) or 'eager'."""
         return "eager" if self.prediction_model() is self.model else "torchscript"
 
+    @property
+    def precision(self) -> str:
+        """What predictions compute in: 'float32', 'bfloat16' or 'int8'."""
+        fast = self.prediction_model()
+        return "int8" if fast is self._int8 else self._float_precision
+
     def prediction_model(self) -> torch.nn.Module:
-        """The module predictions run (the frozen copy once chosen, else the eager model)."""
+        """The module predictions run (a compiled copy once chosen, else the eager model)."""
         if self._fast is None:
             with self._lock:
                 if self._fast is None:
-                    size = self.spec.input_size
-                    # a batch of 2 = one face with flip averaging, the app's commonest call
-                    example = self.inputs([np.zeros((size, size, 3), np.uint8)] * 2).to(self.device)
-                    frozen = frozen_for_inference(self.model, example)
-                    if self._frozen_choice:
-                        self._fast = frozen if frozen is not None else self.model
-                    else:
-                        self._fast = faster_module(self.model, frozen, example)
+                    self._fast = self._choose_fast()
         return self._fast
+
+    def _choose_fast(self) -> torch.nn.Module:
+        size = self.spec.input_size
+        # a batch of 2 = one face with flip averaging, the app's commonest call
+        example = self.inputs([np.zeros((size, size, 3), np.uint8)] * 2).to(self.device)
+        self._int8 = int8_for_inference(self.model, example, self.spec.int8) if self._int8_ok else None
+        if self._frozen_choice and self._int8 is not None:
+            return self._int8
+        candidates = {"eager": self.model, "torchscript": frozen_for_inference(self.model, example), "int8": self._int8}
+        if self._frozen_choice:
+            return candidates["torchscript"] or self.model
+        return candidates[fastest_module(candidates, example)] or self.model
 
     @property
     def classes(self) -> tuple[str, ...]:
@@ -90,7 +113,7 @@ class Predictor:
         model = self.prediction_model()
         for i in range(0, len(faces), batch_size):
             x = self.inputs(faces[i:i + batch_size])
-            out.append(forward_logits(model, x, tta_flip=self.spec.tta_flip, bf16=self.precision == "bfloat16"))
+            out.append(forward_logits(model, x, tta_flip=self.spec.tta_flip, bf16=self._float_precision == "bfloat16"))
         return torch.cat(out) if out else torch.zeros(0, len(self.classes))
 
     def predict(self, faces: Sequence[np.ndarray], *, batch_size: int = 64) -> np.ndarray:
@@ -109,7 +132,7 @@ def load_predictor(name_or_path: str | os.PathLike = DEFAULT_CHECKPOINT, *, prec
     """Load (once per process, precision and `frozen` choice; see Predictor) a checkpoint by name in
     checkpoints/ or by path."""
     path = resolve_checkpoint(name_or_path)
-    return _load_cached(str(path), path.stat().st_mtime, resolve_precision(precision), frozen)
+    return _load_cached(str(path), path.stat().st_mtime, requested_precision(precision), frozen)
 
 
 @dataclass(frozen=True)

@@ -126,8 +126,9 @@ def predict_logits(
     model: nn.Module, x_u8: torch.Tensor, *, spec: ModelSpec, batch_size: int = 256,
     device: torch.device | None = None, bf16: bool = False, tta_flip: bool = False,
 ) -> torch.Tensor:
-    """Logits (N, K) in float32 for a uint8 batch; with tta_flip, the mean of face and mirror logits."""
-    device = device or next(model.parameters()).device
+    """Logits (N, K) in float32 for a uint8 batch; with tta_flip, the mean of face and mirror logits.
+    `model` may be a compiled copy (Predictor.prediction_model(); no parameters: CPU)."""
+    device = device or next(model.parameters(), torch.empty(0)).device
     model.eval()
     out = []
     for i in range(0, len(x_u8), batch_size):

@@ -87,7 +87,9 @@ def test_promote_keeps_only_better_on_validation(tmp_path, monkeypatch):
     for name, f1 in [("good", 0.6), ("worse", 0.5)]:
         runs[name] = save_checkpoint(model, ModelSpec(arch="baseline", metrics={"val_macro_f1": f1}),
                                      tmp_path / name / "baseline.safetensors")
-    args = promote.get_args_parser().parse_args
+    def args(argv):  # these runs record no training data to calibrate int8 on (test_quantize does)
+        return promote.get_args_parser().parse_args(argv + ["--no-int8"])
+
     assert promote.main(args([str(runs["good"])])) is True
     dest = tmp_path / "checkpoints" / "baseline.safetensors"
     assert read_spec(dest).metrics["val_macro_f1"] == 0.6

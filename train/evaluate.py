@@ -50,9 +50,9 @@ def sample_indices(n: int, k: int, seed: int = 0) -> np.ndarray:
 
 def evaluate_on(predictor, x_u8: torch.Tensor, y: torch.Tensor) -> dict:
     spec = predictor.spec
-    # the same precision and flip averaging as the predictor that the app and CLI use
-    logits = predict_logits(predictor.model, x_u8, spec=spec, tta_flip=spec.tta_flip,
-                            bf16=predictor.precision == "bfloat16").numpy()
+    # the same module (eager, frozen or int8), precision and flip averaging as the app's predictor
+    logits = predict_logits(predictor.prediction_model(), x_u8, spec=spec, tta_flip=spec.tta_flip,
+                            device=predictor.device, bf16=predictor.precision == "bfloat16").numpy()
     yt = y.numpy()
     rep = classification_report(yt, logits.argmax(1))
     z = torch.from_numpy(logits)

@@ -4,7 +4,8 @@
   python train/promote.py runs/fernet_v2.safetensors --name fernet --dtype float16
 
 The comparison is validation macro-F1 as recorded by train/train.py (never a test split); weights
-are stored as float16 by default to keep checkpoints/ small (git keeps every version).
+are stored as float16 by default to keep checkpoints/ small (git keeps every version). The
+promoted checkpoint is then calibrated for int8 CPU predictions (train/quantize.py; --no-int8 skips).
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", default=None, help="name in checkpoints/ (default: the run's file name)")
     p.add_argument("--dtype", default="float16", choices=["float16", "float32"], help="stored weight dtype")
     p.add_argument("--force", action="store_true", help="replace even if not better on validation")
+    p.add_argument("--no-int8", action="store_true", help="do not calibrate the promoted checkpoint for int8")
     return p
 
 
@@ -46,6 +48,10 @@ def main(args: argparse.Namespace) -> bool:
     model, spec = load_checkpoint(args.run)
     save_checkpoint(model, spec, dest, dtype=getattr(torch, args.dtype))
     print(f"wrote {dest} ({dest.stat().st_size / 1e6:.1f} MB, {args.dtype})")
+    if not args.no_int8:
+        from quantize import calibrate_checkpoint  # train/ is on sys.path when run as a script
+
+        calibrate_checkpoint(dest)
     return True
 
 

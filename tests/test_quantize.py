@@ -1,0 +1,100 @@
+"""Int8 CPU predictions rebuilt from a checkpoint's stored activation ranges (fer_core.quantize)."""
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from fer_core.checkpoints import load_checkpoint, read_spec, update_spec
+from fer_core.inference import Predictor
+from fer_core.quantize import calibrate_int8, int8_for_inference, int8_supported
+from tests.test_data import make_folder
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "train"))
+pytestmark = pytest.mark.skipif(not int8_supported(), reason="no x86 int8 engine in this torch build")
+
+
+def _faces(n: int, seed: int = 0) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [rng.integers(0, 255, (40 + 7 * (i % 5), 64, 3), dtype=np.uint8) for i in range(n)]
+
+
+@pytest.fixture(scope="module")
+def calibrated(random_checkpoint, tmp_path_factory) -> Path:
+    """The random checkpoint with int8 ranges measured on random faces, written by update_spec."""
+    path = tmp_path_factory.mktemp("int8") / "q.safetensors"
+    path.write_bytes(random_checkpoint.read_bytes())
+    model, spec = load_checkpoint(path)
+    eager = Predictor(model, spec, precision="float32")
+    batches = [eager.inputs(_faces(32, seed)) for seed in range(3)]
+    update_spec(path, int8=calibrate_int8(model, batches))
+    return path
+
+
+def test_calibration_travels_in_the_spec_and_keeps_the_weights(random_checkpoint, calibrated):
+    spec = read_spec(calibrated)
+    assert spec.int8["engine"] == "x86" and len(spec.int8["activations"]) >= 10
+    assert all(s > 0 and 0 <= z <= 255 for s, z in spec.int8["activations"].values())
+    a, _ = load_checkpoint(random_checkpoint)
+    b, _ = load_checkpoint(calibrated)
+    for (ka, va), (kb, vb) in zip(a.state_dict().items(), b.state_dict().items()):
+        assert ka == kb and torch.equal(va, vb)
+
+
+def test_int8_predictions_follow_float32(calibrated):
+    model, spec = load_checkpoint(calibrated)
+    int8 = Predictor(model, spec, precision="int8")
+    f32 = Predictor(*load_checkpoint(calibrated), precision="float32")
+    assert (int8.precision, int8.runtime) == ("int8", "torchscript")
+    assert (f32.precision, f32.runtime) == ("float32", "eager")
+    faces = _faces(24, seed=7)
+    z8, z32 = int8.logits(faces).numpy(), f32.logits(faces).numpy()
+    # quantization noise, not a different model: 5% of the logits' spread (measured: under 1%)
+    assert np.abs(z8 - z32).max() < 0.05 * (z32.max() - z32.min())
+    assert np.corrcoef(z8.ravel(), z32.ravel())[0, 1] > 0.99
+    assert not np.array_equal(z8, z32)  # it really ran the int8 copy
+    np.testing.assert_allclose(int8.predict(faces).sum(1), 1, atol=1e-5)
+    # a face scores the same alone or in a batch (static ranges: no batch statistics)
+    np.testing.assert_allclose(int8.logits(faces[:1]).numpy(), z8[:1], atol=1e-5)
+
+
+def test_auto_precision_picks_int8_only_when_asked_or_measured(calibrated, random_checkpoint):
+    assert Predictor(*load_checkpoint(calibrated), frozen=True, precision="auto").precision in ("int8", "bfloat16")
+    assert Predictor(*load_checkpoint(calibrated), frozen=True, precision="float32").precision == "float32"
+    assert Predictor(*load_checkpoint(calibrated), frozen=None, precision="float32").precision == "float32"
+    assert Predictor(*load_checkpoint(calibrated)).runtime == "eager"  # the library default: no build cost
+    with pytest.raises(ValueError, match="no int8 calibration"):
+        Predictor(*load_checkpoint(random_checkpoint), precision="int8")
+
+
+def test_a_calibration_for_another_model_is_refused(calibrated, caplog):
+    model, spec = load_checkpoint(calibrated)
+    ranges = dict(spec.int8["activations"])
+    ranges.pop(next(iter(ranges)))
+    x = torch.zeros(2, 3, 64, 64)
+    assert int8_for_inference(model, x, {"engine": "x86", "activations": ranges}) is None
+    assert "does not match" in caplog.text
+    assert int8_for_inference(model, x, {}) is None
+
+
+def test_quantize_script_calibrates_a_trained_run(tmp_path, monkeypatch):
+    import promote
+    import quantize
+    import train as train_script
+
+    monkeypatch.setenv("FER_CACHE", str(tmp_path / "cache"))
+    data = make_folder(tmp_path / "train", n_per_class=4)
+    out = tmp_path / "m.safetensors"
+    train_script.main(train_script.get_args_parser().parse_args(
+        ["--arch", "fernet", "--data", str(data), "--epochs", "1", "--batch-size", "8", "--out", str(out),
+         "--val-fraction", "0.25", "--tta-flip"]))
+    report = quantize.main(quantize.get_args_parser().parse_args([str(out), "--samples", "12", "--batch-size", "4"]))
+    assert report["samples"] == 12 and 0 <= report["val_agreement"] <= 1
+    assert read_spec(out).int8["val_accuracy_int8"] == report["val_accuracy_int8"]
+    assert Predictor(*load_checkpoint(out), precision="int8").predict(_faces(2)).shape == (2, 6)
+    # promoting a run calibrates the copy in checkpoints/ (stored as float16, so measured anew)
+    monkeypatch.setattr(promote, "CHECKPOINT_DIR", tmp_path / "checkpoints")
+    assert promote.main(promote.get_args_parser().parse_args([str(out)])) is True
+    promoted = read_spec(tmp_path / "checkpoints" / "m.safetensors").int8
+    assert promoted["samples"] == 18 and promoted["activations"].keys() == report["activations"].keys()

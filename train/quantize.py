@@ -1,0 +1,108 @@
+"""Calibrate a checkpoint for int8 CPU predictions and store the activation ranges in its spec.
+
+  python train/quantize.py checkpoints/fernet.safetensors
+  python train/quantize.py runs/fernet_v2.safetensors --samples 2048
+
+Calibration reads a seeded sample of the checkpoint's own training split (the folders and the
+validation split recorded by train/train.py; never a test split), with mirror images when the
+model averages flips. It then reports accuracy and macro-F1 of the float32 and int8 models on the
+validation split and how often their predictions agree, and stores those numbers with the ranges.
+The weights are not changed: the app rebuilds the int8 copy at load (fer_core.quantize).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from fer_core.checkpoints import load_checkpoint, resolve_checkpoint, update_spec  # noqa: E402
+from fer_core.data import datasets_root, load_labelled_folder, load_uint8, stratified_split  # noqa: E402
+from fer_core.metrics import classification_report  # noqa: E402
+from fer_core.preprocess import normalize  # noqa: E402
+from fer_core.quantize import calibrate_int8, int8_for_inference  # noqa: E402
+from fer_core.training import predict_logits  # noqa: E402
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("checkpoint", help="a checkpoint written by train/train.py (name in checkpoints/ or path)")
+    p.add_argument("--samples", type=int, default=1024, help="training faces to calibrate on")
+    p.add_argument("--batch-size", type=int, default=128, help="calibration batch size")
+    p.add_argument("--seed", type=int, default=0, help="seed of the calibration sample")
+    p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    p.add_argument("--no-write", action="store_true", help="report only; leave the checkpoint as it is")
+    return p
+
+
+def training_splits(spec) -> tuple[torch.Tensor, torch.Tensor, np.ndarray, np.ndarray]:
+    """All images of the spec's training folders as uint8 (N, 3, S, S), labels, and the train/val
+    indices train/train.py used (its --val-fraction, --seed and --limit)."""
+    xs, ys, tr_parts, va_parts, offset = [], [], [], [], 0
+    for source in spec.train_data:  # "raf-db/train (9747 images, x2)", relative to the datasets root
+        root = Path(source.rsplit(" (", 1)[0])
+        x, y = load_uint8(load_labelled_folder(root if root.is_absolute() else datasets_root() / root),
+                          spec.input_size)
+        if spec.args.get("limit"):
+            x, y = x[: spec.args["limit"]], y[: spec.args["limit"]]
+        tr, va = stratified_split(y, spec.args.get("val_fraction", 0.1), spec.args.get("seed", 0))
+        xs.append(x)
+        ys.append(y)
+        tr_parts.append(tr + offset)
+        va_parts.append(va + offset)
+        offset += len(y)
+    return torch.cat(xs), torch.cat(ys), np.concatenate(tr_parts), np.concatenate(va_parts)
+
+
+def calibrate_checkpoint(checkpoint: str | Path, *, samples: int = 1024, batch_size: int = 128, seed: int = 0,
+                         write: bool = True) -> dict:
+    """Measure the int8 calibration of a checkpoint (see the module docstring); store it when `write`."""
+    path = resolve_checkpoint(checkpoint)
+    model, spec = load_checkpoint(path)
+    if not spec.train_data:
+        raise SystemExit(f"{path} records no training data; calibrate it with your own script")
+    x_u8, y, train_idx, val_idx = training_splits(spec)
+    rng = np.random.default_rng(seed)
+    pick = torch.from_numpy(np.sort(rng.choice(train_idx, size=min(samples, len(train_idx)), replace=False)))
+
+    def batches():
+        for i in range(0, len(pick), batch_size):
+            x = normalize(x_u8[pick[i:i + batch_size]], spec)
+            yield torch.cat([x, torch.flip(x, dims=[3])]) if spec.tta_flip else x
+
+    calibration = calibrate_int8(model, batches())
+    int8 = int8_for_inference(model, normalize(x_u8[pick[:2]], spec), calibration)
+    if int8 is None:
+        raise SystemExit("the int8 model could not be built on this machine (see the warning above)")
+    xv, yv = x_u8[torch.from_numpy(val_idx)], y[torch.from_numpy(val_idx)].numpy()
+    preds = {}
+    for name, m in (("float32", model), ("int8", int8)):
+        z = predict_logits(m, xv, spec=spec, tta_flip=spec.tta_flip, device=torch.device("cpu"))
+        preds[name] = z.argmax(1).numpy()
+        rep = classification_report(yv, preds[name])
+        calibration[f"val_accuracy_{name}"] = rep["accuracy"]
+        calibration[f"val_macro_f1_{name}"] = rep["macro_f1"]
+    calibration["val_agreement"] = float((preds["float32"] == preds["int8"]).mean())
+    calibration["samples"] = len(pick)
+    print(f"{path.name}: {len(calibration['activations'])} activation ranges from {len(pick)} training faces; "
+          f"validation ({len(yv)}): accuracy float32 {calibration['val_accuracy_float32']:.4f} / int8 "
+          f"{calibration['val_accuracy_int8']:.4f}, macro-F1 {calibration['val_macro_f1_float32']:.4f} / "
+          f"{calibration['val_macro_f1_int8']:.4f}, same prediction {calibration['val_agreement']:.4f}")
+    if write:
+        update_spec(path, int8=calibration)
+        print(f"wrote the calibration into {path}")
+    return calibration
+
+
+def main(args: argparse.Namespace) -> dict:
+    torch.set_num_threads(args.threads)
+    return calibrate_checkpoint(args.checkpoint, samples=args.samples, batch_size=args.batch_size, seed=args.seed,
+                                write=not args.no_write)
+
+
+if __name__ == "__main__":
+    main(get_args_parser().parse_args())
