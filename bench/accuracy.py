@@ -38,7 +38,8 @@ def table(results: dict) -> str:
             f"| {name} | {r['arch']} | {r['parameters'] / 1e6:.1f}M | {fmt(raf.get('accuracy'))} | "
             f"{fmt(raf.get('macro_f1'), False)} | {paper.get('raf-db', '—')} | {fmt(fer.get('accuracy'))} | "
             f"{fmt(fer.get('macro_f1'), False)} | {paper.get('fer2013', '—')} | "
-            f"{fmt(raf.get('ece_after'))}% / {fmt(fer.get('ece_after'))}% | {r.get('latency_ms', 0):.1f} |"
+            f"{fmt(raf.get('ece_after'))}% / {fmt(fer.get('ece_after'))}% | "
+            f"{r.get('latency_ms', 0):.1f} ({r.get('precision', 'float32')}) |"
         )
     for peer, nums in PEER_ACCURACY.items():
         f1 = {ds: nums.get(f"{ds} macro-F1") for ds in ("raf-db", "fer2013")}
@@ -67,9 +68,9 @@ def main() -> None:
         evaluate.main(evaluate.get_args_parser().parse_args([]))
     results = json.loads((CHECKPOINT_DIR / "results.json").read_text())
     print(table(results))
-    hosts = sorted({f"{r.get('cpu', 'CPU not recorded')}, {r.get('precision', '?')} {r.get('runtime', 'eager')}"
-                    for r in results.get("checkpoints", {}).values()})
-    print("\nms/face measured on: " + "; ".join(hosts))
+    hosts = sorted({f"{r.get('cpu', 'CPU not recorded')}" for r in results.get("checkpoints", {}).values()})
+    runs = sorted({f"{n}: {r.get('precision', '?')} {r.get('runtime', 'eager')}" for n, r in results.get("checkpoints", {}).items()})
+    print("\nms/face measured on: " + "; ".join(hosts) + " (" + ", ".join(runs) + ")")
     print()
     print("Per-class recall (%):")
     print(recall_table(results))

@@ -19,19 +19,27 @@ c2.metric("Parameters", f"{res['parameters'] / 1e6:.2f} M" if res else "—")
 c3.metric("RAF-DB test acc", f"{res['raf-db']['accuracy']:.1%}" if "raf-db" in res else "not evaluated")
 c4.metric("FER2013 test acc", f"{res['fer2013']['accuracy']:.1%}" if "fer2013" in res else "not evaluated")
 
+predictor = ui.get_predictor(name)
 st.subheader("Training data and preprocessing")
 st.markdown("\n".join(f"- {d}" for d in spec.train_data) or "- (not recorded)")
-st.markdown(
+lines = [
     f"- input: {spec.input_size}×{spec.input_size} {'grayscale' if spec.grayscale else 'RGB'}, "
-    f"normalised with mean {spec.mean} and std {spec.std}\n"
-    f"- faces: detector box grown by 5% per side, square, eyes levelled (whole image for pre-cropped sets)\n"
-    f"- calibration: logits ÷ temperature {spec.temperature:.3f} (fitted on the validation split)\n"
-    f"- test-time flip averaging: {'yes' if spec.tta_flip else 'no'}\n"
-    f"- inference here: {ui.get_predictor(name).precision}, {ui.get_predictor(name).runtime} (bfloat16 autocast "
-    f"only where the CPU has native bf16; a TorchScript-frozen copy where it measured faster; the results "
-    f"file was measured in {res.get('precision', 'float32')} {res.get('runtime', 'eager')})\n"
-    f"- code version: {spec.git_commit or 'unknown'}"
-)
+    f"normalised with mean {spec.mean} and std {spec.std}",
+    "- faces: detector box grown by 5% per side, square, eyes levelled (whole image for pre-cropped sets)",
+    f"- calibration: logits ÷ temperature {spec.temperature:.3f} (fitted on the validation split)",
+    f"- test-time flip averaging: {'yes' if spec.tta_flip else 'no'}",
+    f"- inference here: {predictor.precision}, {predictor.runtime} (the fastest of eager, a TorchScript-frozen "
+    f"copy and, for calibrated checkpoints, an int8 copy, as measured on this machine; bfloat16 autocast only "
+    f"where the CPU has native bf16; explanations always use the float32 model; the results file was measured "
+    f"in {res.get('precision', 'float32')} {res.get('runtime', 'eager')})",
+]
+if spec.int8:
+    lines.append(
+        f"- int8: activation ranges from {spec.int8.get('samples')} training faces; on the validation split it "
+        f"predicts the float32 model's class for {spec.int8.get('val_agreement', 0):.1%} of faces (accuracy "
+        f"{spec.int8.get('val_accuracy_float32', 0):.1%} float32, {spec.int8.get('val_accuracy_int8', 0):.1%} int8)")
+lines.append(f"- code version: {spec.git_commit or 'unknown'}")
+st.markdown("\n".join(lines))
 if spec.args:
     with st.expander("Training arguments"):
         st.dataframe(pd.DataFrame({"argument": list(spec.args), "value": [str(v) for v in spec.args.values()]}),

@@ -63,7 +63,7 @@ def evaluate_on(predictor, x_u8: torch.Tensor, y: torch.Tensor) -> dict:
     return rep
 
 
-def latency_ms(predictor, repeats: int = 50) -> float:
+def latency_ms(predictor, repeats: int = 200) -> float:
     """Median ms per face at batch size 1 after warm-up (preprocessing included)."""
     face = np.random.default_rng(0).integers(0, 255, (96, 96, 3), dtype=np.uint8)
     return median_ms(lambda f: predictor.predict([f]), face, repeats=repeats, warmup=10)
