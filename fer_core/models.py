@@ -195,11 +195,13 @@ class TorchvisionNet(FerNet):
         self._stages = stages
         self.default_layer = default_layer
 
+    def stem(self, x: torch.Tensor) -> torch.Tensor:
+        n = self.net
+        return n.maxpool(n.relu(n.bn1(n.conv1(x))))
+
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         n = self.net
-        x = n.relu(n.bn1(n.conv1(x)))
-        x = n.maxpool(x)
-        return n.layer4(n.layer3(n.layer2(n.layer1(x))))
+        return n.layer4(n.layer3(n.layer2(n.layer1(self.stem(x)))))
 
     def forward_head(self, feats: torch.Tensor) -> torch.Tensor:
         n = self.net
@@ -252,6 +254,61 @@ def fernet(*, num_classes: int = NUM_CLASSES, dropout: float = 0.1, width: int =
     net.fc = nn.Linear(w[3], num_classes)
     net.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
     return TorchvisionNet(net, ["layer1", "layer2", "layer3", "layer4"], "layer4")
+
+
+class Duo(FerNet):
+    """Two torchvision-style networks side by side, read by one GAP + linear head.
+
+    Each stage runs in both branches; their maps are concatenated channel-wise and pass through a tap
+    (an identity module) before being split again, so every explainer hooks one map that holds both
+    branches. The head sees the concatenated last map, so CAM stays exact. Built by `train/duo.py`
+    from two trained checkpoints, a Duo with head [w·W_a, (1 - w)·W_b] computes exactly the weighted
+    mean of the two networks' logits: an ensemble of two that is still a GAP + one-linear model.
+    """
+
+    def __init__(self, a: TorchvisionNet, b: TorchvisionNet, num_classes: int, dropout: float) -> None:
+        super().__init__()
+        if a._stages != b._stages:
+            raise ValueError("a Duo needs two branches with the same stages")
+        self._stages = list(a._stages)
+        self.default_layer = a.default_layer
+        for branch in (a, b):  # the branches' own heads are replaced by the shared one
+            channels = branch.net.fc.in_features
+            branch.net.fc = nn.Identity()
+            branch.net.dropout = nn.Identity()
+        self.a, self.b = a, b
+        self.taps = nn.ModuleDict((s, nn.Identity()) for s in self._stages)
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.fc = nn.Linear(2 * channels, num_classes)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        xa, xb = self.a.stem(x), self.b.stem(x)
+        t = x
+        for s in self._stages:
+            ya, yb = getattr(self.a.net, s)(xa), getattr(self.b.net, s)(xb)
+            t = self.taps[s](torch.cat([ya, yb], 1))
+            xa, xb = t[:, : ya.shape[1]], t[:, ya.shape[1]:]
+        return t
+
+    def forward_head(self, feats: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.dropout(feats.mean((2, 3))))
+
+    def explain_layers(self) -> "OrderedDict[str, nn.Module]":
+        return OrderedDict((s, self.taps[s]) for s in self._stages)
+
+    @property
+    def gap_linear(self) -> nn.Linear:
+        return self.fc
+
+
+@register_model(
+    "fernet_duo",
+    "two fernet branches (e.g. the default and a distilled student) read by one GAP + linear head: "
+    "a two-model ensemble that CAM can still explain; ~5.6M parameters",
+)
+def fernet_duo(*, num_classes: int = NUM_CLASSES, dropout: float = 0.1, width: int = 32) -> FerNet:
+    return Duo(fernet(num_classes=num_classes, width=width), fernet(num_classes=num_classes, width=width),
+               num_classes, dropout)
 
 
 class VGG(FerNet):

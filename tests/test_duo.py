@@ -1,0 +1,74 @@
+"""fernet_duo: two fernet networks read by one GAP + linear head (train/duo.py joins two checkpoints)."""
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from fer_core.checkpoints import load_checkpoint
+from fer_core.explain import explain
+from fer_core.models import count_parameters, create_model
+from tests.test_data import make_folder
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "train"))
+
+
+def _pair():
+    torch.manual_seed(0)
+    return create_model("fernet").eval(), create_model("fernet").eval()
+
+
+def test_joined_duo_computes_the_weighted_mean_of_logits():
+    from duo import join
+
+    a, b = _pair()
+    duo = join(a, b, 0.7, num_classes=6, width=32)
+    assert count_parameters(duo) == count_parameters(a) + count_parameters(b) - 6  # one shared bias
+    x = torch.randn(3, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        torch.testing.assert_close(duo(x), 0.7 * a(x) + 0.3 * b(x), atol=1e-5, rtol=1e-5)
+        assert duo.forward_features(x).shape == (3, 512, 4, 4)
+    with pytest.raises(ValueError, match="weight"):
+        join(a, b, 1.5, num_classes=6, width=32)
+
+
+def test_duo_explains_both_branches_as_one_map():
+    from duo import join
+
+    a, b = _pair()
+    duo = join(a, b, 0.5, num_classes=6, width=32)
+    x = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(2))
+    for target in (0, 4):
+        cam = explain(duo, x, target, "cam")
+        assert np.allclose(cam, explain(duo, x, target, "gradcam", layer="layer4"), atol=1e-4)
+    # the CAM of the duo is the class-weighted sum of the branches' maps: it differs from either alone
+    assert not np.allclose(explain(duo, x, 4, "cam"), explain(a, x, 4, "cam"), atol=1e-3)
+    for layer in duo.explain_layers():
+        cam = explain(duo, x, 1, "gradcam", layer=layer)
+        assert cam.shape == (64, 64) and np.isfinite(cam).all()
+
+
+def test_duo_script_joins_two_runs(tmp_path, monkeypatch):
+    import duo as duo_script
+    import train as train_script
+
+    from fer_core.inference import Predictor
+
+    monkeypatch.setenv("FER_CACHE", str(tmp_path / "cache"))
+    data = make_folder(tmp_path / "train", n_per_class=6)
+    base = ["--data", str(data), "--batch-size", "8", "--val-fraction", "0.25", "--epochs", "1"]
+    runs = []
+    for name, arch in (("a", "fernet"), ("b", "fernet"), ("c", "baseline")):
+        runs.append(tmp_path / f"{name}.safetensors")
+        train_script.main(train_script.get_args_parser().parse_args(base + ["--arch", arch, "--out", str(runs[-1])]))
+    out = tmp_path / "duo.safetensors"
+    spec = duo_script.main(duo_script.get_args_parser().parse_args([str(runs[0]), str(runs[1]), "--out", str(out)]))
+    model, loaded = load_checkpoint(out)
+    assert loaded.arch == "fernet_duo" == spec.arch and loaded.args["weight"] in (0.3, 0.4, 0.5, 0.6, 0.7)
+    assert loaded.temperature > 0 and {"val_macro_f1", "val_ece_after", "members"} <= set(loaded.metrics)
+    assert loaded.train_data and loaded.args["val_fraction"] == 0.25
+    probs = Predictor(model, loaded, precision="float32").predict([np.zeros((48, 48, 3), np.uint8)])
+    np.testing.assert_allclose(probs.sum(1), 1, atol=1e-5)
+    with pytest.raises(SystemExit, match="fernet"):
+        duo_script.main(duo_script.get_args_parser().parse_args([str(runs[0]), str(runs[2]), "--out", str(out)]))

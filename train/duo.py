@@ -1,0 +1,135 @@
+"""Join two trained fernet checkpoints into one `fernet_duo` checkpoint (an explainable ensemble).
+
+  python train/duo.py checkpoints/fernet.safetensors runs/fernet_kd.safetensors --out runs/fernet_duo.safetensors
+  python train/promote.py runs/fernet_duo.safetensors --name fernet      # only if better on validation
+
+The duo runs both networks side by side and reads their concatenated last maps with one GAP + linear
+head whose weights are [w·W_a, (1 - w)·W_b] (bias w·b_a + (1 - w)·b_b): its logits are exactly the
+weighted mean of the two models' logits, and CAM / Grad-CAM explain the pair as one model. The mixing
+weight w (--weight, or a grid searched on validation) and whether to average mirror images (--flip)
+are chosen on the validation split the two runs share (never a test split); the temperature is then
+fitted on the same validation logits. No training happens here.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from fer_core.checkpoints import ModelSpec, git_commit, load_checkpoint, save_checkpoint  # noqa: E402
+from fer_core.metrics import classification_report, expected_calibration_error, fit_temperature  # noqa: E402
+from fer_core.models import Duo, create_model  # noqa: E402
+from fer_core.training import predict_logits  # noqa: E402
+from quantize import training_splits  # noqa: E402
+
+SAME = ("classes", "input_size", "grayscale", "mean", "std", "train_data", "model_kwargs")
+SPLIT_ARGS = ("val_fraction", "seed", "limit")
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("a", help="first fernet checkpoint")
+    p.add_argument("b", help="second fernet checkpoint (same training data and validation split)")
+    p.add_argument("--out", required=True, help="where to write the fernet_duo checkpoint")
+    p.add_argument("--weight", type=float, default=None,
+                   help="weight of the first model's logits in [0, 1] (default: best of 0.3-0.7 on validation)")
+    p.add_argument("--flip", choices=["auto", "on", "off"], default="auto",
+                   help="average mirror images (auto: whichever scores higher validation macro-F1)")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
+    return p
+
+
+def check_compatible(sa: ModelSpec, sb: ModelSpec) -> None:
+    if sa.arch != "fernet" or sb.arch != "fernet":
+        raise SystemExit(f"both checkpoints must be fernet models (got {sa.arch} and {sb.arch})")
+    for key in SAME:
+        if getattr(sa, key) != getattr(sb, key):
+            raise SystemExit(f"the two checkpoints differ in {key}: {getattr(sa, key)!r} vs {getattr(sb, key)!r}")
+    for key in SPLIT_ARGS:
+        if sa.args.get(key) != sb.args.get(key):
+            raise SystemExit(f"the two runs used different validation splits ({key}: "
+                             f"{sa.args.get(key)!r} vs {sb.args.get(key)!r})")
+
+
+def join(model_a, model_b, weight: float, *, num_classes: int, width: int) -> Duo:
+    """A fernet_duo whose logits are weight · model_a's + (1 - weight) · model_b's (eval mode)."""
+    if not 0.0 <= weight <= 1.0:
+        raise ValueError(f"weight must be in [0, 1], got {weight}")
+    duo = create_model("fernet_duo", num_classes=num_classes, width=width)
+    for branch, src in ((duo.a, model_a), (duo.b, model_b)):
+        state = {k: v for k, v in src.net.state_dict().items() if not k.startswith("fc.")}
+        branch.net.load_state_dict(state, strict=True)
+    with torch.no_grad():
+        duo.fc.weight.copy_(torch.cat([weight * model_a.gap_linear.weight, (1 - weight) * model_b.gap_linear.weight], 1))
+        duo.fc.bias.copy_(weight * model_a.gap_linear.bias + (1 - weight) * model_b.gap_linear.bias)
+    return duo.eval()
+
+
+def _report(y: np.ndarray, logits: torch.Tensor) -> dict:
+    return classification_report(y, logits.argmax(1).numpy())
+
+
+def main(args: argparse.Namespace) -> ModelSpec:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    model_a, sa = load_checkpoint(args.a)
+    model_b, sb = load_checkpoint(args.b)
+    check_compatible(sa, sb)
+    x_u8, y, _, val_idx = training_splits(sa)
+    xv, yv = x_u8[torch.from_numpy(val_idx)], y[torch.from_numpy(val_idx)].numpy()
+    cpu = torch.device("cpu")
+    flips = {"auto": (False, True), "on": (True,), "off": (False,)}[args.flip]
+    logits = {(name, f): predict_logits(m, xv, spec=s, tta_flip=f, device=cpu)
+              for name, m, s in (("a", model_a, sa), ("b", model_b, sb)) for f in flips}
+    for (name, f), z in logits.items():
+        r = _report(yv, z)
+        print(f"{name} ({'with' if f else 'without'} flip): val accuracy {r['accuracy']:.4f}, macro-F1 {r['macro_f1']:.4f}")
+    weights = [args.weight] if args.weight is not None else [0.3, 0.4, 0.5, 0.6, 0.7]
+    best = None
+    for f in flips:
+        for w in weights:
+            r = _report(yv, w * logits["a", f] + (1 - w) * logits["b", f])
+            print(f"duo w={w:.1f} ({'with' if f else 'without'} flip): val accuracy {r['accuracy']:.4f}, "
+                  f"macro-F1 {r['macro_f1']:.4f}")
+            if best is None or r["macro_f1"] > best[0]["macro_f1"]:
+                best = (r, w, f)
+    rep, weight, flip = best
+    width = sa.model_kwargs.get("width", 32)
+    duo = join(model_a, model_b, weight, num_classes=len(sa.classes), width=width)
+    z = predict_logits(duo, xv, spec=sa, tta_flip=flip, device=cpu)
+    expected = weight * logits["a", flip] + (1 - weight) * logits["b", flip]
+    gap = float((z - expected).abs().max())
+    if gap > 1e-3:
+        raise SystemExit(f"the joined model does not reproduce the mean logits (max difference {gap:.2e})")
+    temp = fit_temperature(z.numpy(), yv)
+    p_before = torch.softmax(z, 1).numpy()
+    p_after = torch.softmax(z / temp, 1).numpy()
+    metrics = {
+        "val_accuracy": rep["accuracy"], "val_macro_f1": rep["macro_f1"], "val_recall": rep["recall"],
+        "val_ece_before": expected_calibration_error(p_before, yv),
+        "val_ece_after": expected_calibration_error(p_after, yv),
+        "members": [{"checkpoint": str(p), "val_macro_f1": s.metrics.get("val_macro_f1")}
+                    for p, s in ((args.a, sa), (args.b, sb))],
+    }
+    spec = ModelSpec(
+        arch="fernet_duo", classes=sa.classes, input_size=sa.input_size, grayscale=sa.grayscale,
+        mean=sa.mean, std=sa.std, temperature=temp, tta_flip=flip, train_data=sa.train_data,
+        args={"duo": [str(args.a), str(args.b)], "weight": weight, "flip": args.flip,
+              **{k: sa.args[k] for k in SPLIT_ARGS if k in sa.args}, "data": sa.args.get("data")},
+        git_commit=git_commit(), metrics=metrics, model_kwargs={"width": width},
+    )
+    save_checkpoint(duo, spec, args.out)
+    print(f"kept w={weight:.1f}, {'with' if flip else 'without'} flip: val accuracy {rep['accuracy']:.4f}, "
+          f"macro-F1 {rep['macro_f1']:.4f}; temperature {temp:.3f} (val ECE {metrics['val_ece_before']:.4f} -> "
+          f"{metrics['val_ece_after']:.4f}); logits match the weighted mean to {gap:.1e}; wrote {args.out}")
+    return spec
+
+
+if __name__ == "__main__":
+    main(get_args_parser().parse_args())
