@@ -76,10 +76,10 @@ def randomised_copy(model: FerNet, seed: int = 0) -> FerNet:
         return _randomised[model]
     rnd = copy.deepcopy(model).eval()
     gen = torch.Generator().manual_seed(seed)
-    last = list(rnd.explain_layers().values())[-1]
+    last = rnd.stage_modules(list(rnd.explain_layers())[-1])
     head = [m for n, m in rnd.named_modules() if n.endswith(("fc", "head", "classifier"))]
     with torch.no_grad():
-        for part in [last, *head]:
+        for part in [*last, *head]:
             for p in part.parameters():
                 p.copy_(torch.randn(p.shape, generator=gen) * (p.std() if p.numel() > 1 else 0.1))
     _randomised[model] = rnd

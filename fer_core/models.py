@@ -75,6 +75,10 @@ class FerNet(nn.Module):
         """The linear layer of a GAP + one-linear head, else None (then CAM is not defined)."""
         return None
 
+    def stage_modules(self, name: str) -> list[nn.Module]:
+        """The modules whose weights compute explain layer `name` (what a randomisation check resets)."""
+        return [self.explain_layer(name)]
+
     def explain_layer(self, name: str | None = None) -> nn.Module:
         layers = self.explain_layers()
         key = name or self.default_layer
@@ -295,6 +299,10 @@ class Duo(FerNet):
 
     def explain_layers(self) -> "OrderedDict[str, nn.Module]":
         return OrderedDict((s, self.taps[s]) for s in self._stages)
+
+    def stage_modules(self, name: str) -> list[nn.Module]:
+        self.explain_layer(name)  # validates the name
+        return [getattr(self.a.net, name), getattr(self.b.net, name)]
 
     @property
     def gap_linear(self) -> nn.Linear:

@@ -38,6 +38,14 @@ if spec.int8:
         f"- int8: activation ranges from {spec.int8.get('samples')} training faces; on the validation split it "
         f"predicts the float32 model's class for {spec.int8.get('val_agreement', 0):.1%} of faces (accuracy "
         f"{spec.int8.get('val_accuracy_float32', 0):.1%} float32, {spec.int8.get('val_accuracy_int8', 0):.1%} int8)")
+members = spec.metrics.get("members")
+if members:
+    w = spec.args.get("weight", 0.5)
+    lines.append(
+        "- a two-branch ensemble (`train/duo.py`): its logits are exactly "
+        + " + ".join(f"{share:.1f} × {m['checkpoint']} (val macro-F1 {m.get('val_macro_f1') or 0:.3f})"
+                     for share, m in zip((w, 1 - w), members))
+        + "; one GAP + linear head reads both branches, so CAM and Grad-CAM explain the pair")
 lines.append(f"- code version: {spec.git_commit or 'unknown'}")
 st.markdown("\n".join(lines))
 if spec.args:

@@ -72,3 +72,18 @@ def test_duo_script_joins_two_runs(tmp_path, monkeypatch):
     np.testing.assert_allclose(probs.sum(1), 1, atol=1e-5)
     with pytest.raises(SystemExit, match="fernet"):
         duo_script.main(duo_script.get_args_parser().parse_args([str(runs[0]), str(runs[2]), "--out", str(out)]))
+
+
+def test_sanity_check_randomises_both_branches():
+    from duo import join
+
+    from fer_core.faithfulness import randomised_copy
+
+    a, b = _pair()
+    duo = join(a, b, 0.5, num_classes=6, width=32)
+    rnd = randomised_copy(duo)
+    for branch in ("a", "b"):
+        new, old = getattr(rnd, branch).net, getattr(duo, branch).net
+        assert not torch.equal(new.layer4[1].conv2.weight, old.layer4[1].conv2.weight)
+        assert torch.equal(new.layer3[1].conv2.weight, old.layer3[1].conv2.weight)
+    assert not torch.equal(rnd.fc.weight, duo.fc.weight)
