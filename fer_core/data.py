@@ -111,6 +111,13 @@ def load_uint8(folder: LabelledFolder, size: int = 64, *, cache: bool = True) ->
     return x, torch.tensor(folder.labels, dtype=torch.int64)
 
 
+def split_seed(args: dict) -> int:
+    """The seed of a run's train/validation split, from its recorded arguments: `split_seed` when the run
+    set one (so runs with different init seeds can share a validation split), else `seed`."""
+    value = args.get("split_seed")
+    return int(args.get("seed", 0) if value is None else value)
+
+
 def stratified_split(labels: torch.Tensor | np.ndarray, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Seeded per-class split of indices into (train, val); every class keeps >=1 val sample."""
     labels = np.asarray(labels)

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fer_core.data import load_labelled_folder, load_uint8, oversample_rare, stratified_split
+from fer_core.data import load_labelled_folder, load_uint8, oversample_rare, split_seed, stratified_split
 from fer_core.labels import EMOTIONS
 
 
@@ -64,6 +64,12 @@ def test_stratified_split_is_seeded_and_disjoint():
     assert (va == va2).all() and not set(tr) & set(va)
     assert len(tr) + len(va) == len(labels)
     assert set(labels[va]) == set(range(6))  # every class, fear included, has validation samples
+
+
+def test_split_seed_defaults_to_the_run_seed():
+    assert split_seed({"seed": 3}) == 3 and split_seed({}) == 0
+    assert split_seed({"seed": 3, "split_seed": None}) == 3  # train.py records None when not given
+    assert split_seed({"seed": 3, "split_seed": 0}) == 0
 
 
 def test_oversample_rare_balances_by_power_and_keeps_every_index():

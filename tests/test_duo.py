@@ -59,19 +59,23 @@ def test_duo_script_joins_two_runs(tmp_path, monkeypatch):
     data = make_folder(tmp_path / "train", n_per_class=6)
     base = ["--data", str(data), "--batch-size", "8", "--val-fraction", "0.25", "--epochs", "1"]
     runs = []
-    for name, arch in (("a", "fernet"), ("b", "fernet"), ("c", "baseline")):
+    # b: another init seed on a's validation split; d: another seed and therefore another split
+    for name, arch, extra in (("a", "fernet", []), ("b", "fernet", ["--seed", "1", "--split-seed", "0"]),
+                              ("c", "baseline", []), ("d", "fernet", ["--seed", "1"])):
         runs.append(tmp_path / f"{name}.safetensors")
-        train_script.main(train_script.get_args_parser().parse_args(base + ["--arch", arch, "--out", str(runs[-1])]))
+        train_script.main(train_script.get_args_parser().parse_args(base + ["--arch", arch, "--out", str(runs[-1])] + extra))
     out = tmp_path / "duo.safetensors"
     spec = duo_script.main(duo_script.get_args_parser().parse_args([str(runs[0]), str(runs[1]), "--out", str(out)]))
     model, loaded = load_checkpoint(out)
     assert loaded.arch == "fernet_duo" == spec.arch and loaded.args["weight"] in (0.3, 0.4, 0.5, 0.6, 0.7)
     assert loaded.temperature > 0 and {"val_macro_f1", "val_ece_after", "members"} <= set(loaded.metrics)
-    assert loaded.train_data and loaded.args["val_fraction"] == 0.25
+    assert loaded.train_data and loaded.args["val_fraction"] == 0.25 and loaded.args["seed"] == 0
     probs = Predictor(model, loaded, precision="float32").predict([np.zeros((48, 48, 3), np.uint8)])
     np.testing.assert_allclose(probs.sum(1), 1, atol=1e-5)
     with pytest.raises(SystemExit, match="fernet"):
         duo_script.main(duo_script.get_args_parser().parse_args([str(runs[0]), str(runs[2]), "--out", str(out)]))
+    with pytest.raises(SystemExit, match="--split-seed 0"):
+        duo_script.main(duo_script.get_args_parser().parse_args([str(runs[0]), str(runs[3]), "--out", str(out)]))
 
 
 def test_sanity_check_randomises_both_branches():

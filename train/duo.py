@@ -23,13 +23,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from fer_core.checkpoints import ModelSpec, git_commit, load_checkpoint, save_checkpoint  # noqa: E402
+from fer_core.data import split_seed  # noqa: E402
 from fer_core.metrics import classification_report, expected_calibration_error, fit_temperature  # noqa: E402
 from fer_core.models import Duo, create_model  # noqa: E402
 from fer_core.training import predict_logits  # noqa: E402
 from quantize import training_splits  # noqa: E402
 
 SAME = ("classes", "input_size", "grayscale", "mean", "std", "train_data", "model_kwargs")
-SPLIT_ARGS = ("val_fraction", "seed", "limit")
+SPLIT_ARGS = ("val_fraction", "limit")
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -55,6 +56,9 @@ def check_compatible(sa: ModelSpec, sb: ModelSpec) -> None:
         if sa.args.get(key) != sb.args.get(key):
             raise SystemExit(f"the two runs used different validation splits ({key}: "
                              f"{sa.args.get(key)!r} vs {sb.args.get(key)!r})")
+    if split_seed(sa.args) != split_seed(sb.args):
+        raise SystemExit(f"the two runs used different validation splits (split seed {split_seed(sa.args)} vs "
+                         f"{split_seed(sb.args)}; train the second with --split-seed {split_seed(sa.args)})")
 
 
 def join(model_a, model_b, weight: float, *, num_classes: int, width: int) -> Duo:
@@ -121,7 +125,8 @@ def main(args: argparse.Namespace) -> ModelSpec:
         arch="fernet_duo", classes=sa.classes, input_size=sa.input_size, grayscale=sa.grayscale,
         mean=sa.mean, std=sa.std, temperature=temp, tta_flip=flip, train_data=sa.train_data,
         args={"duo": [str(args.a), str(args.b)], "weight": weight, "flip": args.flip,
-              **{k: sa.args[k] for k in SPLIT_ARGS if k in sa.args}, "data": sa.args.get("data")},
+              **{k: sa.args[k] for k in SPLIT_ARGS if k in sa.args}, "seed": split_seed(sa.args),
+              "data": sa.args.get("data")},
         git_commit=git_commit(), metrics=metrics, model_kwargs={"width": width},
     )
     save_checkpoint(duo, spec, args.out)

@@ -21,7 +21,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from fer_core.checkpoints import load_checkpoint, resolve_checkpoint, update_spec  # noqa: E402
-from fer_core.data import datasets_root, load_labelled_folder, load_uint8, stratified_split  # noqa: E402
+from fer_core.data import datasets_root, load_labelled_folder, load_uint8, split_seed, stratified_split  # noqa: E402
 from fer_core.metrics import classification_report  # noqa: E402
 from fer_core.preprocess import normalize  # noqa: E402
 from fer_core.quantize import calibrate_int8, int8_for_inference  # noqa: E402
@@ -49,7 +49,7 @@ def training_splits(spec) -> tuple[torch.Tensor, torch.Tensor, np.ndarray, np.nd
                           spec.input_size)
         if spec.args.get("limit"):
             x, y = x[: spec.args["limit"]], y[: spec.args["limit"]]
-        tr, va = stratified_split(y, spec.args.get("val_fraction", 0.1), spec.args.get("seed", 0))
+        tr, va = stratified_split(y, spec.args.get("val_fraction", 0.1), split_seed(spec.args))
         xs.append(x)
         ys.append(y)
         tr_parts.append(tr + offset)

@@ -16,7 +16,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from fer_core.checkpoints import ModelSpec, git_commit  # noqa: E402
-from fer_core.data import datasets_root, load_labelled_folder, load_uint8, oversample_rare, stratified_split  # noqa: E402
+from fer_core.data import datasets_root, load_labelled_folder, load_uint8, oversample_rare, split_seed, stratified_split  # noqa: E402
 from fer_core.labels import EMOTIONS  # noqa: E402
 from fer_core.models import count_parameters, create_model, list_models  # noqa: E402
 from fer_core.preprocess import AugmentOptions  # noqa: E402
@@ -48,6 +48,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--patience", type=int, default=0, help="early stopping patience in epochs (0 = off)")
     p.add_argument("--val-fraction", type=float, default=0.1, help="stratified validation share of train")
     p.add_argument("--seed", type=int, default=0, help="seed for the split, init and augmentation")
+    p.add_argument("--split-seed", type=int, default=None,
+                   help="seed of the train/validation split only (default: --seed); runs that share it share "
+                        "a validation split, so they can be compared, souped or joined by train/duo.py")
     p.add_argument("--input-size", type=int, default=64, help="model input size in pixels")
     p.add_argument("--grayscale", action="store_true", help="train and infer on grayscale input")
     p.add_argument("--ema", type=float, default=0.0, help="EMA decay of weights, e.g. 0.999 (0 = off)")
@@ -121,7 +124,7 @@ def main(args: argparse.Namespace) -> dict:
         x, y = load_uint8(folder, args.input_size)
         if args.limit:
             x, y = x[: args.limit], y[: args.limit]
-        tr, va = stratified_split(y, args.val_fraction, args.seed)
+        tr, va = stratified_split(y, args.val_fraction, split_seed(vars(args)))
         n_train = len(tr)
         tr = oversample_rare(y, tr, args.oversample, args.seed)
         xs.append(x)
