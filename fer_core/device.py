@@ -115,6 +115,18 @@ def fastest_module(candidates: dict[str, torch.nn.Module | None], example: torch
     return best
 
 
+class AutocastBf16(torch.nn.Module):
+    """A model run under bfloat16 autocast, so `fastest_module` times eager bf16 predictions as they run."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with autocast_ctx(x.device, True):
+            return self.model(x).float()
+
+
 def autocast_ctx(device: torch.device, enabled: bool):
     if not enabled:
         return contextlib.nullcontext()

@@ -69,6 +69,7 @@ def test_duo_script_joins_two_runs(tmp_path, monkeypatch):
     model, loaded = load_checkpoint(out)
     assert loaded.arch == "fernet_duo" == spec.arch and loaded.args["weight"] in (0.3, 0.4, 0.5, 0.6, 0.7)
     assert loaded.temperature > 0 and {"val_macro_f1", "val_ece_after", "members"} <= set(loaded.metrics)
+    assert loaded.metrics["members"][1]["args"]["seed"] == 1  # the members' train.py arguments travel along
     assert loaded.train_data and loaded.args["val_fraction"] == 0.25 and loaded.args["seed"] == 0
     probs = Predictor(model, loaded, precision="float32").predict([np.zeros((48, 48, 3), np.uint8)])
     np.testing.assert_allclose(probs.sum(1), 1, atol=1e-5)

@@ -68,6 +68,21 @@ def test_auto_precision_picks_int8_only_when_asked_or_measured(calibrated, rando
         Predictor(*load_checkpoint(random_checkpoint), precision="int8")
 
 
+def test_auto_precision_considers_int8_where_bf16_is_native(calibrated, monkeypatch):
+    import fer_core.device
+
+    monkeypatch.setattr(fer_core.device, "bf16_supported", lambda device: True)
+    faces = _faces(3)
+    z8 = Predictor(*load_checkpoint(calibrated), precision="int8").logits(faces).numpy()
+    fast = Predictor(*load_checkpoint(calibrated), frozen=True, precision="auto")
+    assert (fast.precision, fast.runtime) == ("int8", "torchscript")
+    np.testing.assert_allclose(fast.logits(faces).numpy(), z8, atol=1e-5)  # the int8 copy, not under autocast
+    eager = Predictor(*load_checkpoint(calibrated), precision="auto")  # frozen=False: no build cost
+    assert (eager.precision, eager.runtime) == ("bfloat16", "eager")
+    measured = Predictor(*load_checkpoint(calibrated), frozen=None, precision="auto")
+    assert measured.precision in ("int8", "bfloat16") and measured.predict(faces).shape == (3, 6)
+
+
 def test_a_calibration_for_another_model_is_refused(calibrated, caplog):
     model, spec = load_checkpoint(calibrated)
     ranges = dict(spec.int8["activations"])

@@ -118,7 +118,8 @@ def main(args: argparse.Namespace) -> ModelSpec:
         "val_accuracy": rep["accuracy"], "val_macro_f1": rep["macro_f1"], "val_recall": rep["recall"],
         "val_ece_before": expected_calibration_error(p_before, yv),
         "val_ece_after": expected_calibration_error(p_after, yv),
-        "members": [{"checkpoint": str(p), "val_macro_f1": s.metrics.get("val_macro_f1")}
+        # each member's train.py arguments travel with the duo, so a run kept only in runs/ stays reproducible
+        "members": [{"checkpoint": str(p), "val_macro_f1": s.metrics.get("val_macro_f1"), "args": s.args}
                     for p, s in ((args.a, sa), (args.b, sb))],
     }
     spec = ModelSpec(
