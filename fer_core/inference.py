@@ -54,7 +54,7 @@ class Predictor:
         requested = requested_precision(precision)
         self._float_precision = resolve_precision(requested, self.device)
         cpu = self.device.type == "cpu"
-        self._cpu32 = cpu32 = self._float_precision == "float32" and cpu
+        self._cpu32 = self._float_precision == "float32" and cpu
         # int8 is a candidate on any CPU with the engine: where bf16 is native, "auto" still measures the int8
         # copy against bf16 eager (3.1 vs 10.2 ms per flip-averaged fernet_duo face on an AVX-512 BF16 EPYC)
         self._int8_ok = requested in ("auto", "int8") and cpu and bool(spec.int8) and int8_supported()
@@ -66,7 +66,7 @@ class Predictor:
         self._int8: torch.nn.Module | None = None
         # the module predictions run; None until the first prediction builds and picks it
         self._fast: torch.nn.Module | None = (
-            None if self._frozen_choice is not False and (cpu32 or self._int8_ok) else self.model)
+            None if self._frozen_choice is not False and (self._cpu32 or self._int8_ok) else self.model)
         self._lock = threading.Lock()
 
     @property
@@ -102,7 +102,7 @@ class Predictor:
             return frozen or self.model
         candidates = {"eager": AutocastBf16(self.model) if bf16 else self.model, "torchscript": frozen, "int8": self._int8}
         choice = fastest_module(candidates, example)
-        return self.model if choice == "eager" else candidates[choice] or self.model
+        return self.model if choice == "eager" else candidates[choice]  # fastest_module names only built ones
 
     @property
     def classes(self) -> tuple[str, ...]:
