@@ -132,6 +132,18 @@ def stratified_split(labels: torch.Tensor | np.ndarray, val_fraction: float, see
     return np.sort(np.concatenate(train_idx)), np.sort(np.concatenate(val_idx))
 
 
+def load_split_folder(root: str | os.PathLike, size: int, *, val_fraction: float, seed: int,
+                      limit: int = 0) -> tuple[torch.Tensor, torch.Tensor, np.ndarray, np.ndarray]:
+    """One training folder as train/train.py reads it: uint8 images, labels (the first `limit` only, when
+    set) and its seeded stratified (train, val) indices. train.py, quantize.py and duo.py all call this,
+    so a checkpoint's validation split can be rebuilt exactly from its recorded arguments."""
+    x, y = load_uint8(load_labelled_folder(root), size)
+    if limit:
+        x, y = x[:limit], y[:limit]
+    tr, va = stratified_split(y, val_fraction, seed)
+    return x, y, tr, va
+
+
 def oversample_rare(labels: torch.Tensor | np.ndarray, idx: np.ndarray, power: float, seed: int) -> np.ndarray:
     """Class-balanced sampling by repetition: class c of `idx` appears (n_max / n_c) ** power times as
     often (0 = unchanged, 0.5 = square root, 1 = fully balanced); fractional repeats are a seeded

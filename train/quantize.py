@@ -21,7 +21,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from fer_core.checkpoints import load_checkpoint, resolve_checkpoint, update_spec  # noqa: E402
-from fer_core.data import datasets_root, load_labelled_folder, load_uint8, split_seed, stratified_split  # noqa: E402
+from fer_core.data import datasets_root, load_split_folder, split_seed  # noqa: E402
 from fer_core.metrics import classification_report  # noqa: E402
 from fer_core.preprocess import normalize  # noqa: E402
 from fer_core.quantize import calibrate_int8, int8_for_inference  # noqa: E402
@@ -45,11 +45,9 @@ def training_splits(spec) -> tuple[torch.Tensor, torch.Tensor, np.ndarray, np.nd
     xs, ys, tr_parts, va_parts, offset = [], [], [], [], 0
     for source in spec.train_data:  # "raf-db/train (9747 images, x2)", relative to the datasets root
         root = Path(source.rsplit(" (", 1)[0])
-        x, y = load_uint8(load_labelled_folder(root if root.is_absolute() else datasets_root() / root),
-                          spec.input_size)
-        if spec.args.get("limit"):
-            x, y = x[: spec.args["limit"]], y[: spec.args["limit"]]
-        tr, va = stratified_split(y, spec.args.get("val_fraction", 0.1), split_seed(spec.args))
+        x, y, tr, va = load_split_folder(root if root.is_absolute() else datasets_root() / root, spec.input_size,
+                                         val_fraction=spec.args.get("val_fraction", 0.1),
+                                         seed=split_seed(spec.args), limit=spec.args.get("limit") or 0)
         xs.append(x)
         ys.append(y)
         tr_parts.append(tr + offset)

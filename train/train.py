@@ -16,7 +16,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from fer_core.checkpoints import ModelSpec, git_commit  # noqa: E402
-from fer_core.data import datasets_root, load_labelled_folder, load_uint8, oversample_rare, split_seed, stratified_split  # noqa: E402
+from fer_core.data import datasets_root, load_split_folder, oversample_rare, split_seed  # noqa: E402
 from fer_core.labels import EMOTIONS  # noqa: E402
 from fer_core.models import count_parameters, create_model, list_models  # noqa: E402
 from fer_core.preprocess import AugmentOptions  # noqa: E402
@@ -120,11 +120,8 @@ def main(args: argparse.Namespace) -> dict:
     xs, ys, tr_parts, va_parts, offset, sources = [], [], [], [], 0, []
     for item in args.data:
         root, rep = resolve_data(item)
-        folder = load_labelled_folder(root)
-        x, y = load_uint8(folder, args.input_size)
-        if args.limit:
-            x, y = x[: args.limit], y[: args.limit]
-        tr, va = stratified_split(y, args.val_fraction, split_seed(vars(args)))
+        x, y, tr, va = load_split_folder(root, args.input_size, val_fraction=args.val_fraction,
+                                         seed=split_seed(vars(args)), limit=args.limit)
         n_train = len(tr)
         tr = oversample_rare(y, tr, args.oversample, args.seed)
         xs.append(x)
