@@ -45,6 +45,8 @@ def get_args_parser() -> argparse.ArgumentParser:
                    help="class-balanced sampling within each training folder: class c is repeated "
                         "(n_largest / n_c) ** POWER times (0 = off, 0.5 = square root, 1 = balanced)")
     p.add_argument("--dropout", type=float, default=None, help="dropout of the model (default: the model's own)")
+    p.add_argument("--width", type=int, default=None,
+                   help="channels of fernet's first stage (the model's own: 32; the stages double from it)")
     p.add_argument("--patience", type=int, default=0, help="early stopping patience in epochs (0 = off)")
     p.add_argument("--val-fraction", type=float, default=0.1, help="stratified validation share of train")
     p.add_argument("--seed", type=int, default=0, help="seed for the split, init and augmentation")
@@ -138,8 +140,11 @@ def main(args: argparse.Namespace) -> dict:
               f"per epoch {rep} x {np.bincount(y.numpy()[tr], minlength=6).tolist()}")
     x_u8, y = torch.cat(xs), torch.cat(ys)
     train_idx, val_idx = np.concatenate(tr_parts), np.concatenate(va_parts)
-    kwargs = {} if args.dropout is None else {"dropout": args.dropout}
-    model = create_model(args.arch, **kwargs)
+    kwargs = {k: v for k, v in (("dropout", args.dropout), ("width", args.width)) if v is not None}
+    try:
+        model = create_model(args.arch, **kwargs)
+    except TypeError as e:
+        raise SystemExit(f"--arch {args.arch} does not take {sorted(kwargs)}: {e}") from None
     if args.init:
         from fer_core.checkpoints import load_checkpoint
 
