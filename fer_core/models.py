@@ -276,14 +276,15 @@ class Duo(FerNet):
             raise ValueError("a Duo needs two branches with the same stages")
         self._stages = list(a._stages)
         self.default_layer = a.default_layer
+        channels = 0
         for branch in (a, b):  # the branches' own heads are replaced by the shared one
-            channels = branch.net.fc.in_features
+            channels += branch.net.fc.in_features
             branch.net.fc = nn.Identity()
             branch.net.dropout = nn.Identity()
         self.a, self.b = a, b
         self.taps = nn.ModuleDict((s, nn.Identity()) for s in self._stages)
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
-        self.fc = nn.Linear(2 * channels, num_classes)
+        self.fc = nn.Linear(channels, num_classes)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         xa, xb = self.a.stem(x), self.b.stem(x)
@@ -314,9 +315,11 @@ class Duo(FerNet):
     "two fernet branches (e.g. the default and a distilled student) read by one GAP + linear head: "
     "a two-model ensemble that CAM can still explain; ~5.6M parameters",
 )
-def fernet_duo(*, num_classes: int = NUM_CLASSES, dropout: float = 0.1, width: int = 32) -> FerNet:
-    return Duo(fernet(num_classes=num_classes, width=width), fernet(num_classes=num_classes, width=width),
-               num_classes, dropout)
+def fernet_duo(*, num_classes: int = NUM_CLASSES, dropout: float = 0.1, width: int = 32,
+               width_b: int | None = None) -> FerNet:
+    """`width` is the first branch's fernet width, `width_b` the second's (default: the same)."""
+    return Duo(fernet(num_classes=num_classes, width=width),
+               fernet(num_classes=num_classes, width=width if width_b is None else width_b), num_classes, dropout)
 
 
 class VGG(FerNet):

@@ -92,3 +92,26 @@ def test_sanity_check_randomises_both_branches():
         assert not torch.equal(new.layer4[1].conv2.weight, old.layer4[1].conv2.weight)
         assert torch.equal(new.layer3[1].conv2.weight, old.layer3[1].conv2.weight)
     assert not torch.equal(rnd.fc.weight, duo.fc.weight)
+
+
+def test_duo_of_two_widths(tmp_path):
+    """A default-width fernet joined with a wider one (train.py --width): same weighted mean, CAM still
+    exact, and the checkpoint rebuilds it from its model arguments."""
+    from duo import join
+
+    from fer_core.checkpoints import ModelSpec, save_checkpoint
+
+    torch.manual_seed(0)
+    a, b = create_model("fernet").eval(), create_model("fernet", width=40).eval()
+    duo = join(a, b, 0.6, num_classes=6, width=32, width_b=40)
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        torch.testing.assert_close(duo(x), 0.6 * a(x) + 0.4 * b(x), atol=1e-5, rtol=1e-5)
+        assert duo.forward_features(x).shape == (2, 256 + 320, 4, 4)
+    cam = explain(duo, x[:1], 2, "cam")
+    assert np.allclose(cam, explain(duo, x[:1], 2, "gradcam", layer="layer4"), atol=1e-4)
+    path = tmp_path / "mixed.safetensors"
+    save_checkpoint(duo, ModelSpec(arch="fernet_duo", model_kwargs={"width": 32, "width_b": 40}), path)
+    loaded, _ = load_checkpoint(path)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), duo(x), atol=1e-5, rtol=1e-5)

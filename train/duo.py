@@ -29,7 +29,7 @@ from fer_core.models import Duo, create_model  # noqa: E402
 from fer_core.training import predict_logits  # noqa: E402
 from quantize import training_splits  # noqa: E402
 
-SAME = ("classes", "input_size", "grayscale", "mean", "std", "train_data", "model_kwargs")
+SAME = ("classes", "input_size", "grayscale", "mean", "std", "train_data")  # the widths may differ
 SPLIT_ARGS = ("val_fraction", "limit")
 
 
@@ -61,11 +61,17 @@ def check_compatible(sa: ModelSpec, sb: ModelSpec) -> None:
                          f"{split_seed(sb.args)}; train the second with --split-seed {split_seed(sa.args)})")
 
 
-def join(model_a, model_b, weight: float, *, num_classes: int, width: int) -> Duo:
+def widths(sa: ModelSpec, sb: ModelSpec) -> dict:
+    """The fernet_duo model arguments for members of these widths ({"width": 32} for two default ones)."""
+    wa, wb = sa.model_kwargs.get("width", 32), sb.model_kwargs.get("width", 32)
+    return {"width": wa} if wa == wb else {"width": wa, "width_b": wb}
+
+
+def join(model_a, model_b, weight: float, *, num_classes: int, width: int, width_b: int | None = None) -> Duo:
     """A fernet_duo whose logits are weight · model_a's + (1 - weight) · model_b's (eval mode)."""
     if not 0.0 <= weight <= 1.0:
         raise ValueError(f"weight must be in [0, 1], got {weight}")
-    duo = create_model("fernet_duo", num_classes=num_classes, width=width)
+    duo = create_model("fernet_duo", num_classes=num_classes, width=width, width_b=width_b)
     for branch, src in ((duo.a, model_a), (duo.b, model_b)):
         state = {k: v for k, v in src.net.state_dict().items() if not k.startswith("fc.")}
         branch.net.load_state_dict(state, strict=True)
@@ -104,8 +110,8 @@ def main(args: argparse.Namespace) -> ModelSpec:
             if best is None or r["macro_f1"] > best[0]["macro_f1"]:
                 best = (r, w, f)
     rep, weight, flip = best
-    width = sa.model_kwargs.get("width", 32)
-    duo = join(model_a, model_b, weight, num_classes=len(sa.classes), width=width)
+    kwargs = widths(sa, sb)
+    duo = join(model_a, model_b, weight, num_classes=len(sa.classes), **kwargs)
     z = predict_logits(duo, xv, spec=sa, tta_flip=flip, device=cpu)
     expected = weight * logits["a", flip] + (1 - weight) * logits["b", flip]
     gap = float((z - expected).abs().max())
@@ -128,7 +134,7 @@ def main(args: argparse.Namespace) -> ModelSpec:
         args={"duo": [str(args.a), str(args.b)], "weight": weight, "flip": args.flip,
               **{k: sa.args[k] for k in SPLIT_ARGS if k in sa.args}, "seed": split_seed(sa.args),
               "data": sa.args.get("data")},
-        git_commit=git_commit(), metrics=metrics, model_kwargs={"width": width},
+        git_commit=git_commit(), metrics=metrics, model_kwargs=kwargs,
     )
     save_checkpoint(duo, spec, args.out)
     print(f"kept w={weight:.1f}, {'with' if flip else 'without'} flip: val accuracy {rep['accuracy']:.4f}, "
