@@ -61,9 +61,10 @@ def check_compatible(sa: ModelSpec, sb: ModelSpec) -> None:
                          f"{split_seed(sb.args)}; train the second with --split-seed {split_seed(sa.args)})")
 
 
-def widths(sa: ModelSpec, sb: ModelSpec) -> dict:
-    """The fernet_duo model arguments for members of these widths ({"width": 32} for two default ones)."""
-    wa, wb = sa.model_kwargs.get("width", 32), sb.model_kwargs.get("width", 32)
+def widths(model_a, model_b) -> dict:
+    """The fernet_duo model arguments for these two fernets ({"width": 32} for two default ones), read
+    from the built networks (their stems' channels), so a spec without a recorded width needs no default here."""
+    wa, wb = model_a.net.conv1.out_channels, model_b.net.conv1.out_channels
     return {"width": wa} if wa == wb else {"width": wa, "width_b": wb}
 
 
@@ -110,7 +111,7 @@ def main(args: argparse.Namespace) -> ModelSpec:
             if best is None or r["macro_f1"] > best[0]["macro_f1"]:
                 best = (r, w, f)
     rep, weight, flip = best
-    kwargs = widths(sa, sb)
+    kwargs = widths(model_a, model_b)
     duo = join(model_a, model_b, weight, num_classes=len(sa.classes), **kwargs)
     z = predict_logits(duo, xv, spec=sa, tta_flip=flip, device=cpu)
     expected = weight * logits["a", flip] + (1 - weight) * logits["b", flip]
