@@ -6,6 +6,7 @@ Every model is an `FerNet`: `forward_features(x) -> (B, C, h, w)` and `forward_h
 """
 from __future__ import annotations
 
+import inspect
 from collections import OrderedDict
 from typing import Callable
 
@@ -34,6 +35,13 @@ def register_model(name: str, note: str = "") -> Callable:
 
 def list_models() -> list[str]:
     return sorted(MODELS)
+
+
+def model_options(name: str) -> set[str]:
+    """The keyword arguments the builder of `name` takes besides num_classes (e.g. {"dropout", "width"})."""
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; choose from {', '.join(list_models())}")
+    return set(inspect.signature(MODELS[name]).parameters) - {"num_classes"}
 
 
 def create_model(name: str, *, num_classes: int = NUM_CLASSES, **kwargs) -> "FerNet":

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from fer_core.models import MODELS, count_parameters, create_model, list_models, register_model
+from fer_core.models import MODELS, count_parameters, create_model, list_models, model_options, register_model
 
 PAPER_PARAMS = {"baseline": 2.6e6, "gimefive": 10.5e6, "resnet18": 11.2e6, "resnet34": 21.3e6}
 
@@ -40,6 +40,14 @@ def test_registry_is_strict():
     with pytest.raises(ValueError, match="already registered"):
         register_model("baseline")(lambda **kw: None)
     assert set(PAPER_PARAMS) <= set(MODELS)
+
+
+def test_model_options_are_the_builders_keywords():
+    assert model_options("fernet") == {"dropout", "width"}
+    assert model_options("fernet_duo") == {"dropout", "width", "width_b"}
+    assert model_options("baseline") == {"dropout"}
+    with pytest.raises(ValueError, match="choose from"):
+        model_options("nope")
 
 
 def test_import_is_light():

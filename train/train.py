@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from fer_core.checkpoints import ModelSpec, git_commit  # noqa: E402
 from fer_core.data import datasets_root, load_split_folder, oversample_rare, split_seed  # noqa: E402
 from fer_core.labels import EMOTIONS  # noqa: E402
-from fer_core.models import count_parameters, create_model, list_models  # noqa: E402
+from fer_core.models import count_parameters, create_model, list_models, model_options  # noqa: E402
 from fer_core.preprocess import AugmentOptions  # noqa: E402
 from fer_core.device import bf16_supported, pick_device  # noqa: E402
 from fer_core.training import Ensemble, fit  # noqa: E402
@@ -141,10 +141,10 @@ def main(args: argparse.Namespace) -> dict:
     x_u8, y = torch.cat(xs), torch.cat(ys)
     train_idx, val_idx = np.concatenate(tr_parts), np.concatenate(va_parts)
     kwargs = {k: v for k, v in (("dropout", args.dropout), ("width", args.width)) if v is not None}
-    try:
-        model = create_model(args.arch, **kwargs)
-    except TypeError as e:
-        raise SystemExit(f"--arch {args.arch} does not take {sorted(kwargs)}: {e}") from None
+    unknown = sorted(set(kwargs) - model_options(args.arch))
+    if unknown:
+        raise SystemExit(f"--arch {args.arch} does not take {', '.join('--' + k for k in unknown)}")
+    model = create_model(args.arch, **kwargs)
     if args.init:
         from fer_core.checkpoints import load_checkpoint
 
