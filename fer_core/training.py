@@ -57,6 +57,34 @@ def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor
                     reduction="batchmean", log_target=True) * t * t
 
 
+def mix_batch(x: torch.Tensor, y: torch.Tensor, *, mixup_alpha: float = 0.0, cutmix_alpha: float = 0.0,
+              prob: float = 1.0) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """Mixup (Zhang et al.) or CutMix (Yun et al.) of a batch with a shuffled copy of itself.
+
+    With probability `prob` the batch is mixed — by CutMix or mixup, half the time each when both alphas
+    are > 0 — with a mixing ratio drawn from Beta(alpha, alpha). Returns (mixed x, the partner labels,
+    lam): the loss is lam · loss(y) + (1 - lam) · loss(partner labels). lam is 1.0 for an unmixed
+    batch. For CutMix, lam is the share of the image left unpasted (after clipping the box)."""
+    use = [a for a in (mixup_alpha, cutmix_alpha) if a > 0]
+    if not use or len(y) < 2 or torch.rand(()).item() >= prob:
+        return x, y, 1.0
+    perm = torch.randperm(len(y), device=y.device)
+    cutmix = cutmix_alpha > 0 and (mixup_alpha <= 0 or torch.rand(()).item() < 0.5)
+    alpha = cutmix_alpha if cutmix else mixup_alpha
+    lam = float(torch.distributions.Beta(alpha, alpha).sample())
+    if not cutmix:
+        return lam * x + (1 - lam) * x[perm], y[perm], lam
+    h, w = x.shape[-2:]
+    cut = math.sqrt(1 - lam)
+    ch, cw = int(h * cut), int(w * cut)
+    cy, cx = int(torch.randint(h, ())), int(torch.randint(w, ()))
+    y0, y1 = max(cy - ch // 2, 0), min(cy + ch // 2, h)
+    x0, x1 = max(cx - cw // 2, 0), min(cx + cw // 2, w)
+    x = x.clone()
+    x[..., y0:y1, x0:x1] = x[perm][..., y0:y1, x0:x1]
+    return x, y[perm], 1 - (y1 - y0) * (x1 - x0) / (h * w)
+
+
 def train_one_epoch(
     model: nn.Module,
     x_u8: torch.Tensor,
@@ -77,10 +105,12 @@ def train_one_epoch(
     teacher: nn.Module | None = None,
     distill_alpha: float = 0.5,
     distill_temperature: float = 2.0,
+    mix: dict | None = None,
 ) -> dict:
     """One pass over `indices` (shuffled); returns loss, accuracy and macro-F1 on the augmented batches.
     With a `teacher`, the loss is (1 - alpha) · criterion + alpha · distillation_loss on the same
-    augmented batch."""
+    augmented batch. With `mix` (mix_batch's keyword arguments) batches are mixed and the criterion is
+    the lam-weighted sum over both labels; accuracy counts the larger share's label."""
     model.train()
     perm = indices[torch.randperm(len(indices)).numpy()]
     n_batches = len(perm) // batch_size  # drop the ragged last batch (BN on tiny batches is noisy)
@@ -95,9 +125,14 @@ def train_one_epoch(
             xf = xf.mean(1, keepdim=True).expand(-1, 3, -1, -1)
         xf = ((xf - mean) / std).to(device).contiguous(memory_format=torch.channels_last)
         yb = yb.to(device)
+        y2, lam = yb, 1.0
+        if mix:
+            xf, y2, lam = mix_batch(xf, yb, **mix)
         with autocast_ctx(device, bf16):
             logits = model(xf)
             loss = criterion(logits.float(), yb)
+            if lam < 1.0:
+                loss = lam * loss + (1 - lam) * criterion(logits.float(), y2)
             if teacher is not None:
                 with torch.no_grad():
                     t_logits = teacher(xf).float()
@@ -114,7 +149,7 @@ def train_one_epoch(
             ema.update_parameters(model)
         total_loss += loss.item() * len(yb)
         preds.append(logits.argmax(1).cpu())
-        trues.append(yb.cpu())
+        trues.append((yb if lam >= 0.5 else y2).cpu())
     preds_np = torch.cat(preds).numpy() if preds else np.zeros(0, dtype=np.int64)
     trues_np = torch.cat(trues).numpy() if trues else np.zeros(0, dtype=np.int64)
     rep = classification_report(trues_np, preds_np)
@@ -207,6 +242,9 @@ def fit(
     teacher: nn.Module | None = None,
     distill_alpha: float = 0.5,
     distill_temperature: float = 2.0,
+    mixup_alpha: float = 0.0,
+    cutmix_alpha: float = 0.0,
+    mix_prob: float = 1.0,
 ) -> tuple[nn.Module, ModelSpec]:
     """Train with early stopping on validation macro-F1; the best model is saved to `out` as it goes.
 
@@ -262,6 +300,8 @@ def fit(
             model, x_u8, y, train_idx, spec=spec, augment=aug, optimizer=opt, scheduler=sched,
             criterion=criterion, batch_size=batch_size, device=device, bf16=bf16, ema=ema, epoch=epoch,
             teacher=teacher, distill_alpha=distill_alpha, distill_temperature=distill_temperature,
+            mix={"mixup_alpha": mixup_alpha, "cutmix_alpha": cutmix_alpha, "prob": mix_prob}
+            if mixup_alpha > 0 or cutmix_alpha > 0 else None,
         )
         eval_model = ema.module if ema is not None else model
         va = evaluate(eval_model, x_u8[val_idx], y[val_idx], spec=spec, device=device, bf16=bf16, tta_flip=tta_flip)

@@ -17,9 +17,10 @@ def test_one_epoch_smoke_training(tmp_path, monkeypatch, arch):
     monkeypatch.setenv("FER_CACHE", str(tmp_path / "cache"))
     data = make_folder(tmp_path / "train", n_per_class=6)
     out = tmp_path / "m.safetensors"
+    mixing = ["--mixup", "0.2", "--cutmix", "1.0", "--mix-prob", "0.9"] if arch == "baseline" else []
     args = train_script.get_args_parser().parse_args(
         ["--arch", arch, "--data", str(data), "--epochs", "1", "--batch-size", "8", "--out", str(out),
-         "--val-fraction", "0.2", "--perspective", "0.2", "--jpeg", "0.5"]
+         "--val-fraction", "0.2", "--perspective", "0.2", "--jpeg", "0.5", *mixing]
     )
     metrics = train_script.main(args)
     model, spec = load_checkpoint(out)
@@ -27,6 +28,7 @@ def test_one_epoch_smoke_training(tmp_path, monkeypatch, arch):
     assert {"train_loss", "val_accuracy", "val_macro_f1", "train_macro_f1"} <= set(spec.history[0])
     assert spec.temperature > 0 and "val_ece_after" in metrics
     assert spec.args["epochs"] == 1 and spec.train_data
+    assert spec.args["cutmix"] == (1.0 if arch == "baseline" else 0.0)
     json.dumps(spec.metrics)
 
 
@@ -156,3 +158,28 @@ def test_width_is_recorded_and_rebuilt(tmp_path, monkeypatch):
     with pytest.raises(SystemExit, match="does not take --width$"):
         train_script.main(train_script.get_args_parser().parse_args(
             base + ["--arch", "baseline", "--out", str(tmp_path / "b.safetensors")]))
+
+
+def test_mix_batch_mixes_images_and_labels_by_the_same_share():
+    import torch
+
+    from fer_core.training import mix_batch
+
+    n = 16
+    x = torch.arange(n, dtype=torch.float32).view(n, 1, 1, 1).expand(n, 3, 32, 32).contiguous()
+    y = torch.arange(n)
+    same, y2, lam = mix_batch(x, y, mixup_alpha=0.2, cutmix_alpha=1.0, prob=0.0)
+    assert same is x and lam == 1.0 and torch.equal(y2, y)
+    torch.manual_seed(0)
+    for _ in range(20):  # mixup: every pixel is lam · own + (1 - lam) · partner
+        xm, y2, lam = mix_batch(x, y, mixup_alpha=0.4)
+        assert 0.0 <= lam <= 1.0
+        expected = lam * y.float() + (1 - lam) * y2.float()
+        assert torch.allclose(xm[:, :, 0, 0], expected.view(n, 1).expand(n, 3), atol=1e-5)
+    for _ in range(20):  # CutMix: the share of own pixels is lam; the rest is the partner's
+        xm, y2, lam = mix_batch(x, y, cutmix_alpha=1.0)
+        own = (xm[:, 0] == y.float().view(n, 1, 1)).float().mean((1, 2))
+        moved = y2 != y
+        assert torch.allclose(own[moved], torch.full_like(own[moved], lam), atol=1e-6)
+        assert ((xm[:, 0] == y.float().view(n, 1, 1)) | (xm[:, 0] == y2.float().view(n, 1, 1))).all()
+    assert torch.equal(x, torch.arange(n, dtype=torch.float32).view(n, 1, 1, 1).expand(n, 3, 32, 32))  # not in place

@@ -69,6 +69,10 @@ def get_args_parser() -> argparse.ArgumentParser:
                    help="checkpoints whose mean logits the model also learns from (knowledge distillation)")
     p.add_argument("--distill-alpha", type=float, default=0.5, help="weight of the distillation term (0-1)")
     p.add_argument("--distill-temperature", type=float, default=2.0, help="softmax temperature of distillation")
+    p.add_argument("--mixup", type=float, default=0.0, help="mixup Beta alpha, e.g. 0.2 (0 = off)")
+    p.add_argument("--cutmix", type=float, default=0.0, help="CutMix Beta alpha, e.g. 1.0 (0 = off)")
+    p.add_argument("--mix-prob", type=float, default=1.0,
+                   help="share of batches mixed when --mixup/--cutmix are on (both on: half each)")
     p.add_argument("--limit", type=int, default=0, help="use only the first N training images (smoke tests)")
     for name, default, hlp in [
         ("flip", True, "horizontal flip"), ("crop", True, "scale/shift jitter like a detector box"),
@@ -172,6 +176,7 @@ def main(args: argparse.Namespace) -> dict:
         augment=augment, device=device,
         bf16=bf16, save_dtype=getattr(torch, args.save_dtype), ema_decay=args.ema, tta_flip=args.tta_flip, resume=not args.no_resume,
         teacher=teacher, distill_alpha=args.distill_alpha, distill_temperature=args.distill_temperature,
+        mixup_alpha=args.mixup, cutmix_alpha=args.cutmix, mix_prob=args.mix_prob,
     )
     print(json.dumps({k: v for k, v in spec.metrics.items() if not isinstance(v, list)}))
     return spec.metrics
