@@ -82,6 +82,9 @@ def main() -> None:
             if args.screenshots:
                 out = Path(args.screenshots)
                 out.mkdir(parents=True, exist_ok=True)
+                # the probability chart (plotly) draws after the maps' captions on a first upload
+                page.locator(".js-plotly-plot .main-svg").first.wait_for(timeout=30_000)
+                page.wait_for_timeout(1000)
                 page.screenshot(path=str(out / "explain.png"), full_page=True)
                 shots(page, url, out, tmp)
             browser.close()
