@@ -37,18 +37,21 @@ def list_models() -> list[str]:
     return sorted(MODELS)
 
 
-def model_options(name: str) -> set[str]:
-    """The keyword arguments the builder of `name` takes besides num_classes (e.g. {"dropout", "width"})."""
+def _builder(name: str) -> Callable[..., "FerNet"]:
+    """The registered builder of `name`; unknown names raise ValueError naming the choices."""
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; choose from {', '.join(list_models())}")
-    return set(inspect.signature(MODELS[name]).parameters) - {"num_classes"}
+    return MODELS[name]
+
+
+def model_options(name: str) -> set[str]:
+    """The keyword arguments the builder of `name` takes besides num_classes (e.g. {"dropout", "width"})."""
+    return set(inspect.signature(_builder(name)).parameters) - {"num_classes"}
 
 
 def create_model(name: str, *, num_classes: int = NUM_CLASSES, **kwargs) -> "FerNet":
     """Build a freshly initialised model; unknown names raise ValueError naming the choices."""
-    if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; choose from {', '.join(list_models())}")
-    model = MODELS[name](num_classes=num_classes, **kwargs)
+    model = _builder(name)(num_classes=num_classes, **kwargs)
     model.arch = name
     for m in model.modules():
         if isinstance(m, nn.ReLU):
