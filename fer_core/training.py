@@ -65,8 +65,7 @@ def mix_batch(x: torch.Tensor, y: torch.Tensor, *, mixup_alpha: float = 0.0, cut
     are > 0 — with a mixing ratio drawn from Beta(alpha, alpha). Returns (mixed x, the partner labels,
     lam): the loss is lam · loss(y) + (1 - lam) · loss(partner labels). lam is 1.0 for an unmixed
     batch. For CutMix, lam is the share of the image left unpasted (after clipping the box)."""
-    use = [a for a in (mixup_alpha, cutmix_alpha) if a > 0]
-    if not use or len(y) < 2 or torch.rand(()).item() >= prob:
+    if (mixup_alpha <= 0 and cutmix_alpha <= 0) or len(y) < 2 or torch.rand(()).item() >= prob:
         return x, y, 1.0
     perm = torch.randperm(len(y), device=y.device)
     cutmix = cutmix_alpha > 0 and (mixup_alpha <= 0 or torch.rand(()).item() < 0.5)
@@ -81,7 +80,7 @@ def mix_batch(x: torch.Tensor, y: torch.Tensor, *, mixup_alpha: float = 0.0, cut
     y0, y1 = max(cy - ch // 2, 0), min(cy + ch // 2, h)
     x0, x1 = max(cx - cw // 2, 0), min(cx + cw // 2, w)
     x = x.clone()
-    x[..., y0:y1, x0:x1] = x[perm][..., y0:y1, x0:x1]
+    x[..., y0:y1, x0:x1] = x[perm, ..., y0:y1, x0:x1]
     return x, y[perm], 1 - (y1 - y0) * (x1 - x0) / (h * w)
 
 
@@ -300,8 +299,7 @@ def fit(
             model, x_u8, y, train_idx, spec=spec, augment=aug, optimizer=opt, scheduler=sched,
             criterion=criterion, batch_size=batch_size, device=device, bf16=bf16, ema=ema, epoch=epoch,
             teacher=teacher, distill_alpha=distill_alpha, distill_temperature=distill_temperature,
-            mix={"mixup_alpha": mixup_alpha, "cutmix_alpha": cutmix_alpha, "prob": mix_prob}
-            if mixup_alpha > 0 or cutmix_alpha > 0 else None,
+            mix={"mixup_alpha": mixup_alpha, "cutmix_alpha": cutmix_alpha, "prob": mix_prob},
         )
         eval_model = ema.module if ema is not None else model
         va = evaluate(eval_model, x_u8[val_idx], y[val_idx], spec=spec, device=device, bf16=bf16, tta_flip=tta_flip)
