@@ -3,7 +3,10 @@
   python bench/explain.py [--n 200] [--road-n 30] [--methods gradcam,cam,...] [--layers]
 Prints mean deletion AUC (lower = better), insertion AUC (higher), ROAD (higher), sanity similarity
 (lower = the map depends on the learned weights) and mean latency per face; then the time of
-Grad-CAM + CAM + occlusion (8x8 window, stride 4) together for one face.
+Grad-CAM + CAM + occlusion (8x8 window, stride 4) together for one face. As in the app, the model is
+loaded the way the app loads it (the fastest of eager / frozen / int8 predicts), forward-only methods
+(occlusion) and deletion/insertion run that prediction module, and the last line says how closely its
+occlusion maps follow the eager float32 model's (Spearman rank correlation).
 """
 from __future__ import annotations
 
@@ -20,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from fer_core.data import datasets_root, load_labelled_folder  # noqa: E402
 from fer_core.explain import EXPLAINERS, explain, supported_explainers  # noqa: E402
-from fer_core.faithfulness import deletion_insertion, road_score, sanity_similarity  # noqa: E402
+from fer_core.faithfulness import deletion_insertion, road_score, sanity_similarity, spearman  # noqa: E402
 from fer_core.inference import load_predictor  # noqa: E402
 from fer_core.io import read_image  # noqa: E402
 
@@ -35,18 +38,20 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    pred = load_predictor(args.model)
+    pred = load_predictor(args.model, precision="auto", frozen=None)  # as the app loads it
     model = pred.model
     folder = load_labelled_folder(datasets_root() / "raf-db" / "test")
     idx = np.sort(np.random.default_rng(0).choice(len(folder), size=min(args.n, len(folder)), replace=False))
     faces = [read_image(folder.paths[i]) for i in idx]
     xs = [pred.input_tensor(f) for f in faces]
     targets = [int(p.argmax()) for p in pred.predict(faces)]
+    scorer = pred.scorer()
     methods = [m for m in args.methods.split(",") if m] or supported_explainers(model)
     jobs = [(m, None) for m in methods] + [("random (pixel noise)", None), ("random (4x4, upsampled)", None)]
     if args.layers:
         jobs = [("gradcam", layer) for layer in model.explain_layers()]
-    print(f"model {args.model}; {len(faces)} RAF-DB test faces; {args.threads} threads; target = prediction")
+    print(f"model {args.model} (predicts in {pred.precision}); {len(faces)} RAF-DB test faces; {args.threads} threads; "
+          "target = prediction")
     print("| method | layer | deletion AUC ↓ | insertion AUC ↑ | ROAD ↑ | sanity similarity ↓ | ms/face |")
     print("|---|---|---|---|---|---|---|")
     for m, layer in jobs:
@@ -59,9 +64,9 @@ def main() -> None:
             elif m.startswith("random (4x4"):
                 cam = cv2.resize(rng.random((4, 4)).astype(np.float32), (64, 64), interpolation=cv2.INTER_LINEAR)
             else:
-                cam = explain(model, x, t, m, layer=layer)
+                cam = explain(model, x, t, m, layer=layer, forward=scorer)
             times.append(time.perf_counter() - t0)
-            d, i = deletion_insertion(model, x, cam, t)
+            d, i = deletion_insertion(scorer, x, cam, t)
             dels.append(d)
             ins.append(i)
             if k < args.road_n:
@@ -80,10 +85,15 @@ def main() -> None:
         t0 = time.perf_counter()
         for m in ("gradcam", "cam", "occlusion"):
             if m in supported_explainers(model):
-                explain(model, x, t, m)
+                explain(model, x, t, m, forward=scorer)
         combo.append(time.perf_counter() - t0)
     print(f"\nGrad-CAM + CAM + occlusion (8x8, stride 4) for one face: {1000 * np.mean(combo):.0f} ms mean, "
           f"{1000 * np.median(combo):.0f} ms median (goal < 500 ms)")
+    if scorer is not model:
+        rho = [spearman(explain(model, x, t, "occlusion"), explain(model, x, t, "occlusion", forward=scorer))
+               for x, t in zip(xs[:20], targets[:20])]
+        print(f"occlusion maps of the {pred.precision} prediction module vs eager float32, {len(rho)} faces: "
+              f"Spearman {np.mean(rho):.3f} mean, {np.min(rho):.3f} min")
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ class Explainer:
     uses_layer: bool = True
     needs_gap_linear: bool = False
     fails_sanity: bool = False  # known to fail the model-randomisation sanity check
+    forward_only: bool = False  # needs only forward passes, so it may run a compiled copy of the model
     note: str = ""
 
 
@@ -90,15 +91,23 @@ def normalize_map(a: np.ndarray) -> np.ndarray:
 
 
 def explain(
-    model: FerNet, x: torch.Tensor, target: int, method: str, *, layer: str | None = None, **options
+    model: FerNet, x: torch.Tensor, target: int, method: str, *, layer: str | None = None,
+    forward: Callable[[torch.Tensor], torch.Tensor] | None = None, **options
 ) -> np.ndarray:
-    """Map for `target` on input `x` (1, 3, S, S) -> float32 (S, S) in [0, 1]."""
+    """Map for `target` on input `x` (1, 3, S, S) -> float32 (S, S) in [0, 1].
+
+    `forward`: a faster stand-in for `model`'s forward pass with the same logits up to rounding — the
+    compiled copy a Predictor predicts with (`Predictor.scorer()`, int8 where calibrated). Only
+    forward-only methods (occlusion) use it; the others need the eager model's hooks and gradients."""
     reason = unsupported_reason(model, method)
     if reason:
         raise ValueError(reason)
     if x.ndim != 4 or x.shape[0] != 1:
         raise ValueError(f"explain takes one input (1, 3, S, S), got {tuple(x.shape)}")
     e = get_explainer(method)
+    if e.forward_only and forward is not None:
+        with torch.inference_mode():
+            return normalize_map(e.fn(forward, x.detach().float(), int(target), layer=layer, **options))
     with model_lock(model), torch.inference_mode(False), torch.enable_grad():
         x = x.detach().clone().float().contiguous(memory_format=torch.channels_last)
         out = e.fn(model, x, int(target), layer=layer, **options)
@@ -164,10 +173,11 @@ def _channel_map(attr: torch.Tensor, *, positive: bool) -> np.ndarray:
 
 
 @register_explainer(
-    "occlusion", label="Occlusion", family="captum", uses_layer=False,
+    "occlusion", label="Occlusion", family="captum", uses_layer=False, forward_only=True,
     note="drop in the class score when a grey window covers each spot (window/stride options)",
 )
-def _occlusion(model: FerNet, x: torch.Tensor, target: int, *, window: int = 8, stride: int = 4, **_) -> np.ndarray:
+def _occlusion(model: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, target: int, *, window: int = 8,
+               stride: int = 4, **_) -> np.ndarray:
     from captum.attr import Occlusion
 
     with torch.no_grad():

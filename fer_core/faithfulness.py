@@ -110,7 +110,7 @@ def faithfulness_scores(predictor: "Predictor", x: torch.Tensor, cam: np.ndarray
     """Faithfulness numbers for one map (S, S) at the model's input size. ROAD is opt-in: its noisy
     linear imputation solves a sparse system per percentile (seconds per map on 2 cores)."""
     model = predictor.model
-    dele, ins = deletion_insertion(model, x, cam, target)
+    dele, ins = deletion_insertion(predictor.scorer(), x, cam, target)  # the module that predicts
     out = {"deletion_auc": dele, "insertion_auc": ins}
     if road:
         out["road"] = road_score(model, x, cam, target)

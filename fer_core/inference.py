@@ -104,6 +104,13 @@ class Predictor:
         choice = fastest_module(candidates, example)
         return self.model if choice == "eager" else candidates[choice]  # fastest_module names only built ones
 
+    def scorer(self) -> torch.nn.Module:
+        """The module predictions run, as a plain batch -> logits function without flip averaging (bf16
+        autocast included where predictions use it): what forward-only explanations (occlusion) and
+        deletion/insertion scores should call, so they measure the model that made the prediction."""
+        model = self.prediction_model()
+        return AutocastBf16(model) if model is self.model and self._float_precision == "bfloat16" else model
+
     @property
     def classes(self) -> tuple[str, ...]:
         return self.spec.classes
@@ -222,7 +229,8 @@ def analyze(
                 if reason:
                     errors[m] = reason
                     continue
-                small = explain(predictor.model, x, t, m, layer=layer, **(method_options or {}).get(m, {}))
+                small = explain(predictor.model, x, t, m, layer=layer, forward=predictor.scorer(),
+                                **(method_options or {}).get(m, {}))
                 maps[m] = cv2.resize(small, (size, size), interpolation=cv2.INTER_LINEAR).clip(0, 1)
                 regions[m] = region_shares(maps[m], crop.landmarks)
                 if faithfulness:

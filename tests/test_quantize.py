@@ -113,3 +113,44 @@ def test_quantize_script_calibrates_a_trained_run(tmp_path, monkeypatch):
     assert promote.main(promote.get_args_parser().parse_args([str(out)])) is True
     promoted = read_spec(tmp_path / "checkpoints" / "m.safetensors").int8
     assert promoted["samples"] == 18 and promoted["activations"].keys() == report["activations"].keys()
+
+
+def test_occlusion_runs_the_prediction_module(calibrated):
+    """Occlusion (forward-only) explains the int8 copy that predicted; gradient methods keep the eager model."""
+    from fer_core.explain import explain
+
+    pred = Predictor(*load_checkpoint(calibrated), precision="int8")
+    scorer = pred.scorer()
+    assert scorer is pred.prediction_model() and scorer is not pred.model
+    x = pred.input_tensor(_faces(1)[0])
+    calls = []
+
+    def counting(batch):
+        calls.append(len(batch))
+        return scorer(batch)
+
+    # a class whose score some window lowers (a random model's map may be all zero for another)
+    target = next(t for t in range(6) if explain(pred.model, x, t, "occlusion").max() > 0)
+    eager = explain(pred.model, x, target, "occlusion")
+    # the forward path computes the same map when it is handed the eager model itself
+    np.testing.assert_allclose(explain(pred.model, x, target, "occlusion", forward=pred.model), eager, atol=1e-5)
+    fast = explain(pred.model, x, target, "occlusion", forward=counting)
+    assert sum(calls) == 1 + 15 * 15  # the input, then one image per window position (8x8, stride 4, 64 px)
+    assert fast.shape == (64, 64) and 0 <= fast.min() and fast.max() <= 1
+    # how closely int8 maps follow float32 ones is measured on the trained models (bench/explain.py): this
+    # random model's logits differ by ~0.01, a few int8 steps, so only the plumbing is tested here
+    calls.clear()
+    explain(pred.model, x, 0, "gradcam", forward=counting)
+    assert not calls  # hooks and gradients need the eager model
+
+
+def test_scorer_is_the_eager_model_under_bf16_autocast_when_that_predicts(random_checkpoint, monkeypatch):
+    import fer_core.inference
+
+    f32 = Predictor(*load_checkpoint(random_checkpoint), precision="float32")
+    assert f32.scorer() is f32.model  # the library default predicts with the eager float32 model itself
+    monkeypatch.setattr(fer_core.inference, "resolve_precision", lambda requested, device: "bfloat16")
+    pred = Predictor(*load_checkpoint(random_checkpoint), precision="bfloat16")
+    scorer = pred.scorer()
+    assert scorer.model is pred.model
+    assert scorer(torch.zeros(2, 3, 64, 64)).dtype == torch.float32
