@@ -24,13 +24,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from fer_core.data import datasets_root, load_labelled_folder  # noqa: E402
 from fer_core.explain import EXPLAINERS, explain, supported_explainers  # noqa: E402
 from fer_core.faithfulness import deletion_insertion, road_score, sanity_similarity, spearman  # noqa: E402
-from fer_core.inference import load_predictor  # noqa: E402
+from fer_core.inference import DEFAULT_CHECKPOINT, load_predictor  # noqa: E402
 from fer_core.io import read_image  # noqa: E402
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default="fernet")
+    ap.add_argument("--model", default=DEFAULT_CHECKPOINT)
     ap.add_argument("--n", type=int, default=200, help="faces (a fixed seeded sample of RAF-DB test)")
     ap.add_argument("--road-n", type=int, default=30, help="faces for ROAD (slow imputation)")
     ap.add_argument("--methods", default="", help="comma-separated (default: all the model supports)")

@@ -20,12 +20,12 @@ sys.path.insert(0, str(ROOT / "train"))
 from evaluate import latency_ms  # noqa: E402
 from fer_core.checkpoints import load_checkpoint  # noqa: E402
 from fer_core.device import cpu_summary  # noqa: E402
-from fer_core.inference import Predictor  # noqa: E402
+from fer_core.inference import DEFAULT_CHECKPOINT, Predictor  # noqa: E402
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--models", nargs="+", default=["fernet"], help="checkpoint names or paths")
+    ap.add_argument("--models", nargs="+", default=[DEFAULT_CHECKPOINT], help="checkpoint names or paths")
     ap.add_argument("--repeats", type=int, default=200, help="timed predictions per setting")
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     args = ap.parse_args()

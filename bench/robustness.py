@@ -1,6 +1,6 @@
 """Accuracy under the corruptions that users' photos bring (phones, webcams, our own detector's boxes).
 
-  python bench/robustness.py                          # fernet and resnet18 on RAF-DB test
+  python bench/robustness.py                          # the default model and resnet18 on RAF-DB test
   python bench/robustness.py --models fernet --data raf-db fer2013 --sample 1000
 
 Each test face (already a 64x64 crop) is corrupted deterministically (seeded per image), then goes
@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT / "train"))
 
 from evaluate import sample_indices  # noqa: E402
 from fer_core.data import datasets_root, load_labelled_folder, load_uint8  # noqa: E402
-from fer_core.inference import load_predictor  # noqa: E402
+from fer_core.inference import DEFAULT_CHECKPOINT, load_predictor  # noqa: E402
 from fer_core.metrics import classification_report  # noqa: E402
 from fer_core.training import predict_logits  # noqa: E402
 
@@ -92,7 +92,7 @@ def corrupt_batch(x_u8: torch.Tensor, fn: Corruption, seed: int = 0) -> torch.Te
 
 def get_args_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--models", nargs="+", default=["fernet", "resnet18"], help="checkpoint names or paths")
+    p.add_argument("--models", nargs="+", default=[DEFAULT_CHECKPOINT, "resnet18"], help="checkpoint names or paths")
     p.add_argument("--data", nargs="+", default=["raf-db"], help="test sets under ../shared/datasets")
     p.add_argument("--sample", type=int, default=0, help="a fixed, seeded sample of N images per set (0 = all)")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")

@@ -14,7 +14,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from fer_core.data import datasets_root, load_labelled_folder  # noqa: E402
-from fer_core.inference import load_predictor  # noqa: E402
+from fer_core.inference import DEFAULT_CHECKPOINT, load_predictor  # noqa: E402
 from fer_core.io import read_image  # noqa: E402
 from fer_core.scoring import iter_inputs, score_items  # noqa: E402
 
@@ -40,7 +40,7 @@ def one_at_a_time(paths, predictor) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default="fernet")
+    ap.add_argument("--model", default=DEFAULT_CHECKPOINT)
     ap.add_argument("--limit", type=int, default=0, help="first N test images (0 = all 2,388)")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()

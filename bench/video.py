@@ -17,7 +17,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from fer_core.examples import astronaut  # noqa: E402
-from fer_core.inference import load_predictor  # noqa: E402
+from fer_core.inference import DEFAULT_CHECKPOINT, load_predictor  # noqa: E402
 from fer_core.video import analyze_video  # noqa: E402
 
 
@@ -34,7 +34,7 @@ def make_clip(path: Path, frames: int) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default="fernet")
+    ap.add_argument("--model", default=DEFAULT_CHECKPOINT)
     ap.add_argument("--frames", type=int, default=60)
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()

@@ -17,15 +17,18 @@ TIMEOUT = 120
 @pytest.fixture(scope="module")
 def app_env(tmp_path_factory):
     from fer_core.checkpoints import ModelSpec, save_checkpoint
-    from fer_core.models import create_model
+    from fer_core.inference import DEFAULT_CHECKPOINT
+    from fer_core.models import create_model, list_models
     from tests.test_data import make_folder
 
     d = tmp_path_factory.mktemp("app")
     ck = d / "checkpoints"
     torch.manual_seed(0)
-    save_checkpoint(create_model("fernet"), ModelSpec(arch="fernet", history=(
+    # an untrained model under the default's name and architecture, so the pages open on "(default)"
+    arch = DEFAULT_CHECKPOINT if DEFAULT_CHECKPOINT in list_models() else "fernet"
+    save_checkpoint(create_model(arch), ModelSpec(arch=arch, history=(
         {"epoch": 1, "train_loss": 1.0, "val_loss": 1.1, "train_accuracy": 0.5, "val_accuracy": 0.4,
-         "train_macro_f1": 0.3, "val_macro_f1": 0.2},)), ck / "fernet.safetensors")
+         "train_macro_f1": 0.3, "val_macro_f1": 0.2},)), ck / f"{DEFAULT_CHECKPOINT}.safetensors")
     save_checkpoint(create_model("baseline"), ModelSpec(arch="baseline"), ck / "baseline.safetensors")
     test = make_folder(d / "data" / "test", n_per_class=2)
     mp = pytest.MonkeyPatch()
