@@ -22,7 +22,7 @@ from .models import FerNet
 from .preprocess import faces_to_tensor
 from .quantize import int8_for_inference, int8_supported
 
-DEFAULT_CHECKPOINT = "fernet_duo"  # fernet joined with a second, fear-heavier fernet (train/duo.py)
+DEFAULT_CHECKPOINT = "fernet"
 
 
 def probs_from_logits(logits: torch.Tensor, temperature: float = 1.0) -> np.ndarray:
