@@ -106,7 +106,8 @@ def explain(
         raise ValueError(f"explain takes one input (1, 3, S, S), got {tuple(x.shape)}")
     e = get_explainer(method)
     if e.forward_only and forward is not None:
-        with torch.inference_mode():
+        # the lock still: `forward` may be the eager model itself, whose passes another thread's hooks would record
+        with model_lock(model), torch.inference_mode():
             return normalize_map(e.fn(forward, x.detach().float(), int(target), layer=layer, **options))
     with model_lock(model), torch.inference_mode(False), torch.enable_grad():
         x = x.detach().clone().float().contiguous(memory_format=torch.channels_last)

@@ -109,11 +109,14 @@ def faithfulness_scores(predictor: "Predictor", x: torch.Tensor, cam: np.ndarray
                         layer: str | None = None, road: bool = False, sanity: bool = True) -> dict[str, float]:
     """Faithfulness numbers for one map (S, S) at the model's input size. ROAD is opt-in: its noisy
     linear imputation solves a sparse system per percentile (seconds per map on 2 cores)."""
+    from .explain import model_lock
+
     model = predictor.model
-    dele, ins = deletion_insertion(predictor.scorer(), x, cam, target)  # the module that predicts
-    out = {"deletion_auc": dele, "insertion_auc": ins}
-    if road:
-        out["road"] = road_score(model, x, cam, target)
+    with model_lock(model):  # these passes may run the eager model, which another thread may be hooking
+        dele, ins = deletion_insertion(predictor.scorer(), x, cam, target)  # the module that predicts
+        out = {"deletion_auc": dele, "insertion_auc": ins}
+        if road:
+            out["road"] = road_score(model, x, cam, target)
     if sanity:
         out["sanity_similarity"] = sanity_similarity(model, x, cam, target, method=method, layer=layer)
     return out
