@@ -216,6 +216,7 @@ def analyze(
         raise NoFaceFound(f"no face found in the {w}×{h} image; try a larger, frontal face or whole-image mode")
     probs = predictor.predict([c.face for _, c in found])
     classes = predictor.classes
+    forward = predictor.scorer()  # occlusion runs the module that just predicted
     results = []
     for i, ((box, crop), p) in enumerate(zip(found, probs)):
         pred = int(np.argmax(p))
@@ -229,7 +230,7 @@ def analyze(
                 if reason:
                     errors[m] = reason
                     continue
-                small = explain(predictor.model, x, t, m, layer=layer, forward=predictor.scorer(),
+                small = explain(predictor.model, x, t, m, layer=layer, forward=forward,
                                 **(method_options or {}).get(m, {}))
                 maps[m] = cv2.resize(small, (size, size), interpolation=cv2.INTER_LINEAR).clip(0, 1)
                 regions[m] = region_shares(maps[m], crop.landmarks)

@@ -128,15 +128,15 @@ def train_one_epoch(
         if mix:
             xf, y2, lam = mix_batch(xf, yb, **mix)
         with autocast_ctx(device, bf16):
-            logits = model(xf)
-            loss = criterion(logits.float(), yb)
+            logits = model(xf).float()  # the losses in float32, also under bf16 autocast
+            loss = criterion(logits, yb)
             if lam < 1.0:
-                loss = lam * loss + (1 - lam) * criterion(logits.float(), y2)
+                loss = lam * loss + (1 - lam) * criterion(logits, y2)
             if teacher is not None:
                 with torch.no_grad():
                     t_logits = teacher(xf).float()
                 loss = (1 - distill_alpha) * loss + distill_alpha * distillation_loss(
-                    logits.float(), t_logits, distill_temperature)
+                    logits, t_logits, distill_temperature)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if max_grad_norm:
