@@ -34,6 +34,14 @@ def test_default_architecture_is_explainable():
     assert count_parameters(model) * 4 < 30e6
 
 
+def test_fernet_last_stride_one_keeps_an_8x8_last_map():
+    model = create_model("fernet", last_stride=1)
+    assert model.forward_features(torch.randn(1, 3, 64, 64)).shape[-2:] == (8, 8)
+    assert count_parameters(model) == count_parameters(create_model("fernet"))  # same weights, finer map
+    with pytest.raises(ValueError, match="last_stride"):
+        create_model("fernet", last_stride=3)
+
+
 def test_registry_is_strict():
     with pytest.raises(ValueError, match="choose from"):
         create_model("nope")
@@ -43,7 +51,7 @@ def test_registry_is_strict():
 
 
 def test_model_options_are_the_builders_keywords():
-    assert model_options("fernet") == {"dropout", "width"}
+    assert model_options("fernet") == {"dropout", "width", "last_stride"}
     assert model_options("fernet_duo") == {"dropout", "width", "width_b"}
     assert model_options("baseline") == {"dropout"}
     with pytest.raises(ValueError, match="choose from"):

@@ -145,16 +145,19 @@ def test_training_with_a_teacher(tmp_path, monkeypatch):
 
 
 def test_width_is_recorded_and_rebuilt(tmp_path, monkeypatch):
+    import torch
     import train as train_script
 
     monkeypatch.setenv("FER_CACHE", str(tmp_path / "cache"))
     data = make_folder(tmp_path / "train", n_per_class=4)
     base = ["--data", str(data), "--batch-size", "8", "--val-fraction", "0.25", "--epochs", "1", "--width", "16"]
     out = tmp_path / "w.safetensors"
-    train_script.main(train_script.get_args_parser().parse_args(base + ["--arch", "fernet", "--out", str(out)]))
+    train_script.main(train_script.get_args_parser().parse_args(
+        base + ["--arch", "fernet", "--last-stride", "1", "--out", str(out)]))
     model, spec = load_checkpoint(out)
-    assert spec.model_kwargs == {"width": 16} and spec.args["width"] == 16
+    assert spec.model_kwargs == {"width": 16, "last_stride": 1} and spec.args["width"] == 16
     assert sum(p.numel() for p in model.parameters()) < 1_000_000  # a quarter of the default's channels²
+    assert model.forward_features(torch.zeros(1, 3, 64, 64)).shape[-2:] == (8, 8)
     with pytest.raises(SystemExit, match="does not take --width$"):
         train_script.main(train_script.get_args_parser().parse_args(
             base + ["--arch", "baseline", "--out", str(tmp_path / "b.safetensors")]))

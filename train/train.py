@@ -47,6 +47,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--dropout", type=float, default=None, help="dropout of the model (default: the model's own)")
     p.add_argument("--width", type=int, default=None,
                    help="channels of fernet's first stage (the model's own: 32; the stages double from it)")
+    p.add_argument("--last-stride", type=int, default=None, choices=[1, 2],
+                   help="fernet: stride of the last stage (the model's own: 2, a 4×4 last map at 64 px; "
+                        "1 keeps it 8×8)")
     p.add_argument("--patience", type=int, default=0, help="early stopping patience in epochs (0 = off)")
     p.add_argument("--val-fraction", type=float, default=0.1, help="stratified validation share of train")
     p.add_argument("--seed", type=int, default=0, help="seed for the split, init and augmentation")
@@ -144,7 +147,8 @@ def main(args: argparse.Namespace) -> dict:
               f"per epoch {rep} x {np.bincount(y.numpy()[tr], minlength=6).tolist()}")
     x_u8, y = torch.cat(xs), torch.cat(ys)
     train_idx, val_idx = np.concatenate(tr_parts), np.concatenate(va_parts)
-    kwargs = {k: v for k, v in (("dropout", args.dropout), ("width", args.width)) if v is not None}
+    kwargs = {k: v for k, v in (("dropout", args.dropout), ("width", args.width),
+                                                  ("last_stride", args.last_stride)) if v is not None}
     unknown = sorted(set(kwargs) - model_options(args.arch))
     if unknown:
         raise SystemExit(f"--arch {args.arch} does not take {', '.join('--' + k for k in unknown)}")
