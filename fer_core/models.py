@@ -277,6 +277,11 @@ def fernet(*, num_classes: int = NUM_CLASSES, dropout: float = 0.1, width: int =
     return TorchvisionNet(net, ["layer1", "layer2", "layer3", "layer4"], "layer4")
 
 
+def _stage_stride(branch: TorchvisionNet, stage: str) -> int:
+    """How much a ResNet-style stage shrinks its input (the stride of its first block)."""
+    return getattr(branch.net, stage)[0].conv1.stride[0]
+
+
 class Duo(FerNet):
     """Two torchvision-style networks side by side, read by one GAP + linear head.
 
@@ -299,6 +304,16 @@ class Duo(FerNet):
             branch.net.fc = nn.Identity()
             branch.net.dropout = nn.Identity()
         self.a, self.b = a, b
+        # a branch with a stride-1 last stage (fernet last_stride=1) ends on a finer map: the other
+        # branch's last map is nearest-upsampled to it, which leaves its average (the head's input) unchanged
+        self._upsample: dict[str, tuple[int, int]] = {}
+        ra = rb = 1
+        for i, s in enumerate(self._stages):
+            ra, rb = ra * _stage_stride(a, s), rb * _stage_stride(b, s)
+            if ra != rb:
+                if i != len(self._stages) - 1 or max(ra, rb) % min(ra, rb):
+                    raise ValueError("a Duo's branches may differ in resolution only at the last stage")
+                self._upsample[s] = (0 if ra > rb else 1, max(ra, rb) // min(ra, rb))
         self.taps = nn.ModuleDict((s, nn.Identity()) for s in self._stages)
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.fc = nn.Linear(channels, num_classes)
@@ -308,6 +323,12 @@ class Duo(FerNet):
         t = x
         for s in self._stages:
             ya, yb = getattr(self.a.net, s)(xa), getattr(self.b.net, s)(xb)
+            if s in self._upsample:
+                coarse, factor = self._upsample[s]
+                if coarse == 0:
+                    ya = nn.functional.interpolate(ya, scale_factor=factor, mode="nearest")
+                else:
+                    yb = nn.functional.interpolate(yb, scale_factor=factor, mode="nearest")
             t = self.taps[s](torch.cat([ya, yb], 1))
             xa, xb = t[:, : ya.shape[1]], t[:, ya.shape[1]:]
         return t
@@ -333,10 +354,12 @@ class Duo(FerNet):
     "a two-model ensemble that CAM can still explain; ~5.6M parameters",
 )
 def fernet_duo(*, num_classes: int = NUM_CLASSES, dropout: float = 0.1, width: int = 32,
-               width_b: int | None = None) -> FerNet:
-    """`width` is the first branch's fernet width, `width_b` the second's (default: the same)."""
-    return Duo(fernet(num_classes=num_classes, width=width),
-               fernet(num_classes=num_classes, width=width if width_b is None else width_b), num_classes, dropout)
+               width_b: int | None = None, last_stride: int = 2, last_stride_b: int | None = None) -> FerNet:
+    """`width` / `last_stride` are the first branch's fernet options, `width_b` / `last_stride_b` the
+    second's (default: the same)."""
+    return Duo(fernet(num_classes=num_classes, width=width, last_stride=last_stride),
+               fernet(num_classes=num_classes, width=width if width_b is None else width_b,
+                      last_stride=last_stride if last_stride_b is None else last_stride_b), num_classes, dropout)
 
 
 class VGG(FerNet):

@@ -115,3 +115,41 @@ def test_duo_of_two_widths(tmp_path):
     loaded, _ = load_checkpoint(path)
     with torch.no_grad():
         torch.testing.assert_close(loaded(x), duo(x), atol=1e-5, rtol=1e-5)
+
+
+def test_duo_of_a_fine_and_a_coarse_last_map(tmp_path):
+    """A default fernet (4×4 last map) joined with a last_stride=1 one (8×8): the coarse map is
+    nearest-upsampled, so the logits are still the weighted mean, CAM still equals Grad-CAM on the shared
+    map, the checkpoint rebuilds it, and the int8 copy follows it."""
+    from duo import join, widths
+
+    from fer_core.checkpoints import ModelSpec, save_checkpoint
+    from fer_core.quantize import calibrate_int8, int8_for_inference, int8_supported
+
+    torch.manual_seed(0)
+    a, b = create_model("fernet").eval(), create_model("fernet", last_stride=1).eval()
+    kwargs = widths(a, b)
+    assert kwargs == {"width": 32, "last_stride": 2, "last_stride_b": 1}
+    duo = join(a, b, 0.7, num_classes=6, **kwargs)
+    x = torch.randn(4, 3, 64, 64, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        torch.testing.assert_close(duo(x), 0.7 * a(x) + 0.3 * b(x), atol=1e-5, rtol=1e-5)
+        assert duo.forward_features(x).shape == (4, 512, 8, 8)
+    cam = explain(duo, x[:1], 1, "cam")
+    assert np.allclose(cam, explain(duo, x[:1], 1, "gradcam", layer="layer4"), atol=1e-4)
+    path = tmp_path / "fine.safetensors"
+    save_checkpoint(duo, ModelSpec(arch="fernet_duo", model_kwargs=kwargs), path)
+    loaded, _ = load_checkpoint(path)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), duo(x), atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="only at the last stage"):
+        from fer_core.models import Duo, fernet
+
+        odd = fernet()
+        odd.net.layer3[0].conv1.stride = (1, 1)
+        Duo(fernet(), odd, 6, 0.0)
+    if int8_supported():
+        q = int8_for_inference(duo, x[:1], calibrate_int8(duo, [x]))
+        with torch.no_grad():
+            z8, z32 = q(x), duo(x)
+        assert np.corrcoef(z8.numpy().ravel(), z32.numpy().ravel())[0, 1] > 0.98

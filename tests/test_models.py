@@ -52,7 +52,7 @@ def test_registry_is_strict():
 
 def test_model_options_are_the_builders_keywords():
     assert model_options("fernet") == {"dropout", "width", "last_stride"}
-    assert model_options("fernet_duo") == {"dropout", "width", "width_b"}
+    assert model_options("fernet_duo") == {"dropout", "width", "width_b", "last_stride", "last_stride_b"}
     assert model_options("baseline") == {"dropout"}
     with pytest.raises(ValueError, match="choose from"):
         model_options("nope")

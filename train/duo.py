@@ -63,16 +63,22 @@ def check_compatible(sa: ModelSpec, sb: ModelSpec) -> None:
 
 def widths(model_a, model_b) -> dict:
     """The fernet_duo model arguments for these two fernets ({"width": 32} for two default ones), read
-    from the built networks (their stems' channels), so a spec without a recorded width needs no default here."""
+    from the built networks (their stems' channels, their last stages' strides), so a spec without a
+    recorded width needs no default here."""
     wa, wb = model_a.net.conv1.out_channels, model_b.net.conv1.out_channels
-    return {"width": wa} if wa == wb else {"width": wa, "width_b": wb}
+    out = {"width": wa} if wa == wb else {"width": wa, "width_b": wb}
+    sa, sb = (m.net.layer4[0].conv1.stride[0] for m in (model_a, model_b))
+    if (sa, sb) != (2, 2):
+        out.update({"last_stride": sa} if sa == sb else {"last_stride": sa, "last_stride_b": sb})
+    return out
 
 
-def join(model_a, model_b, weight: float, *, num_classes: int, width: int, width_b: int | None = None) -> Duo:
-    """A fernet_duo whose logits are weight · model_a's + (1 - weight) · model_b's (eval mode)."""
+def join(model_a, model_b, weight: float, *, num_classes: int, **kwargs) -> Duo:
+    """A fernet_duo whose logits are weight · model_a's + (1 - weight) · model_b's (eval mode); kwargs are
+    fernet_duo's model arguments (`widths(model_a, model_b)`)."""
     if not 0.0 <= weight <= 1.0:
         raise ValueError(f"weight must be in [0, 1], got {weight}")
-    duo = create_model("fernet_duo", num_classes=num_classes, width=width, width_b=width_b)
+    duo = create_model("fernet_duo", num_classes=num_classes, **kwargs)
     for branch, src in ((duo.a, model_a), (duo.b, model_b)):
         state = {k: v for k, v in src.net.state_dict().items() if not k.startswith("fc.")}
         branch.net.load_state_dict(state, strict=True)
