@@ -51,9 +51,13 @@ def load_results() -> dict:
 def cached_analyze(data: bytes, model: str, methods: tuple[str, ...], target: str | None, layer: str | None,
                    whole_image: bool, faithfulness: bool, window: int, stride: int) -> list:
     """analyze() on uploaded bytes; recomputed only when an input changes."""
-    opts = {"occlusion": {"window": window, "stride": stride}}
     return analyze(data, predictor=get_predictor(model), methods=list(methods), target=target, layer=layer,
-                   whole_image=whole_image, faithfulness=faithfulness, method_options=opts)
+                   whole_image=whole_image, faithfulness=faithfulness, method_options=method_options(window, stride))
+
+
+def method_options(window: int, stride: int) -> dict[str, dict]:
+    """The explainers' options the sidebar sets (occlusion's window and stride), per method."""
+    return {"occlusion": {"window": window, "stride": stride}}
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
@@ -63,7 +67,8 @@ def cached_scores(data: bytes, model: str, methods: tuple[str, ...], target: str
     from fer_core.inference import faithfulness_for
 
     results = cached_analyze(data, model, methods, target, layer, whole_image, False, window, stride)
-    return faithfulness_for(get_predictor(model), results[face], method, layer=layer)
+    return faithfulness_for(get_predictor(model), results[face], method, layer=layer,
+                            options=method_options(window, stride).get(method))
 
 
 def digest(data: bytes) -> str:

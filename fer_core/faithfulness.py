@@ -96,19 +96,22 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def sanity_similarity(model: FerNet, x: torch.Tensor, cam: np.ndarray, target: int, *, method: str,
-                      layer: str | None = None) -> float:
-    """Spearman rank correlation between the map and the same method's map on a randomised model:
-    near 1 means the map ignores what the model learned (fails the sanity check)."""
+                      layer: str | None = None, options: dict | None = None) -> float:
+    """Spearman rank correlation between the map and the same method's map (same layer and options,
+    e.g. occlusion's window and stride) on a randomised model: near 1 means the map ignores what the
+    model learned (fails the sanity check)."""
     from .explain import explain
 
     rnd = randomised_copy(model)
-    return spearman(cam, explain(rnd, x, target, method, layer=layer))
+    return spearman(cam, explain(rnd, x, target, method, layer=layer, **(options or {})))
 
 
 def faithfulness_scores(predictor: "Predictor", x: torch.Tensor, cam: np.ndarray, target: int, *, method: str,
-                        layer: str | None = None, road: bool = False, sanity: bool = True) -> dict[str, float]:
-    """Faithfulness numbers for one map (S, S) at the model's input size. ROAD is opt-in: its noisy
-    linear imputation solves a sparse system per percentile (seconds per map on 2 cores)."""
+                        layer: str | None = None, road: bool = False, sanity: bool = True,
+                        options: dict | None = None) -> dict[str, float]:
+    """Faithfulness numbers for one map (S, S) at the model's input size, made by `method` with `options`.
+    ROAD is opt-in: its noisy linear imputation solves a sparse system per percentile (seconds per map
+    on 2 cores)."""
     from .explain import model_lock
 
     model = predictor.model
@@ -118,5 +121,6 @@ def faithfulness_scores(predictor: "Predictor", x: torch.Tensor, cam: np.ndarray
         if road:
             out["road"] = road_score(model, x, cam, target)
     if sanity:
-        out["sanity_similarity"] = sanity_similarity(model, x, cam, target, method=method, layer=layer)
+        out["sanity_similarity"] = sanity_similarity(model, x, cam, target, method=method, layer=layer,
+                                                     options=options)
     return out

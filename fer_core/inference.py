@@ -237,7 +237,8 @@ def analyze(
                 if faithfulness:
                     from .faithfulness import faithfulness_scores
 
-                    scores[m] = faithfulness_scores(predictor, x, small, t, method=m, layer=layer, road=road)
+                    scores[m] = faithfulness_scores(predictor, x, small, t, method=m, layer=layer, road=road,
+                                                    options=(method_options or {}).get(m))
         results.append(FaceResult(
             index=i, box=box, face=crop.face, probs=p, prediction=classes[pred], confidence=float(p[pred]),
             target=classes[t], landmarks=crop.landmarks, maps=maps, scores=scores, regions=regions, errors=errors,
@@ -247,12 +248,13 @@ def analyze(
 
 
 def faithfulness_for(predictor: Predictor, result: FaceResult, method: str, *, layer: str | None = None,
-                     road: bool = False) -> dict[str, float]:
-    """Faithfulness scores of one map of an analysed face (so a UI can show maps first, scores after)."""
+                     road: bool = False, options: dict | None = None) -> dict[str, float]:
+    """Faithfulness scores of one map of an analysed face (so a UI can show maps first, scores after);
+    `options` are the ones the map was made with (analyze's method_options[method])."""
     from .faithfulness import faithfulness_scores
 
     s = predictor.spec.input_size
     small = cv2.resize(result.maps[method], (s, s), interpolation=cv2.INTER_AREA)
     t = predictor.classes.index(result.target)
     return faithfulness_scores(predictor, predictor.input_tensor(result.face), small, t, method=method, layer=layer,
-                               road=road)
+                               road=road, options=options)

@@ -84,6 +84,27 @@ def test_analyze_target_and_cam_reason(astronaut, predictor):
     assert abs(sum(r.regions["gradcam"].values()) - 1) < 1e-5
 
 
+def test_sanity_check_reruns_occlusion_with_the_maps_options(astronaut, predictor, monkeypatch):
+    """The randomised model's map must be made with the window and stride the user chose, not defaults."""
+    import fer_core.explain as explain_mod
+    from fer_core.inference import faithfulness_for
+
+    calls = []
+    real = explain_mod.explain
+
+    def spy(model, x, target, method, **kw):
+        calls.append((method, kw.get("window"), kw.get("stride")))
+        return real(model, x, target, method, **kw)
+
+    monkeypatch.setattr(explain_mod, "explain", spy)
+    opts = {"occlusion": {"window": 12, "stride": 6}}
+    r = analyze(astronaut, predictor=predictor, methods=["occlusion"], method_options=opts, faithfulness=True)[0]
+    assert calls == [("occlusion", 12, 6)] * 2  # the map, then the randomised model's map
+    calls.clear()
+    again = faithfulness_for(predictor, r, "occlusion", options=opts["occlusion"])  # the app's path
+    assert calls == [("occlusion", 12, 6)] and -1 <= again["sanity_similarity"] <= 1
+
+
 def test_region_masks_disjoint_cover():
     lm = np.array([[19, 22], [45, 22], [32, 37], [21, 48], [42, 48]], dtype=np.float32)
     masks = region_masks(64, lm)
