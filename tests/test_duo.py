@@ -71,6 +71,8 @@ def test_duo_script_joins_two_runs(tmp_path, monkeypatch):
     assert loaded.temperature > 0 and {"val_macro_f1", "val_ece_after", "members"} <= set(loaded.metrics)
     assert loaded.metrics["members"][1]["args"]["seed"] == 1  # the members' train.py arguments travel along
     assert loaded.train_data and loaded.args["val_fraction"] == 0.25 and loaded.args["seed"] == 0
+    (source, by_source), = loaded.metrics["val_by_source"].items()  # one training folder: all of validation
+    assert source.endswith("train") and by_source["accuracy"] == pytest.approx(loaded.metrics["val_accuracy"])
     probs = Predictor(model, loaded, precision="float32").predict([np.zeros((48, 48, 3), np.uint8)])
     np.testing.assert_allclose(probs.sum(1), 1, atol=1e-5)
     with pytest.raises(SystemExit, match="fernet"):

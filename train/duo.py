@@ -98,7 +98,8 @@ def main(args: argparse.Namespace) -> ModelSpec:
     model_a, sa = load_checkpoint(args.a)
     model_b, sb = load_checkpoint(args.b)
     check_compatible(sa, sb)
-    x_u8, y, _, val_idx = training_splits(sa)
+    sources: list[str] = []
+    x_u8, y, _, val_idx = training_splits(sa, sources)
     xv, yv = x_u8[torch.from_numpy(val_idx)], y[torch.from_numpy(val_idx)].numpy()
     cpu = torch.device("cpu")
     flips = {"auto": (False, True), "on": (True,), "off": (False,)}[args.flip]
@@ -124,6 +125,14 @@ def main(args: argparse.Namespace) -> ModelSpec:
     gap = float((z - expected).abs().max())
     if gap > 1e-3:
         raise SystemExit(f"the joined model does not reproduce the mean logits (max difference {gap:.2e})")
+    by_source = {}
+    for source in dict.fromkeys(sources):  # each training folder's share of the validation split
+        mask = np.array([s == source for s in sources])
+        r = _report(yv[mask], z[torch.from_numpy(mask)])
+        by_source[source] = {"accuracy": r["accuracy"], "macro_f1": r["macro_f1"], "recall": r["recall"]}
+        ra, rb = (_report(yv[mask], logits[name, flip][torch.from_numpy(mask)]) for name in ("a", "b"))
+        print(f"  {source}: duo accuracy {r['accuracy']:.4f} (a {ra['accuracy']:.4f}, b {rb['accuracy']:.4f}); "
+              f"recall {' / '.join(f'{v:.2f}' for v in r['recall'])}")
     temp = fit_temperature(z.numpy(), yv)
     p_before = torch.softmax(z, 1).numpy()
     p_after = torch.softmax(z / temp, 1).numpy()
@@ -131,6 +140,7 @@ def main(args: argparse.Namespace) -> ModelSpec:
         "val_accuracy": rep["accuracy"], "val_macro_f1": rep["macro_f1"], "val_recall": rep["recall"],
         "val_ece_before": expected_calibration_error(p_before, yv),
         "val_ece_after": expected_calibration_error(p_after, yv),
+        "val_by_source": by_source,
         # each member's train.py arguments travel with the duo, so a run kept only in runs/ stays reproducible
         "members": [{"checkpoint": str(p), "val_macro_f1": s.metrics.get("val_macro_f1"), "args": s.args}
                     for p, s in ((args.a, sa), (args.b, sb))],

@@ -39,9 +39,10 @@ def get_args_parser() -> argparse.ArgumentParser:
     return p
 
 
-def training_splits(spec) -> tuple[torch.Tensor, torch.Tensor, np.ndarray, np.ndarray]:
+def training_splits(spec, sources: list[str] | None = None) -> tuple[torch.Tensor, torch.Tensor, np.ndarray, np.ndarray]:
     """All images of the spec's training folders as uint8 (N, 3, S, S), labels, and the train/val
-    indices train/train.py used (its --val-fraction, --seed and --limit)."""
+    indices train/train.py used (its --val-fraction, --seed and --limit). A list passed as `sources`
+    receives each validation index's folder name ("raf-db/train"), in val order."""
     xs, ys, tr_parts, va_parts, offset = [], [], [], [], 0
     for source in spec.train_data:  # "raf-db/train (9747 images, x2)", relative to the datasets root
         root = Path(source.rsplit(" (", 1)[0])
@@ -53,6 +54,8 @@ def training_splits(spec) -> tuple[torch.Tensor, torch.Tensor, np.ndarray, np.nd
         tr_parts.append(tr + offset)
         va_parts.append(va + offset)
         offset += len(y)
+        if sources is not None:
+            sources.extend([str(root)] * len(va))
     return torch.cat(xs), torch.cat(ys), np.concatenate(tr_parts), np.concatenate(va_parts)
 
 
