@@ -6,7 +6,8 @@ Prints mean deletion AUC (lower = better), insertion AUC (higher), ROAD (higher)
 Grad-CAM + CAM + occlusion (8x8 window, stride 4) together for one face. As in the app, the model is
 loaded the way the app loads it (the fastest of eager / frozen / int8 predicts), forward-only methods
 (occlusion) and deletion/insertion run that prediction module, and the last line says how closely its
-occlusion maps follow the eager float32 model's (Spearman rank correlation).
+occlusion maps follow the eager float32 model's (Spearman rank correlation). --sanity-seeds 0,1,2 also
+shows how much one face's sanity similarity depends on the random re-initialisation.
 """
 from __future__ import annotations
 
@@ -35,6 +36,9 @@ def main() -> None:
     ap.add_argument("--road-n", type=int, default=30, help="faces for ROAD (slow imputation)")
     ap.add_argument("--methods", default="", help="comma-separated (default: all the model supports)")
     ap.add_argument("--layers", action="store_true", help="compare Grad-CAM across the model's layers")
+    ap.add_argument("--sanity-seeds", default="0",
+                    help="comma-separated seeds of the randomised model; with several, the table shows the first "
+                         "seed's mean and a second table how much one face's similarity moves between seeds")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -52,6 +56,8 @@ def main() -> None:
         jobs = [("gradcam", layer) for layer in model.explain_layers()]
     print(f"model {args.model} (predicts in {pred.precision}); {len(faces)} RAF-DB test faces; {args.threads} threads; "
           "target = prediction")
+    seeds = [int(s) for s in args.sanity_seeds.split(",") if s]
+    by_seed = {}  # label -> (faces, seeds) similarities
     print("| method | layer | deletion AUC ↓ | insertion AUC ↑ | ROAD ↑ | sanity similarity ↓ | ms/face |")
     print("|---|---|---|---|---|---|---|")
     for m, layer in jobs:
@@ -72,14 +78,22 @@ def main() -> None:
             if k < args.road_n:
                 roads.append(road_score(model, x, cam, t))
                 if m in EXPLAINERS:
-                    sans.append(sanity_similarity(model, x, cam, t, method=m, layer=layer))
+                    sans.append([sanity_similarity(model, x, cam, t, method=m, layer=layer, seed=s) for s in seeds])
         known = m in EXPLAINERS
         lay = layer or (model.default_layer if known and EXPLAINERS[m].uses_layer else "—")
         label = EXPLAINERS[m].label if known else m
         road = f"{np.mean(roads):.3f}" if roads else "—"  # --road-n 0 skips ROAD and the sanity check
-        sanity = f"{np.mean(sans):.2f}" if sans else "—"
+        sanity = f"{np.mean([v[0] for v in sans]):.2f}" if sans else "—"
+        if sans and len(seeds) > 1:
+            by_seed[f"{label} | {lay}"] = np.array(sans)
         print(f"| {label} | {lay} | {np.mean(dels):.3f} | {np.mean(ins):.3f} | {road} | {sanity} | "
               f"{1000 * np.mean(times):.0f} |", flush=True)
+    if by_seed:
+        print(f"\nSanity similarity by seed of the randomised model ({len(next(iter(by_seed.values())))} faces):")
+        print("| method | layer | " + " | ".join(f"seed {s} mean" for s in seeds) + " | largest change of one face |")
+        print("|---|---|" + "---|" * (len(seeds) + 1))
+        for key, a in by_seed.items():
+            print(f"| {key} | " + " | ".join(f"{v:.2f}" for v in a.mean(0)) + f" | {np.ptp(a, axis=1).max():.2f} |")
     combo = []
     for x, t in zip(xs[:50], targets[:50]):
         t0 = time.perf_counter()

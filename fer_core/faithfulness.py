@@ -66,14 +66,15 @@ def road_score(model: nn.Module, x: torch.Tensor, cam: np.ndarray, target: int,
     return float(np.asarray(score).reshape(-1)[0])
 
 
-_randomised: "weakref.WeakKeyDictionary[nn.Module, nn.Module]" = weakref.WeakKeyDictionary()
+_randomised: "weakref.WeakKeyDictionary[nn.Module, dict[int, nn.Module]]" = weakref.WeakKeyDictionary()
 
 
 def randomised_copy(model: FerNet, seed: int = 0) -> FerNet:
     """A copy with the head and the deepest explanation stage re-initialised (cascading randomisation
-    of the top layers, Adebayo et al. 2018). Cached per model."""
-    if model in _randomised:
-        return _randomised[model]
+    of the top layers, Adebayo et al. 2018). Cached per model and seed."""
+    copies = _randomised.setdefault(model, {})
+    if seed in copies:
+        return copies[seed]
     rnd = copy.deepcopy(model).eval()
     gen = torch.Generator().manual_seed(seed)
     last = rnd.stage_modules(list(rnd.explain_layers())[-1])
@@ -82,7 +83,7 @@ def randomised_copy(model: FerNet, seed: int = 0) -> FerNet:
         for part in [*last, *head]:
             for p in part.parameters():
                 p.copy_(torch.randn(p.shape, generator=gen) * (p.std() if p.numel() > 1 else 0.1))
-    _randomised[model] = rnd
+    copies[seed] = rnd
     return rnd
 
 
@@ -96,13 +97,14 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def sanity_similarity(model: FerNet, x: torch.Tensor, cam: np.ndarray, target: int, *, method: str,
-                      layer: str | None = None, options: dict | None = None) -> float:
+                      layer: str | None = None, options: dict | None = None, seed: int = 0) -> float:
     """Spearman rank correlation between the map and the same method's map (same layer and options,
     e.g. occlusion's window and stride) on a randomised model: near 1 means the map ignores what the
-    model learned (fails the sanity check)."""
+    model learned (fails the sanity check). `seed` picks the random re-initialisation; one face's value
+    depends on it (see bench/explain.py --sanity-seeds)."""
     from .explain import explain
 
-    rnd = randomised_copy(model)
+    rnd = randomised_copy(model, seed)
     return spearman(cam, explain(rnd, x, target, method, layer=layer, **(options or {})))
 
 

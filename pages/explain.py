@@ -25,7 +25,9 @@ with st.sidebar:
     cmap = st.selectbox("Colormap", list(COLORMAPS))
     whole = st.toggle("Whole image is one face (skip detection)", value=False)
     faith = st.toggle("Faithfulness scores", value=True,
-                      help="Deletion/insertion AUC and the model-randomisation sanity check, per map")
+                      help="Deletion/insertion AUC and the model-randomisation sanity check, per map. One face's "
+                           "sanity value comes from one random re-initialisation and moves with it (for "
+                           "Grad-CAM/CAM a lot): a rough check, not a verdict")
     with st.expander("Occlusion options"):
         window = st.slider("Window (px at model input)", 4, 16, 8, 2)
         stride = st.slider("Stride", 2, 8, 4, 1)

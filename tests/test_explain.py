@@ -148,6 +148,16 @@ def test_deletion_insertion_range_and_order(models):
     assert 0 <= d <= 1 and 0 <= i <= 1
 
 
+def test_randomised_copies_are_cached_per_seed(models):
+    from fer_core.faithfulness import randomised_copy
+
+    model = models["fernet"]
+    r0, r1 = randomised_copy(model, 0), randomised_copy(model, 1)
+    assert randomised_copy(model, 0) is r0 and r1 is not r0
+    assert not torch.equal(r0.net.fc.weight, r1.net.fc.weight)  # another draw, not the first one again
+    assert torch.equal(r0.net.layer3[0].conv1.weight, model.net.layer3[0].conv1.weight)  # only the top is redrawn
+
+
 def test_spearman():
     a = np.arange(16.0)
     assert spearman(a, a) == pytest.approx(1.0)
