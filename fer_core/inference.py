@@ -230,15 +230,15 @@ def analyze(
                 if reason:
                     errors[m] = reason
                     continue
-                small = explain(predictor.model, x, t, m, layer=layer, forward=forward,
-                                **(method_options or {}).get(m, {}))
+                options = (method_options or {}).get(m, {})
+                small = explain(predictor.model, x, t, m, layer=layer, forward=forward, **options)
                 maps[m] = cv2.resize(small, (size, size), interpolation=cv2.INTER_LINEAR).clip(0, 1)
                 regions[m] = region_shares(maps[m], crop.landmarks)
                 if faithfulness:
                     from .faithfulness import faithfulness_scores
 
                     scores[m] = faithfulness_scores(predictor, x, small, t, method=m, layer=layer, road=road,
-                                                    options=(method_options or {}).get(m))
+                                                    options=options)
         results.append(FaceResult(
             index=i, box=box, face=crop.face, probs=p, prediction=classes[pred], confidence=float(p[pred]),
             target=classes[t], landmarks=crop.landmarks, maps=maps, scores=scores, regions=regions, errors=errors,

@@ -277,7 +277,7 @@ def fernet(*, num_classes: int = NUM_CLASSES, dropout: float = 0.1, width: int =
     return TorchvisionNet(net, ["layer1", "layer2", "layer3", "layer4"], "layer4")
 
 
-def _stage_stride(branch: TorchvisionNet, stage: str) -> int:
+def stage_stride(branch: TorchvisionNet, stage: str) -> int:
     """How much a ResNet-style stage shrinks its input (the stride of its first block)."""
     return getattr(branch.net, stage)[0].conv1.stride[0]
 
@@ -309,7 +309,7 @@ class Duo(FerNet):
         self._upsample: dict[str, tuple[int, int]] = {}
         ra = rb = 1
         for i, s in enumerate(self._stages):
-            ra, rb = ra * _stage_stride(a, s), rb * _stage_stride(b, s)
+            ra, rb = ra * stage_stride(a, s), rb * stage_stride(b, s)
             if ra != rb:
                 if i != len(self._stages) - 1 or max(ra, rb) % min(ra, rb):
                     raise ValueError("a Duo's branches may differ in resolution only at the last stage")
@@ -322,15 +322,12 @@ class Duo(FerNet):
         xa, xb = self.a.stem(x), self.b.stem(x)
         t = x
         for s in self._stages:
-            ya, yb = getattr(self.a.net, s)(xa), getattr(self.b.net, s)(xb)
+            ys = [getattr(self.a.net, s)(xa), getattr(self.b.net, s)(xb)]
             if s in self._upsample:
                 coarse, factor = self._upsample[s]
-                if coarse == 0:
-                    ya = nn.functional.interpolate(ya, scale_factor=factor, mode="nearest")
-                else:
-                    yb = nn.functional.interpolate(yb, scale_factor=factor, mode="nearest")
-            t = self.taps[s](torch.cat([ya, yb], 1))
-            xa, xb = t[:, : ya.shape[1]], t[:, ya.shape[1]:]
+                ys[coarse] = nn.functional.interpolate(ys[coarse], scale_factor=factor, mode="nearest")
+            t = self.taps[s](torch.cat(ys, 1))
+            xa, xb = t[:, : ys[0].shape[1]], t[:, ys[0].shape[1]:]
         return t
 
     def forward_head(self, feats: torch.Tensor) -> torch.Tensor:

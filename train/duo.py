@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fer_core.checkpoints import ModelSpec, git_commit, load_checkpoint, save_checkpoint  # noqa: E402
 from fer_core.data import split_seed  # noqa: E402
 from fer_core.metrics import classification_report, expected_calibration_error, fit_temperature  # noqa: E402
-from fer_core.models import Duo, create_model  # noqa: E402
+from fer_core.models import Duo, create_model, stage_stride  # noqa: E402
 from fer_core.training import predict_logits  # noqa: E402
 from quantize import training_splits  # noqa: E402
 
@@ -67,7 +67,7 @@ def widths(model_a, model_b) -> dict:
     recorded width needs no default here."""
     wa, wb = model_a.net.conv1.out_channels, model_b.net.conv1.out_channels
     out = {"width": wa} if wa == wb else {"width": wa, "width_b": wb}
-    sa, sb = (m.net.layer4[0].conv1.stride[0] for m in (model_a, model_b))
+    sa, sb = (stage_stride(m, "layer4") for m in (model_a, model_b))
     if (sa, sb) != (2, 2):
         out.update({"last_stride": sa} if sa == sb else {"last_stride": sa, "last_stride_b": sb})
     return out
@@ -125,12 +125,13 @@ def main(args: argparse.Namespace) -> ModelSpec:
     gap = float((z - expected).abs().max())
     if gap > 1e-3:
         raise SystemExit(f"the joined model does not reproduce the mean logits (max difference {gap:.2e})")
-    by_source = {}
+    by_source, folders = {}, np.asarray(sources)
     for source in dict.fromkeys(sources):  # each training folder's share of the validation split
-        mask = np.array([s == source for s in sources])
-        r = _report(yv[mask], z[torch.from_numpy(mask)])
+        mask = folders == source
+        rows = torch.from_numpy(mask)
+        r = _report(yv[mask], z[rows])
         by_source[source] = {"accuracy": r["accuracy"], "macro_f1": r["macro_f1"], "recall": r["recall"]}
-        ra, rb = (_report(yv[mask], logits[name, flip][torch.from_numpy(mask)]) for name in ("a", "b"))
+        ra, rb = (_report(yv[mask], logits[name, flip][rows]) for name in ("a", "b"))
         print(f"  {source}: duo accuracy {r['accuracy']:.4f} (a {ra['accuracy']:.4f}, b {rb['accuracy']:.4f}); "
               f"recall {' / '.join(f'{v:.2f}' for v in r['recall'])}")
     temp = fit_temperature(z.numpy(), yv)
