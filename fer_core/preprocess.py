@@ -66,6 +66,9 @@ class BatchAugment:
     torchvision.transforms.v2 applied image by image cost ~0.9 ms per 64 px image on this CPU, half
     a training step. The rarer ones (perspective, grayscale, blur, JPEG, random erasing) are
     torchvision.transforms.v2 applied only to the samples drawn for them.
+
+    The batch may live on a GPU: every random draw is made on the CPU (so a seed gives the same
+    augmentation on any device) and moved to the batch's device; JPEG re-compression runs on the CPU.
     """
 
     def __init__(self, opts: AugmentOptions, size: int) -> None:
@@ -87,12 +90,12 @@ class BatchAugment:
             self.v2_f.append((opts.erasing, v2.RandomErasing(p=1.0, value=0.5)))
 
     @staticmethod
-    def _apply_some(x: torch.Tensor, p: float, tf) -> torch.Tensor:
+    def _apply_some(x: torch.Tensor, p: float, tf, cpu_only: bool = False) -> torch.Tensor:
         idx = (torch.rand(x.shape[0]) < p).nonzero().flatten().tolist()
         if idx:
             x = x.clone()
             for i in idx:
-                x[i] = tf(x[i])
+                x[i] = tf(x[i].cpu()).to(x.device) if cpu_only else tf(x[i])
         return x
 
     def _low_resolution(self, x: torch.Tensor, p: float) -> torch.Tensor:
@@ -100,7 +103,7 @@ class BatchAugment:
         random size of 16-40 px (area averaging) and back up (bilinear), as one batch."""
         import torch.nn.functional as F
 
-        idx = (torch.rand(x.shape[0]) < p).nonzero().flatten()
+        idx = (torch.rand(x.shape[0]) < p).nonzero().flatten().to(x.device)
         if len(idx) == 0:
             return x
         side = int(torch.randint(16, 41, ()).item())
@@ -114,9 +117,9 @@ class BatchAugment:
 
         o = self.opts
         for p, tf in self.v2_u8:
-            x_uint8 = self._apply_some(x_uint8, p, tf)
+            x_uint8 = self._apply_some(x_uint8, p, tf, cpu_only=True)
         x = x_uint8.float() / 255.0
-        b = x.shape[0]
+        b, dev = x.shape[0], x.device
         if o.flip or o.rotation > 0 or o.crop:
             ang = (torch.rand(b) * 2 - 1) * math.radians(o.rotation)
             scale = torch.exp((torch.rand(b) * 2 - 1) * math.log(1.18)) if o.crop else torch.ones(b)
@@ -126,15 +129,14 @@ class BatchAugment:
             theta = torch.stack(
                 [torch.stack([cos * flip, -sin, shift[:, 0]], 1), torch.stack([sin * flip, cos, shift[:, 1]], 1)], 1
             )
-            grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+            grid = F.affine_grid(theta.to(dev), list(x.shape), align_corners=False)
             x = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
         if o.color_jitter > 0:
             c = o.color_jitter
             on = (torch.rand(b, 1, 1, 1) < 0.8).float()
-            bright = 1 + on * (torch.rand(b, 1, 1, 1) * 2 - 1) * c
-            contrast = 1 + on * (torch.rand(b, 1, 1, 1) * 2 - 1) * c
-            sat = 1 + on * (torch.rand(b, 1, 1, 1) * 2 - 1) * c
-            gray = (x * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, keepdim=True)
+            bright, contrast, sat = (
+                (1 + on * (torch.rand(b, 1, 1, 1) * 2 - 1) * c).to(dev) for _ in range(3))
+            gray = (x * torch.tensor([0.299, 0.587, 0.114], device=dev).view(1, 3, 1, 1)).sum(1, keepdim=True)
             x = gray + (x - gray) * sat
             mean = x.mean((1, 2, 3), keepdim=True)
             x = ((x - mean) * contrast + mean) * bright

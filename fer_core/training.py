@@ -109,16 +109,18 @@ def train_one_epoch(
     """One pass over `indices` (shuffled); returns loss, accuracy and macro-F1 on the augmented batches.
     With a `teacher`, the loss is (1 - alpha) · criterion + alpha · distillation_loss on the same
     augmented batch. With `mix` (mix_batch's keyword arguments) batches are mixed and the criterion is
-    the lam-weighted sum over both labels; accuracy counts the larger share's label."""
+    the lam-weighted sum over both labels; accuracy counts the larger share's label.
+    `x_u8` may already be on `device` (then batches are cut and augmented there, see fit's
+    augment_on_device); `y` stays on the CPU."""
     model.train()
     perm = indices[torch.randperm(len(indices)).numpy()]
     n_batches = len(perm) // batch_size  # drop the ragged last batch (BN on tiny batches is noisy)
-    total_loss, preds, trues = 0.0, [], []
-    mean = torch.tensor(spec.mean).view(1, 3, 1, 1)
-    std = torch.tensor(spec.std).view(1, 3, 1, 1)
+    total_loss, preds, trues = torch.zeros((), device=device), [], []
+    mean = torch.tensor(spec.mean, device=x_u8.device).view(1, 3, 1, 1)
+    std = torch.tensor(spec.std, device=x_u8.device).view(1, 3, 1, 1)
     for b in _progress(range(n_batches), n_batches, f"epoch {epoch}"):
         idx = torch.from_numpy(perm[b * batch_size:(b + 1) * batch_size])
-        xb, yb = x_u8[idx], y[idx]
+        xb, yb = x_u8[idx.to(x_u8.device)], y[idx]
         xf = augment(xb) if augment is not None else xb.float() / 255.0
         if spec.grayscale:
             xf = xf.mean(1, keepdim=True).expand(-1, 3, -1, -1)
@@ -146,13 +148,14 @@ def train_one_epoch(
             scheduler.step()
         if ema is not None:
             ema.update_parameters(model)
-        total_loss += loss.item() * len(yb)
-        preds.append(logits.argmax(1).cpu())
-        trues.append((yb if lam >= 0.5 else y2).cpu())
-    preds_np = torch.cat(preds).numpy() if preds else np.zeros(0, dtype=np.int64)
-    trues_np = torch.cat(trues).numpy() if trues else np.zeros(0, dtype=np.int64)
+        total_loss += loss.detach() * len(yb)  # no .item() per step: a GPU would wait for every batch
+        preds.append(logits.argmax(1))
+        trues.append(yb if lam >= 0.5 else y2)
+    preds_np = torch.cat(preds).cpu().numpy() if preds else np.zeros(0, dtype=np.int64)
+    trues_np = torch.cat(trues).cpu().numpy() if trues else np.zeros(0, dtype=np.int64)
     rep = classification_report(trues_np, preds_np)
-    return {"loss": total_loss / max(1, len(trues_np)), "accuracy": rep["accuracy"], "macro_f1": rep["macro_f1"]}
+    return {"loss": total_loss.item() / max(1, len(trues_np)), "accuracy": rep["accuracy"],
+            "macro_f1": rep["macro_f1"]}
 
 
 @torch.inference_mode()
@@ -244,8 +247,14 @@ def fit(
     mixup_alpha: float = 0.0,
     cutmix_alpha: float = 0.0,
     mix_prob: float = 1.0,
+    augment_on_device: bool = False,
 ) -> tuple[nn.Module, ModelSpec]:
     """Train with early stopping on validation macro-F1; the best model is saved to `out` as it goes.
+
+    With `augment_on_device` the training images are copied to `device` once and each batch is cut and
+    augmented there (JPEG re-compression excepted), so a GPU host needs no CPU cores for augmentation.
+    It has not been shown to be faster: on an H200 fernet took ~12 s per epoch either way, with three
+    to five runs sharing the GPU (docs/experiments.md, session 12).
 
     A resumable state (`<out>.state.pt`, plain tensors, loaded with weights_only=True) is written
     after every epoch; with `resume`, training continues from it.
@@ -293,10 +302,11 @@ def fit(
         history = [dict(h) for h in st["history"]]
         best_f1, best_epoch, start_epoch = st["best_f1"], st["best_epoch"], st["epoch"] + 1
         log(f"resumed from {state_path} at epoch {start_epoch}")
+    x_train = x_u8.to(device) if augment_on_device else x_u8
     for epoch in range(start_epoch, epochs):
         t0 = time.time()
         tr = train_one_epoch(
-            model, x_u8, y, train_idx, spec=spec, augment=aug, optimizer=opt, scheduler=sched,
+            model, x_train, y, train_idx, spec=spec, augment=aug, optimizer=opt, scheduler=sched,
             criterion=criterion, batch_size=batch_size, device=device, bf16=bf16, ema=ema, epoch=epoch,
             teacher=teacher, distill_alpha=distill_alpha, distill_temperature=distill_temperature,
             mix={"mixup_alpha": mixup_alpha, "cutmix_alpha": cutmix_alpha, "prob": mix_prob},

@@ -105,3 +105,41 @@ def test_low_resolution_augmentation_blurs_only_the_drawn_samples():
     torch.manual_seed(0)
     untouched = BatchAugment(AugmentOptions(**none, lowres=1e-9), 64)(x)
     assert torch.equal(untouched, plain)
+
+
+def _every_augmentation(jpeg: float):
+    from fer_core.preprocess import AugmentOptions, BatchAugment
+
+    return BatchAugment(AugmentOptions(rotation=15.0, perspective=0.3, erasing=0.5, grayscale=0.5, blur=0.5,
+                                       jpeg=jpeg, lowres=0.5), 64)
+
+
+def test_every_augmentation_at_once_is_seeded_and_stays_in_range():
+    import torch
+
+    x = torch.from_numpy(np.random.default_rng(1).integers(0, 255, (16, 3, 64, 64), np.uint8))
+    aug = _every_augmentation(jpeg=0.5)  # JPEG round-trips through the CPU whatever the batch's device
+    torch.manual_seed(3)
+    a = aug(x)
+    torch.manual_seed(3)
+    b = aug(x)
+    assert a.shape == (16, 3, 64, 64) and a.dtype == torch.float32 and a.device == x.device
+    assert torch.equal(a, b)
+    assert 0.0 <= float(a.min()) and float(a.max()) <= 1.0
+    assert not torch.equal(a, x.float() / 255)
+
+
+def test_augmentation_on_a_gpu_draws_what_the_cpu_draws():
+    import pytest
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    x = torch.from_numpy(np.random.default_rng(2).integers(0, 255, (16, 3, 64, 64), np.uint8))
+    aug = _every_augmentation(jpeg=0.0)
+    torch.manual_seed(4)
+    on_cpu = aug(x)
+    torch.manual_seed(4)
+    on_gpu = aug(x.cuda())
+    assert on_gpu.device.type == "cuda"
+    assert torch.allclose(on_gpu.cpu(), on_cpu, atol=2e-3)

@@ -66,6 +66,9 @@ def get_args_parser() -> argparse.ArgumentParser:
                    help="dtype of the saved weights (float16 halves the file)")
     p.add_argument("--no-resume", action="store_true", help="ignore a saved training state")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--augment-on", default="auto", choices=["auto", "cpu", "device"],
+                   help="where batches are cut and augmented: auto = on the training device when it is a GPU "
+                        "(the training images are copied there once), else the CPU")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
     p.add_argument("--init", default=None, help="start from this checkpoint's weights (fine-tuning)")
     p.add_argument("--teacher", nargs="+", default=None,
@@ -181,6 +184,7 @@ def main(args: argparse.Namespace) -> dict:
         bf16=bf16, save_dtype=getattr(torch, args.save_dtype), ema_decay=args.ema, tta_flip=args.tta_flip, resume=not args.no_resume,
         teacher=teacher, distill_alpha=args.distill_alpha, distill_temperature=args.distill_temperature,
         mixup_alpha=args.mixup, cutmix_alpha=args.cutmix, mix_prob=args.mix_prob,
+        augment_on_device={"cpu": False, "device": True}.get(args.augment_on, device.type != "cpu"),
     )
     print(json.dumps({k: v for k, v in spec.metrics.items() if not isinstance(v, list)}))
     return spec.metrics
