@@ -34,6 +34,8 @@ def get_args_parser() -> argparse.ArgumentParser:
                         "or NAME=FOLDER to file a folder's results under NAME")
     p.add_argument("--sample", type=int, default=0, help="evaluate a fixed, seeded sample of N images per set")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    p.add_argument("--latency-repeats", type=int, default=200,
+                   help="timed batch-1 predictions per model for latency_ms (the median is reported)")
     p.add_argument("--output", default=str(CHECKPOINT_DIR / "results.json"), help="results file (merged)")
     p.add_argument("--no-write", action="store_true", help="print only")
     return p
@@ -90,7 +92,7 @@ def main(args: argparse.Namespace) -> dict:
             "size_mb": round(path.stat().st_size / 1e6, 2), "tta_flip": pred.spec.tta_flip,
             "temperature": pred.spec.temperature, "train_data": list(pred.spec.train_data),
             "val_accuracy": pred.spec.metrics.get("val_accuracy"), "val_macro_f1": pred.spec.metrics.get("val_macro_f1"),
-            "latency_ms": latency_ms(pred), "precision": pred.precision, "runtime": pred.runtime, "cpu": cpu_summary(), "sample": args.sample or None,
+            "latency_ms": latency_ms(pred, args.latency_repeats), "precision": pred.precision, "runtime": pred.runtime, "cpu": cpu_summary(), "sample": args.sample or None,
             "command": "python train/evaluate.py " + " ".join(sys.argv[1:]),
         }
         if "raf-db" in sets and not args.sample:
