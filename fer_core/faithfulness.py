@@ -97,15 +97,28 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def sanity_similarity(model: FerNet, x: torch.Tensor, cam: np.ndarray, target: int, *, method: str,
-                      layer: str | None = None, options: dict | None = None, seed: int = 0) -> float:
+                      layer: str | None = None, options: dict | None = None, seed: int = 0,
+                      bf16: bool | None = None) -> float:
     """Spearman rank correlation between the map and the same method's map (same layer and options,
     e.g. occlusion's window and stride) on a randomised model: near 1 means the map ignores what the
     model learned (fails the sanity check). `seed` picks the random re-initialisation; one face's value
-    depends on it (see bench/explain.py --sanity-seeds)."""
-    from .explain import explain
+    depends on it (see bench/explain.py --sanity-seeds).
+
+    `bf16` (None = where the CPU has native bfloat16): forward-only methods (occlusion, hundreds of
+    passes) run the randomised copy under bf16 autocast, about half the time. On 20 RAF-DB faces x 3
+    seeds (docs/experiments.md, session 12) that moved one face's occlusion value by 0.12 on average
+    (0.43 at most) and raised the mean from 0.10 to 0.18 — towards "fails", so never a false pass —
+    while the choice of random draw alone moved one face by 0.29 on average."""
+    from .device import autocast_ctx, bf16_supported
+    from .explain import explain, get_explainer
 
     rnd = randomised_copy(model, seed)
-    return spearman(cam, explain(rnd, x, target, method, layer=layer, **(options or {})))
+    forward = None
+    if get_explainer(method).forward_only and (bf16_supported(x.device) if bf16 is None else bf16):
+        def forward(t: torch.Tensor) -> torch.Tensor:
+            with autocast_ctx(t.device, True):
+                return rnd(t).float()
+    return spearman(cam, explain(rnd, x, target, method, layer=layer, forward=forward, **(options or {})))
 
 
 def faithfulness_scores(predictor: "Predictor", x: torch.Tensor, cam: np.ndarray, target: int, *, method: str,

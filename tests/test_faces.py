@@ -115,3 +115,27 @@ def test_region_masks_disjoint_cover():
     shares = region_shares(cam, lm)
     assert shares["mouth"] > 0.9
     assert region_sentence(shares, "happiness").endswith("is on the mouth")
+
+
+
+def test_sanity_check_runs_occlusion_on_the_randomised_copy_under_bf16_only_when_asked():
+    """bf16=True: occlusion's passes through the randomised copy run under bfloat16 autocast; gradient
+    methods and bf16=False keep float32."""
+    import torch
+
+    from fer_core.faithfulness import randomised_copy, sanity_similarity
+    from fer_core.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model("fernet").eval()
+    seen = []
+    randomised_copy(model, 0).register_forward_hook(
+        lambda mod, inp, out: seen.append(torch.is_autocast_enabled("cpu")))
+    x = torch.randn(1, 3, 64, 64)
+    cam = np.random.default_rng(0).random((64, 64)).astype(np.float32)
+    for method, bf16, expect in [("occlusion", True, True), ("occlusion", False, False), ("gradcam", True, False)]:
+        seen.clear()
+        opts = {"window": 16, "stride": 16} if method == "occlusion" else None
+        v = sanity_similarity(model, x, cam, 0, method=method, bf16=bf16, options=opts)
+        assert -1 <= v <= 1
+        assert seen and set(seen) == {expect}, (method, bf16, seen)
