@@ -27,7 +27,8 @@ with st.sidebar:
     faith = st.toggle("Faithfulness scores", value=True,
                       help="Deletion/insertion AUC and the model-randomisation sanity check, per map. One face's "
                            "sanity value comes from one random re-initialisation and moves with it (for "
-                           "Grad-CAM/CAM a lot): a rough check, not a verdict")
+                           "Grad-CAM/CAM a lot): a rough check, not a verdict. On CPUs with native bfloat16, occlusion's "
+                           "randomised copy runs in bf16 (twice as fast; it raises the value by ~0.08 on average)")
     with st.expander("Occlusion options"):
         window = st.slider("Window (px at model input)", 4, 16, 8, 2)
         stride = st.slider("Stride", 2, 8, 4, 1)
