@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 import weakref
 from typing import TYPE_CHECKING
 
@@ -109,15 +110,13 @@ def sanity_similarity(model: FerNet, x: torch.Tensor, cam: np.ndarray, target: i
     seeds (docs/experiments.md, session 12) that moved one face's occlusion value by 0.12 on average
     (0.43 at most) and raised the mean from 0.10 to 0.18 — towards "fails", so never a false pass —
     while the choice of random draw alone moved one face by 0.29 on average."""
-    from .device import autocast_ctx, bf16_supported
+    from .device import bf16_supported, forward_logits
     from .explain import explain, get_explainer
 
     rnd = randomised_copy(model, seed)
     forward = None
     if get_explainer(method).forward_only and (bf16_supported(x.device) if bf16 is None else bf16):
-        def forward(t: torch.Tensor) -> torch.Tensor:
-            with autocast_ctx(t.device, True):
-                return rnd(t).float()
+        forward = functools.partial(forward_logits, rnd, tta_flip=False, bf16=True)
     return spearman(cam, explain(rnd, x, target, method, layer=layer, forward=forward, **(options or {})))
 
 
