@@ -30,11 +30,16 @@ def faces_to_uint8(faces: Sequence[np.ndarray], spec: ModelSpec) -> torch.Tensor
     return torch.from_numpy(np.ascontiguousarray(arr)).permute(0, 3, 1, 2).contiguous()
 
 
+def standardize(x01: torch.Tensor, spec: ModelSpec) -> torch.Tensor:
+    """float (B, 3, S, S) in [0, 1] -> normalised with the spec's mean/std, on x01's device and dtype."""
+    mean = torch.tensor(spec.mean, dtype=x01.dtype, device=x01.device).view(1, 3, 1, 1)
+    std = torch.tensor(spec.std, dtype=x01.dtype, device=x01.device).view(1, 3, 1, 1)
+    return (x01 - mean) / std
+
+
 def normalize(x_uint8: torch.Tensor, spec: ModelSpec) -> torch.Tensor:
     """uint8 (B, 3, S, S) -> float32 normalised with the spec's mean/std."""
-    mean = torch.tensor(spec.mean, dtype=torch.float32).view(1, 3, 1, 1)
-    std = torch.tensor(spec.std, dtype=torch.float32).view(1, 3, 1, 1)
-    return (x_uint8.float() / 255.0 - mean) / std
+    return standardize(x_uint8.float() / 255.0, spec)
 
 
 def faces_to_tensor(faces: Sequence[np.ndarray], spec: ModelSpec) -> torch.Tensor:

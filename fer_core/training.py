@@ -17,7 +17,7 @@ from torch import nn
 from .checkpoints import ModelSpec, save_checkpoint
 from .device import autocast_ctx, forward_logits, pick_device
 from .metrics import classification_report, expected_calibration_error, fit_temperature
-from .preprocess import AugmentOptions, BatchAugment, normalize
+from .preprocess import AugmentOptions, BatchAugment, normalize, standardize
 
 
 def _progress(iterable, total: int, desc: str):
@@ -84,6 +84,46 @@ def mix_batch(x: torch.Tensor, y: torch.Tensor, *, mixup_alpha: float = 0.0, cut
     return x, y[perm], 1 - (y1 - y0) * (x1 - x0) / (h * w)
 
 
+@torch.no_grad()
+def sam_ascent(model: nn.Module, rho: float) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Sharpness-aware minimisation's first half (Foret et al. 2021): move every parameter that has a
+    gradient by rho · g / ‖g‖ (the whole model's gradient norm), towards higher loss. Returns the
+    (parameter, its value before) pairs, so that `sam_descent_back` restores the weights exactly."""
+    params = [p for p in model.parameters() if p.grad is not None]
+    if not params:
+        return []
+    norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p.grad.float()) for p in params]))
+    scale = rho / (norm + 1e-12)
+    moved = []
+    for p in params:
+        moved.append((p, p.detach().clone()))
+        p.add_((p.grad.float() * scale).to(p.dtype))
+    return moved
+
+
+@torch.no_grad()
+def sam_descent_back(moved: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
+    for p, before in moved:
+        p.copy_(before)
+
+
+class frozen_batchnorm_stats:
+    """Within the block, batch-norm layers still normalise by the batch but leave their running
+    statistics as they are (momentum 0): SAM's second forward of a batch must not count it twice."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+    def __enter__(self) -> None:
+        self.saved = [m.momentum for m in self.bns]
+        for m in self.bns:
+            m.momentum = 0.0
+
+    def __exit__(self, *exc) -> None:
+        for m, mom in zip(self.bns, self.saved):
+            m.momentum = mom
+
+
 def train_one_epoch(
     model: nn.Module,
     x_u8: torch.Tensor,
@@ -105,42 +145,57 @@ def train_one_epoch(
     distill_alpha: float = 0.5,
     distill_temperature: float = 2.0,
     mix: dict | None = None,
+    sam_rho: float = 0.0,
 ) -> dict:
     """One pass over `indices` (shuffled); returns loss, accuracy and macro-F1 on the augmented batches.
     With a `teacher`, the loss is (1 - alpha) · criterion + alpha · distillation_loss on the same
     augmented batch. With `mix` (mix_batch's keyword arguments) batches are mixed and the criterion is
     the lam-weighted sum over both labels; accuracy counts the larger share's label.
     `x_u8` may already be on `device` (then batches are cut and augmented there, see fit's
-    augment_on_device); `y` stays on the CPU."""
+    augment_on_device); `y` stays on the CPU. With `sam_rho` > 0 each step is a SAM step: the gradient
+    is taken again at the weights moved by rho along the first gradient (twice the cost of a step);
+    the reported loss is the first, unperturbed one."""
     model.train()
     perm = indices[torch.randperm(len(indices)).numpy()]
     n_batches = len(perm) // batch_size  # drop the ragged last batch (BN on tiny batches is noisy)
     total_loss, preds, trues = torch.zeros((), device=device), [], []
-    mean = torch.tensor(spec.mean, device=x_u8.device).view(1, 3, 1, 1)
-    std = torch.tensor(spec.std, device=x_u8.device).view(1, 3, 1, 1)
     for b in _progress(range(n_batches), n_batches, f"epoch {epoch}"):
         idx = torch.from_numpy(perm[b * batch_size:(b + 1) * batch_size])
         xb, yb = x_u8[idx.to(x_u8.device)], y[idx]
         xf = augment(xb) if augment is not None else xb.float() / 255.0
         if spec.grayscale:
             xf = xf.mean(1, keepdim=True).expand(-1, 3, -1, -1)
-        xf = ((xf - mean) / std).to(device).contiguous(memory_format=torch.channels_last)
+        xf = standardize(xf, spec).to(device).contiguous(memory_format=torch.channels_last)
         yb = yb.to(device)
         y2, lam = yb, 1.0
         if mix:
             xf, y2, lam = mix_batch(xf, yb, **mix)
-        with autocast_ctx(device, bf16):
-            logits = model(xf).float()  # the losses in float32, also under bf16 autocast
-            loss = criterion(logits, yb)
-            if lam < 1.0:
-                loss = lam * loss + (1 - lam) * criterion(logits, y2)
-            if teacher is not None:
-                with torch.no_grad():
-                    t_logits = teacher(xf).float()
-                loss = (1 - distill_alpha) * loss + distill_alpha * distillation_loss(
-                    logits, t_logits, distill_temperature)
+        t_logits = None
+        if teacher is not None:
+            with torch.no_grad(), autocast_ctx(device, bf16):
+                t_logits = teacher(xf).float()
+
+        def batch_loss() -> tuple[torch.Tensor, torch.Tensor]:
+            with autocast_ctx(device, bf16):
+                out = model(xf).float()  # the losses in float32, also under bf16 autocast
+                value = criterion(out, yb)
+                if lam < 1.0:
+                    value = lam * value + (1 - lam) * criterion(out, y2)
+                if t_logits is not None:
+                    value = (1 - distill_alpha) * value + distill_alpha * distillation_loss(
+                        out, t_logits, distill_temperature)
+            return out, value
+
+        logits, loss = batch_loss()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if sam_rho > 0:
+            moved = sam_ascent(model, sam_rho)
+            with frozen_batchnorm_stats(model):
+                _, sharp_loss = batch_loss()
+            optimizer.zero_grad(set_to_none=True)
+            sharp_loss.backward()
+            sam_descent_back(moved)
         if max_grad_norm:
             nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
         optimizer.step()
@@ -248,6 +303,7 @@ def fit(
     cutmix_alpha: float = 0.0,
     mix_prob: float = 1.0,
     augment_on_device: bool = False,
+    sam_rho: float = 0.0,
 ) -> tuple[nn.Module, ModelSpec]:
     """Train with early stopping on validation macro-F1; the best model is saved to `out` as it goes.
 
@@ -255,6 +311,8 @@ def fit(
     augmented there (JPEG re-compression excepted), so a GPU host needs no CPU cores for augmentation.
     It has not been shown to be faster: on an H200 fernet took ~12 s per epoch either way, with three
     to five runs sharing the GPU (docs/experiments.md, session 12).
+
+    With `sam_rho` > 0 every step is a sharpness-aware (SAM) step of radius rho (see train_one_epoch).
 
     A resumable state (`<out>.state.pt`, plain tensors, loaded with weights_only=True) is written
     after every epoch; with `resume`, training continues from it.
@@ -309,7 +367,7 @@ def fit(
             model, x_train, y, train_idx, spec=spec, augment=aug, optimizer=opt, scheduler=sched,
             criterion=criterion, batch_size=batch_size, device=device, bf16=bf16, ema=ema, epoch=epoch,
             teacher=teacher, distill_alpha=distill_alpha, distill_temperature=distill_temperature,
-            mix={"mixup_alpha": mixup_alpha, "cutmix_alpha": cutmix_alpha, "prob": mix_prob},
+            mix={"mixup_alpha": mixup_alpha, "cutmix_alpha": cutmix_alpha, "prob": mix_prob}, sam_rho=sam_rho,
         )
         eval_model = ema.module if ema is not None else model
         va = evaluate(eval_model, x_u8[val_idx], y[val_idx], spec=spec, device=device, bf16=bf16, tta_flip=tta_flip)

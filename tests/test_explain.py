@@ -135,9 +135,11 @@ def test_thread_safety_same_model(models):
         assert np.allclose(a, b, atol=1e-6)
 
 
-def test_guided_gradcam_marked_failing_sanity():
-    assert EXPLAINERS["guided_gradcam"].fails_sanity
-    assert "sanity" in EXPLAINERS["guided_gradcam"].note
+def test_guided_gradcam_and_eigencam_marked_failing_sanity():
+    for name in ("guided_gradcam", "eigencam"):
+        assert EXPLAINERS[name].fails_sanity
+        assert "sanity" in EXPLAINERS[name].note
+    assert not any(EXPLAINERS[m].fails_sanity for m in ("gradcam", "cam", "occlusion", "integrated_gradients"))
 
 
 def test_deletion_insertion_range_and_order(models):

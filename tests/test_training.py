@@ -18,9 +18,10 @@ def test_one_epoch_smoke_training(tmp_path, monkeypatch, arch):
     data = make_folder(tmp_path / "train", n_per_class=6)
     out = tmp_path / "m.safetensors"
     mixing = ["--mixup", "0.2", "--cutmix", "1.0", "--mix-prob", "0.9"] if arch == "baseline" else []
+    sam = ["--sam", "0.05"] if arch == "fernet" else []
     args = train_script.get_args_parser().parse_args(
         ["--arch", arch, "--data", str(data), "--epochs", "1", "--batch-size", "8", "--out", str(out),
-         "--val-fraction", "0.2", "--perspective", "0.2", "--jpeg", "0.5", *mixing]
+         "--val-fraction", "0.2", "--perspective", "0.2", "--jpeg", "0.5", *mixing, *sam]
     )
     metrics = train_script.main(args)
     model, spec = load_checkpoint(out)
@@ -29,6 +30,7 @@ def test_one_epoch_smoke_training(tmp_path, monkeypatch, arch):
     assert spec.temperature > 0 and "val_ece_after" in metrics
     assert spec.args["epochs"] == 1 and spec.train_data
     assert spec.args["cutmix"] == (1.0 if arch == "baseline" else 0.0)
+    assert spec.args["sam"] == (0.05 if arch == "fernet" else 0.0)
     json.dumps(spec.metrics)
 
 
@@ -186,3 +188,73 @@ def test_mix_batch_mixes_images_and_labels_by_the_same_share():
         assert torch.allclose(own[moved], torch.full_like(own[moved], lam), atol=1e-6)
         assert ((xm[:, 0] == y.float().view(n, 1, 1)) | (xm[:, 0] == y2.float().view(n, 1, 1))).all()
     assert torch.equal(x, torch.arange(n, dtype=torch.float32).view(n, 1, 1, 1).expand(n, 3, 32, 32))  # not in place
+
+
+def _one_step(model, x_u8, y, *, lr, sam_rho, seed=0):
+    import numpy as np
+    import torch
+
+    from fer_core.checkpoints import ModelSpec
+    from fer_core.training import train_one_epoch
+
+    torch.manual_seed(seed)
+    opt = torch.optim.SGD(model.parameters(), lr=lr)
+    return train_one_epoch(
+        model, x_u8, y, np.arange(len(y)), spec=ModelSpec(arch="fernet"), augment=None, optimizer=opt,
+        scheduler=None, criterion=torch.nn.CrossEntropyLoss(), batch_size=len(y), device=torch.device("cpu"),
+        bf16=False, sam_rho=sam_rho, max_grad_norm=0)
+
+
+def test_sam_step_undoes_its_ascent_counts_the_batch_once_and_changes_the_update():
+    import copy
+
+    import torch
+
+    from fer_core.models import create_model
+
+    torch.manual_seed(0)
+    base = create_model("fernet", width=8)
+    x_u8 = torch.randint(0, 256, (16, 3, 64, 64), dtype=torch.uint8)
+    y = torch.arange(16) % 6
+
+    def bn_stats(m):
+        return [t.clone() for n, t in m.state_dict().items() if "running_" in n]
+
+    # lr 0: the weights must come back exactly (the ascent is undone) and the running statistics must
+    # be those of one forward pass (the second, perturbed pass does not count the batch again)
+    plain, sam = copy.deepcopy(base), copy.deepcopy(base)
+    _one_step(plain, x_u8, y, lr=0.0, sam_rho=0.0)
+    _one_step(sam, x_u8, y, lr=0.0, sam_rho=0.5)
+    for a, b in zip(plain.parameters(), sam.parameters()):
+        assert torch.equal(a, b)
+    for a, b in zip(bn_stats(plain), bn_stats(sam)):
+        torch.testing.assert_close(a, b)
+    assert any(not torch.equal(a, b) for a, b in zip(bn_stats(base), bn_stats(sam)))
+    assert all(m.momentum == 0.1 for m in sam.modules() if isinstance(m, torch.nn.BatchNorm2d))
+
+    # lr > 0: SAM's update is the gradient at the perturbed weights, not the plain one
+    plain, sam = copy.deepcopy(base), copy.deepcopy(base)
+    _one_step(plain, x_u8, y, lr=0.1, sam_rho=0.0)
+    _one_step(sam, x_u8, y, lr=0.1, sam_rho=0.5)
+    moved_plain = torch.cat([(p - q).flatten() for p, q in zip(plain.parameters(), base.parameters())])
+    moved_sam = torch.cat([(p - q).flatten() for p, q in zip(sam.parameters(), base.parameters())])
+    assert moved_plain.abs().sum() > 0 and moved_sam.abs().sum() > 0
+    assert not torch.allclose(moved_plain, moved_sam, atol=1e-6)
+
+
+def test_sam_ascent_moves_the_weights_by_rho():
+    import torch
+
+    from fer_core.training import sam_ascent, sam_descent_back
+
+    lin = torch.nn.Linear(4, 3)
+    lin(torch.randn(5, 4)).pow(2).sum().backward()
+    before = [p.detach().clone() for p in lin.parameters()]
+    moved = sam_ascent(lin, 0.05)
+    step = torch.cat([(p - b).flatten() for p, b in zip(lin.parameters(), before)])
+    assert torch.linalg.vector_norm(step).item() == pytest.approx(0.05, rel=1e-4)
+    grad = torch.cat([p.grad.flatten() for p in lin.parameters()])
+    assert torch.nn.functional.cosine_similarity(step, grad, dim=0).item() == pytest.approx(1.0, abs=1e-5)
+    sam_descent_back(moved)
+    for p, b in zip(lin.parameters(), before):
+        assert torch.equal(p.detach(), b)

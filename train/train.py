@@ -79,6 +79,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--cutmix", type=float, default=0.0, help="CutMix Beta alpha, e.g. 1.0 (0 = off)")
     p.add_argument("--mix-prob", type=float, default=1.0,
                    help="share of batches mixed when --mixup/--cutmix are on (both on: half each)")
+    p.add_argument("--sam", type=float, default=0.0,
+                   help="sharpness-aware minimisation radius rho, e.g. 0.05 (0 = off; each step costs two)")
     p.add_argument("--limit", type=int, default=0, help="use only the first N training images (smoke tests)")
     for name, default, hlp in [
         ("flip", True, "horizontal flip"), ("crop", True, "scale/shift jitter like a detector box"),
@@ -183,7 +185,7 @@ def main(args: argparse.Namespace) -> dict:
         augment=augment, device=device,
         bf16=bf16, save_dtype=getattr(torch, args.save_dtype), ema_decay=args.ema, tta_flip=args.tta_flip, resume=not args.no_resume,
         teacher=teacher, distill_alpha=args.distill_alpha, distill_temperature=args.distill_temperature,
-        mixup_alpha=args.mixup, cutmix_alpha=args.cutmix, mix_prob=args.mix_prob,
+        mixup_alpha=args.mixup, cutmix_alpha=args.cutmix, mix_prob=args.mix_prob, sam_rho=args.sam,
         augment_on_device={"cpu": False, "device": True}.get(args.augment_on, device.type != "cpu"),
     )
     print(json.dumps({k: v for k, v in spec.metrics.items() if not isinstance(v, list)}))
