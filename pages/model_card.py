@@ -106,7 +106,7 @@ st.markdown(
   give different numbers, and faces unlike the training data (age, skin tone, lighting, occlusion,
   head pose, glasses, masks) are less reliable. Check the per-class recall above — rare classes
   (fear, disgust) are the weakest.
-- **Explanations are approximations**: maps from different methods disagree; Guided Grad-CAM fails
+- **Explanations are approximations**: maps from different methods disagree; Guided Grad-CAM and Eigen-CAM fail
   the sanity check. Read the faithfulness scores before trusting a map.
 """
 )
