@@ -30,10 +30,15 @@ def faces_to_uint8(faces: Sequence[np.ndarray], spec: ModelSpec) -> torch.Tensor
     return torch.from_numpy(np.ascontiguousarray(arr)).permute(0, 3, 1, 2).contiguous()
 
 
+def mean_std(spec: ModelSpec, device: torch.device | str = "cpu",
+             dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
+    """The spec's normalisation mean and std as (1, 3, 1, 1) tensors (a loop builds them once)."""
+    return tuple(torch.tensor(v, dtype=dtype, device=device).view(1, 3, 1, 1) for v in (spec.mean, spec.std))
+
+
 def standardize(x01: torch.Tensor, spec: ModelSpec) -> torch.Tensor:
     """float (B, 3, S, S) in [0, 1] -> normalised with the spec's mean/std, on x01's device and dtype."""
-    mean = torch.tensor(spec.mean, dtype=x01.dtype, device=x01.device).view(1, 3, 1, 1)
-    std = torch.tensor(spec.std, dtype=x01.dtype, device=x01.device).view(1, 3, 1, 1)
+    mean, std = mean_std(spec, x01.device, x01.dtype)
     return (x01 - mean) / std
 
 

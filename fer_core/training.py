@@ -17,7 +17,7 @@ from torch import nn
 from .checkpoints import ModelSpec, save_checkpoint
 from .device import autocast_ctx, forward_logits, pick_device
 from .metrics import classification_report, expected_calibration_error, fit_temperature
-from .preprocess import AugmentOptions, BatchAugment, normalize, standardize
+from .preprocess import AugmentOptions, BatchAugment, mean_std, normalize
 
 
 def _progress(iterable, total: int, desc: str):
@@ -159,13 +159,14 @@ def train_one_epoch(
     perm = indices[torch.randperm(len(indices)).numpy()]
     n_batches = len(perm) // batch_size  # drop the ragged last batch (BN on tiny batches is noisy)
     total_loss, preds, trues = torch.zeros((), device=device), [], []
+    mean, std = mean_std(spec, x_u8.device)  # once, not a host-to-GPU copy per batch
     for b in _progress(range(n_batches), n_batches, f"epoch {epoch}"):
         idx = torch.from_numpy(perm[b * batch_size:(b + 1) * batch_size])
         xb, yb = x_u8[idx.to(x_u8.device)], y[idx]
         xf = augment(xb) if augment is not None else xb.float() / 255.0
         if spec.grayscale:
             xf = xf.mean(1, keepdim=True).expand(-1, 3, -1, -1)
-        xf = standardize(xf, spec).to(device).contiguous(memory_format=torch.channels_last)
+        xf = ((xf - mean) / std).to(device).contiguous(memory_format=torch.channels_last)
         yb = yb.to(device)
         y2, lam = yb, 1.0
         if mix:
