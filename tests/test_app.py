@@ -89,6 +89,15 @@ def test_explain_example_face(app_env):
     assert "Numbers (CSV)" in labels and "Figure (PNG)" in labels
 
 
+def test_explain_warns_under_maps_that_fail_the_sanity_check(app_env):
+    at = _app("pages/explain.py")
+    at.run()
+    at.multiselect[0].set_value(["gradcam", "eigencam"]).run()
+    at.radio[0].set_value("Example").run()
+    _no_exception(at)
+    assert sum("Fails the sanity check" in w.value for w in at.warning) == 1  # Eigen-CAM's, not Grad-CAM's
+
+
 def test_explain_uploads(app_env, astronaut):
     at = _app("pages/explain.py")
     at.run()
