@@ -143,3 +143,48 @@ def test_augmentation_on_a_gpu_draws_what_the_cpu_draws():
     on_gpu = aug(x.cuda())
     assert on_gpu.device.type == "cuda"
     assert torch.allclose(on_gpu.cpu(), on_cpu, atol=2e-3)
+
+
+def test_batched_grayscale_and_blur_match_torchvision_per_image():
+    """The batched grayscale and blur give what torchvision's per-image transforms give for the same draws."""
+    import torch
+    from torchvision.transforms.v2 import functional as TF
+
+    from fer_core.preprocess import BatchAugment
+
+    x = torch.rand(6, 3, 64, 64)
+    idx = torch.tensor([0, 2, 5])
+    gray = BatchAugment._grayscale(x, idx)
+    for i in range(6):
+        want = TF.rgb_to_grayscale(x[i], num_output_channels=3) if i in idx else x[i]
+        assert torch.allclose(gray[i], want, atol=1e-6)
+    torch.manual_seed(7)
+    blurred = BatchAugment._blur(x, idx)
+    torch.manual_seed(7)
+    sigmas = torch.empty(3).uniform_(0.3, 1.5)  # the same draw _blur makes
+    for j, i in enumerate(idx.tolist()):
+        s = float(sigmas[j])
+        assert torch.allclose(blurred[i], TF.gaussian_blur(x[i], [5, 5], [s, s]), atol=1e-5)
+    assert torch.equal(blurred[1], x[1]) and torch.equal(blurred[3], x[3])
+
+
+def test_batched_erasing_paints_one_box_per_drawn_sample():
+    import torch
+
+    from fer_core.preprocess import BatchAugment
+
+    x = torch.rand(40, 3, 64, 64) * 0.4  # never 0.5, so erased pixels are exactly the 0.5 ones
+    idx = torch.arange(0, 40, 2)
+    torch.manual_seed(0)
+    out = BatchAugment._erase(x, idx)
+    for i in range(40):
+        changed = (out[i] != x[i]).any(0)
+        if i % 2:
+            assert not changed.any()
+            continue
+        rows, cols = changed.any(1).nonzero().flatten(), changed.any(0).nonzero().flatten()
+        h, w = len(rows), len(cols)
+        assert h and w and h < 64 and w < 64
+        assert int(rows[-1] - rows[0]) + 1 == h and int(cols[-1] - cols[0]) + 1 == w  # one solid box
+        assert int(changed.sum()) == h * w and torch.all(out[i][:, changed] == 0.5)
+        assert 0.01 <= h * w / 64 ** 2 <= 0.36  # torchvision's area share 0.02-0.33, up to rounding
