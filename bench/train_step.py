@@ -2,7 +2,7 @@
 SGD, EMA), and both as `train.py` runs them, in ms per batch on random 64-px images.
 
   python bench/train_step.py [--device cpu|cuda] [--arch fernet] [--width 32 48] [--batch-size 128]
-                             [--steps 20] [--sam 0.05] [--threads 2]
+                             [--steps 20] [--sam 0.05] [--threads 2] [--compile off reduce-overhead]
 
 The same code as training (`fer_core.training.train_one_epoch`, `BatchAugment` with train.py's defaults
 plus --rotation 15 --lowres 0.1); on a GPU the images live on the device, as `--augment-on device`.
@@ -34,7 +34,7 @@ def _sync(device: torch.device) -> None:
 
 
 def measure(arch: str, width: int | None, *, device: torch.device, batch_size: int, steps: int,
-            sam: float) -> dict:
+            sam: float, compile_mode: str = "off") -> dict:
     torch.manual_seed(0)
     kw = {"width": width} if width else {}
     model = create_model(arch, **kw).to(device).to(memory_format=torch.channels_last)
@@ -50,11 +50,15 @@ def measure(arch: str, width: int | None, *, device: torch.device, batch_size: i
     bf16 = bf16_supported(device)
     common = dict(spec=spec, optimizer=opt, scheduler=None, criterion=torch.nn.CrossEntropyLoss(),
                   batch_size=batch_size, device=device, bf16=bf16, ema=ema, sam_rho=sam)
+    if compile_mode != "off":
+        common["forward"] = torch.compile(model, mode=None if compile_mode == "default" else compile_mode)
     idx = np.arange(n)
     warm = np.arange(3 * batch_size)
-    train_one_epoch(model, x_u8, y, warm, augment=aug, **common)  # warm-up (kernels, allocator)
+    t = time.perf_counter()
+    train_one_epoch(model, x_u8, y, warm, augment=aug, **common)  # warm-up (kernels, allocator, compiling)
+    _sync(device)
     out = {"arch": arch, "width": width, "batch_size": batch_size, "steps": steps, "sam": sam,
-           "device": str(device), "bf16": bf16}
+           "compile": compile_mode, "device": str(device), "bf16": bf16, "warmup_s": time.perf_counter() - t}
     _sync(device)
     t = time.perf_counter()
     for b in range(steps):
@@ -80,14 +84,18 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--sam", type=float, default=0.0)
     p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--compile", nargs="+", default=["off"], choices=["off", "default", "reduce-overhead"],
+                   help="torch.compile modes of the training forward to time")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     device = pick_device(args.device)
-    for width in args.width:
-        for bs in args.batch_size:
-            r = measure(args.arch, width or None, device=device, batch_size=bs, steps=args.steps, sam=args.sam)
-            print(json.dumps({k: round(v, 2) if isinstance(v, float) else v for k, v in r.items()}), flush=True)
+    for mode in args.compile:
+        for width in args.width:
+            for bs in args.batch_size:
+                r = measure(args.arch, width or None, device=device, batch_size=bs, steps=args.steps, sam=args.sam,
+                            compile_mode=mode)
+                print(json.dumps({k: round(v, 2) if isinstance(v, float) else v for k, v in r.items()}), flush=True)
 
 
 if __name__ == "__main__":

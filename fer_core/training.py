@@ -146,6 +146,7 @@ def train_one_epoch(
     distill_temperature: float = 2.0,
     mix: dict | None = None,
     sam_rho: float = 0.0,
+    forward: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> dict:
     """One pass over `indices` (shuffled); returns loss, accuracy and macro-F1 on the augmented batches.
     With a `teacher`, the loss is (1 - alpha) · criterion + alpha · distillation_loss on the same
@@ -154,8 +155,10 @@ def train_one_epoch(
     `x_u8` may already be on `device` (then batches are cut and augmented there, see fit's
     augment_on_device); `y` stays on the CPU. With `sam_rho` > 0 each step is a SAM step: the gradient
     is taken again at the weights moved by rho along the first gradient (twice the cost of a step);
-    the reported loss is the first, unperturbed one."""
+    the reported loss is the first, unperturbed one. `forward` (default: `model`) is what computes the
+    training logits, e.g. a `torch.compile`d `model` sharing its parameters."""
     model.train()
+    forward = model if forward is None else forward
     perm = indices[torch.randperm(len(indices)).numpy()]
     n_batches = len(perm) // batch_size  # drop the ragged last batch (BN on tiny batches is noisy)
     total_loss, preds, trues = torch.zeros((), device=device), [], []
@@ -178,7 +181,7 @@ def train_one_epoch(
 
         def batch_loss() -> tuple[torch.Tensor, torch.Tensor]:
             with autocast_ctx(device, bf16):
-                out = model(xf).float()  # the losses in float32, also under bf16 autocast
+                out = forward(xf).float()  # the losses in float32, also under bf16 autocast
                 value = criterion(out, yb)
                 if lam < 1.0:
                     value = lam * value + (1 - lam) * criterion(out, y2)
@@ -187,7 +190,12 @@ def train_one_epoch(
                         out, t_logits, distill_temperature)
             return out, value
 
+        if forward is not model:  # a compiled step: a new iteration for CUDA-graph replays
+            torch.compiler.cudagraph_mark_step_begin()
         logits, loss = batch_loss()
+        # read the outputs now: a CUDA-graph replay (SAM's second pass) may reuse their memory
+        total_loss += loss.detach() * len(yb)  # no .item() per step: a GPU would wait for every batch
+        preds.append(logits.argmax(1))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if sam_rho > 0:
@@ -204,8 +212,6 @@ def train_one_epoch(
             scheduler.step()
         if ema is not None:
             ema.update_parameters(model)
-        total_loss += loss.detach() * len(yb)  # no .item() per step: a GPU would wait for every batch
-        preds.append(logits.argmax(1))
         trues.append(yb if lam >= 0.5 else y2)
     preds_np = torch.cat(preds).cpu().numpy() if preds else np.zeros(0, dtype=np.int64)
     trues_np = torch.cat(trues).cpu().numpy() if trues else np.zeros(0, dtype=np.int64)
@@ -305,6 +311,7 @@ def fit(
     mix_prob: float = 1.0,
     augment_on_device: bool = False,
     sam_rho: float = 0.0,
+    compile_mode: str | None = None,
 ) -> tuple[nn.Module, ModelSpec]:
     """Train with early stopping on validation macro-F1; the best model is saved to `out` as it goes.
 
@@ -314,6 +321,11 @@ def fit(
     to five runs sharing the GPU (docs/experiments.md, session 12).
 
     With `sam_rho` > 0 every step is a sharpness-aware (SAM) step of radius rho (see train_one_epoch).
+
+    With `compile_mode` ("default", "reduce-overhead", ...) the training forward runs through
+    `torch.compile(model, mode=compile_mode)`; the weights, EMA, evaluation and saving are the plain
+    model's. "reduce-overhead" replays CUDA graphs: for a GPU, where a 64-px fernet's step is launch-bound
+    (docs/experiments.md, session 14); on the CPU compiling gained nothing measurable.
 
     A resumable state (`<out>.state.pt`, plain tensors, loaded with weights_only=True) is written
     after every epoch; with `resume`, training continues from it.
@@ -362,13 +374,14 @@ def fit(
         best_f1, best_epoch, start_epoch = st["best_f1"], st["best_epoch"], st["epoch"] + 1
         log(f"resumed from {state_path} at epoch {start_epoch}")
     x_train = x_u8.to(device) if augment_on_device else x_u8
+    forward = torch.compile(model, mode=None if compile_mode == "default" else compile_mode) if compile_mode else None
     for epoch in range(start_epoch, epochs):
         t0 = time.time()
         tr = train_one_epoch(
             model, x_train, y, train_idx, spec=spec, augment=aug, optimizer=opt, scheduler=sched,
             criterion=criterion, batch_size=batch_size, device=device, bf16=bf16, ema=ema, epoch=epoch,
             teacher=teacher, distill_alpha=distill_alpha, distill_temperature=distill_temperature,
-            mix={"mixup_alpha": mixup_alpha, "cutmix_alpha": cutmix_alpha, "prob": mix_prob}, sam_rho=sam_rho,
+            mix={"mixup_alpha": mixup_alpha, "cutmix_alpha": cutmix_alpha, "prob": mix_prob}, sam_rho=sam_rho, forward=forward,
         )
         eval_model = ema.module if ema is not None else model
         va = evaluate(eval_model, x_u8[val_idx], y[val_idx], spec=spec, device=device, bf16=bf16, tta_flip=tta_flip)

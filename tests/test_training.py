@@ -258,3 +258,40 @@ def test_sam_ascent_moves_the_weights_by_rho():
     sam_descent_back(moved)
     for p, b in zip(lin.parameters(), before):
         assert torch.equal(p.detach(), b)
+
+
+def test_a_separate_forward_computes_the_training_logits_and_the_model_learns_through_it():
+    """train_one_epoch's `forward` (fit's torch.compile'd model) is what the step calls, twice under SAM,
+    and the update lands in the plain model's weights (the same step as without it)."""
+    import copy
+
+    import numpy as np
+    import torch
+
+    from fer_core.checkpoints import ModelSpec
+    from fer_core.models import create_model
+    from fer_core.training import train_one_epoch
+
+    torch.manual_seed(0)
+    base = create_model("fernet", width=8)
+    x_u8 = torch.randint(0, 256, (16, 3, 64, 64), dtype=torch.uint8)
+    y = torch.arange(16) % 6
+    for rho, calls_per_step in ((0.0, 1), (0.5, 2)):
+        plain, routed = copy.deepcopy(base), copy.deepcopy(base)
+        calls = []
+
+        def forward(x, m=routed):
+            calls.append(len(x))
+            return m(x)
+
+        _one_step(plain, x_u8, y, lr=0.1, sam_rho=rho)
+        torch.manual_seed(0)
+        train_one_epoch(
+            routed, x_u8, y, np.arange(16), spec=ModelSpec(arch="fernet"), augment=None,
+            optimizer=torch.optim.SGD(routed.parameters(), lr=0.1), scheduler=None,
+            criterion=torch.nn.CrossEntropyLoss(), batch_size=16, device=torch.device("cpu"), bf16=False,
+            sam_rho=rho, max_grad_norm=0, forward=forward)
+        assert calls == [16] * calls_per_step
+        for a, b in zip(plain.parameters(), routed.parameters()):
+            assert torch.equal(a, b)
+        assert any(not torch.equal(a, b) for a, b in zip(base.parameters(), routed.parameters()))

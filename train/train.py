@@ -81,6 +81,8 @@ def get_args_parser() -> argparse.ArgumentParser:
                    help="share of batches mixed when --mixup/--cutmix are on (both on: half each)")
     p.add_argument("--sam", type=float, default=0.0,
                    help="sharpness-aware minimisation radius rho, e.g. 0.05 (0 = off; each step costs two)")
+    p.add_argument("--compile", default=None, choices=["default", "reduce-overhead", "max-autotune"],
+                   help="torch.compile the training forward (reduce-overhead = CUDA graphs, for a GPU)")
     p.add_argument("--limit", type=int, default=0, help="use only the first N training images (smoke tests)")
     for name, default, hlp in [
         ("flip", True, "horizontal flip"), ("crop", True, "scale/shift jitter like a detector box"),
@@ -187,6 +189,7 @@ def main(args: argparse.Namespace) -> dict:
         teacher=teacher, distill_alpha=args.distill_alpha, distill_temperature=args.distill_temperature,
         mixup_alpha=args.mixup, cutmix_alpha=args.cutmix, mix_prob=args.mix_prob, sam_rho=args.sam,
         augment_on_device={"cpu": False, "device": True}.get(args.augment_on, device.type != "cpu"),
+        compile_mode=args.compile,
     )
     print(json.dumps({k: v for k, v in spec.metrics.items() if not isinstance(v, list)}))
     return spec.metrics
