@@ -7,12 +7,15 @@ for minutes, not hours, and reaches nothing outside the files sent with it.
   # epochs as fit the budget (and optionally fine-tune each at a low LR), best checkpoints to --out
   python train/device_sweep.py run --data .gpu/data.npz --budget 480 --out "$OUT" \\
       --common "--arch fernet --data raf-db:2 fer2013 --lr 0.1 --ema 0.998 --tta-flip --class-weights \\
-                --class-weight-power 0.5 --label-smoothing 0 --rotation 15 --lowres 0.1 --split-seed 0" \\
+                --class-weight-power 0.5 --label-smoothing 0 --rotation 15 --lowres 0.1 --split-seed 0 \\
+                --compile reduce-overhead" \\
       --config k1 "--seed 41 --width 48" --config k2 "--seed 42 --width 48" \\
       --finetune "--schedule cosine --lr 0.02" --finetune-epochs 8
 
-Every run is a plain `train/train.py` command (printed in its log and stored in its checkpoint), so any
-result can be re-run on the CPU. The data is re-encoded once (RAF-DB colour at JPEG quality 95, FER2013
+`--compile reduce-overhead` (CUDA graphs) halved a fernet step on an H200 (session 14). The probe trains
+two epochs and plans with the second (the first holds the compiling, ~20 s). Every run is a plain
+`train/train.py` command (printed in its log and stored in its checkpoint), so any result can be re-run
+on the CPU. The data is re-encoded once (RAF-DB colour at JPEG quality 95, FER2013
 grayscale at 90: a mean absolute change of ~0.5 grey levels), so validation numbers printed there can
 differ from a re-score on the original images by a few hundredths of a point; re-score here
 (`train/duo.py`, `train/evaluate.py`) before keeping anything. Session 14 (docs/experiments.md) used it.
@@ -107,8 +110,11 @@ def _wait(procs: list, deadline: float) -> None:
         log.close()
 
 
+PROBE_EPOCHS = 2  # the first epoch holds one-off costs (torch.compile); plan with the last
+
+
 def _epoch_seconds(log: Path) -> float | None:
-    m = re.search(r"epoch 1/1 ([\d.]+)s", log.read_text())
+    m = re.search(rf"epoch {PROBE_EPOCHS}/{PROBE_EPOCHS} ([\d.]+)s", log.read_text())
     return float(m.group(1)) if m else None
 
 
@@ -134,9 +140,9 @@ def run(args: argparse.Namespace) -> int:
     unpack(Path(args.data), ds)
     env = dict(os.environ, FER_DATASETS=str(ds), FER_CACHE=str(work / "cache"), PYTHONUNBUFFERED="1")
     py = sys.executable
-    subprocess.run([py, "-c", "from fer_core.data import *\nfor n in ('raf-db', 'fer2013'):\n"
-                    "    x, y = load_uint8(load_labelled_folder(datasets_root() / n / 'train'), 64); print(n, tuple(x.shape))"],
-                   env=env, check=True, cwd=ROOT)
+    decode = ("from fer_core.data import *\nfor n in ('raf-db', 'fer2013'):\n"
+              "    x, y = load_uint8(load_labelled_folder(datasets_root() / n / 'train'), 64); print(n, tuple(x.shape))")
+    subprocess.run([py, "-c", decode], env=env, check=True, cwd=ROOT)  # once, into the cache every run reads
     print(f"unpacked and decoded in {time.time() - t0:.0f} s", flush=True)
     if args.bench:
         subprocess.run([py, "bench/train_step.py", "--device", args.device, "--steps", "15",
@@ -147,21 +153,22 @@ def run(args: argparse.Namespace) -> int:
     if args.limit:
         common += ["--limit", str(args.limit)]
     configs = [(name, shlex.split(extra)) for name, extra in args.config]
-    procs = _launch([(n, [*common, *x, "--epochs", "1", "--out", str(probe_dir / f"{n}.safetensors")])
+    procs = _launch([(n, [*common, *x, "--epochs", str(PROBE_EPOCHS), "--out", str(probe_dir / f"{n}.safetensors")])
                      for n, x in configs], probe_dir, "probe", env)
     t = time.time()
     _wait(procs, t0 + args.budget)
     wall = time.time() - t
     seconds = [_epoch_seconds(probe_dir / f"{n}_probe.log") for n, _ in configs]
     for (name, p, _), s in zip(procs, seconds):
-        print(f"{name}: probe rc {p.returncode}, one epoch {s} s", flush=True)
+        print(f"{name}: probe rc {p.returncode}, epoch {PROBE_EPOCHS} took {s} s", flush=True)
         if s is None:
             print((probe_dir / f"{name}_probe.log").read_text()[-3000:], flush=True)
     good = [(c, s) for c, s in zip(configs, seconds) if s is not None]
     if not good:
         print("every probe failed: nothing trained", flush=True)
         return 1
-    overhead = max(0.0, wall - max(s for _, s in good))  # start-up, data load, validation, calibration
+    # start-up, data load, compiling, validation, calibration: what a run costs besides its epochs
+    overhead = max(0.0, wall - PROBE_EPOCHS * max(s for _, s in good))
     phases = 2 if args.finetune else 1
     left = args.budget - (time.time() - t0) - phases * overhead - 15
     epochs = plan_epochs([s for _, s in good], left, max_epochs=args.max_epochs,
