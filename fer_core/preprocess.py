@@ -101,8 +101,8 @@ class BatchAugment:
         if idx:
             x = x.clone()
             if cpu_only:  # one copy each way for all drawn samples (a GPU waits once per batch)
-                sub = x[torch.tensor(idx, device=x.device)].cpu()
-                x[torch.tensor(idx, device=x.device)] = torch.stack([tf(s) for s in sub]).to(x.device)
+                rows = torch.tensor(idx, device=x.device)
+                x[rows] = torch.stack([tf(s) for s in x[rows].cpu()]).to(x.device)
             else:
                 for i in idx:
                     x[i] = tf(x[i])
