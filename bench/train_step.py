@@ -25,7 +25,7 @@ from fer_core.device import bf16_supported, pick_device  # noqa: E402
 from fer_core.labels import EMOTIONS  # noqa: E402
 from fer_core.models import create_model  # noqa: E402
 from fer_core.preprocess import AugmentOptions, BatchAugment  # noqa: E402
-from fer_core.training import build_optimizer, train_one_epoch  # noqa: E402
+from fer_core.training import build_optimizer, compiled, ema_of, train_one_epoch  # noqa: E402
 
 
 def _sync(device: torch.device) -> None:
@@ -44,14 +44,12 @@ def measure(arch: str, width: int | None, *, device: torch.device, batch_size: i
     y = torch.randint(0, len(EMOTIONS), (n,))
     aug = BatchAugment(AugmentOptions(rotation=15.0, lowres=0.1), 64)
     opt = build_optimizer(model, "sgd", 0.01, 5e-4)
-    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
-
-    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(0.998), use_buffers=True)
+    ema = ema_of(model, 0.998)
     bf16 = bf16_supported(device)
     common = dict(spec=spec, optimizer=opt, scheduler=None, criterion=torch.nn.CrossEntropyLoss(),
                   batch_size=batch_size, device=device, bf16=bf16, ema=ema, sam_rho=sam)
     if compile_mode != "off":
-        common["forward"] = torch.compile(model, mode=None if compile_mode == "default" else compile_mode)
+        common["forward"] = compiled(model, compile_mode)
     idx = np.arange(n)
     warm = np.arange(3 * batch_size)
     t = time.perf_counter()

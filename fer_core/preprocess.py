@@ -95,10 +95,11 @@ class BatchAugment:
         if opts.perspective > 0:
             self.v2_f.append((0.3, v2.RandomPerspective(distortion_scale=opts.perspective, p=1.0)))
 
-    @staticmethod
-    def _apply_some(x: torch.Tensor, p: float, tf, cpu_only: bool = False) -> torch.Tensor:
-        idx = (torch.rand(x.shape[0]) < p).nonzero().flatten().tolist()
-        if idx:
+    @classmethod
+    def _apply_some(cls, x: torch.Tensor, p: float, tf, cpu_only: bool = False) -> torch.Tensor:
+        drawn = cls._drawn(x, p)
+        if drawn is not None:
+            idx = drawn.tolist()
             x = x.clone()
             if cpu_only:  # one copy each way for all drawn samples (a GPU waits once per batch)
                 rows = torch.tensor(idx, device=x.device)
@@ -174,9 +175,10 @@ class BatchAugment:
         random size of 16-40 px (area averaging) and back up (bilinear), as one batch."""
         import torch.nn.functional as F
 
-        idx = (torch.rand(x.shape[0]) < p).nonzero().flatten().to(x.device)
-        if len(idx) == 0:
+        idx = self._drawn(x, p)
+        if idx is None:
             return x
+        idx = idx.to(x.device)
         side = int(torch.randint(16, 41, ()).item())
         small = F.interpolate(x[idx], size=(side, side), mode="area")
         x = x.clone()

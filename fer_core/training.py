@@ -124,6 +124,18 @@ class frozen_batchnorm_stats:
             m.momentum = mom
 
 
+def ema_of(model: nn.Module, decay: float) -> nn.Module:
+    """An exponential moving average of `model`'s weights and buffers (update with `.update_parameters`)."""
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+
+
+def compiled(model: nn.Module, mode: str) -> Callable[[torch.Tensor], torch.Tensor]:
+    """`torch.compile(model)` in `mode` ("default", "reduce-overhead" = CUDA graphs, ...), sharing its weights."""
+    return torch.compile(model, mode=None if mode == "default" else mode)
+
+
 def train_one_epoch(
     model: nn.Module,
     x_u8: torch.Tensor,
@@ -346,11 +358,7 @@ def fit(
         weight = torch.tensor(w / w.mean(), dtype=torch.float32, device=device)
     criterion = nn.CrossEntropyLoss(weight=weight, label_smoothing=label_smoothing)
     aug = BatchAugment(augment, spec.input_size) if augment is not None else None
-    ema = None
-    if ema_decay > 0:
-        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
-
-        ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(ema_decay), use_buffers=True)
+    ema = ema_of(model, ema_decay) if ema_decay > 0 else None
     history: list[dict] = []
     best_f1, best_epoch, start_epoch = -1.0, -1, 0
     state_path = out.with_suffix(".state.pt")
@@ -375,7 +383,7 @@ def fit(
         best_f1, best_epoch, start_epoch = st["best_f1"], st["best_epoch"], st["epoch"] + 1
         log(f"resumed from {state_path} at epoch {start_epoch}")
     x_train = x_u8.to(device) if augment_on_device else x_u8
-    forward = torch.compile(model, mode=None if compile_mode == "default" else compile_mode) if compile_mode else None
+    forward = compiled(model, compile_mode) if compile_mode else None
     for epoch in range(start_epoch, epochs):
         t0 = time.time()
         tr = train_one_epoch(
