@@ -51,7 +51,7 @@ def measure(arch: str, width: int | None, *, device: torch.device, batch_size: i
     if compile_mode != "off":
         common["forward"] = compiled(model, compile_mode)
     idx = np.arange(n)
-    warm = np.arange(3 * batch_size)
+    warm = np.arange(min(3, steps) * batch_size)  # the warm-up reads the images the timed steps use
     t = time.perf_counter()
     train_one_epoch(model, x_u8, y, warm, augment=aug, **common)  # warm-up (kernels, allocator, compiling)
     _sync(device)
