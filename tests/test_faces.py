@@ -34,6 +34,20 @@ def test_large_image_boxes_mapped_back(astronaut):
     assert 600 < f.x < 800  # 4x the 512 px box
 
 
+@pytest.mark.parametrize("side", [24, 96, 900, 1200])
+def test_face_filling_the_image_found_at_any_size(astronaut, side):
+    """A tight face crop, as a thumbnail or at photo resolution (a close-up selfie): yuface alone
+    missed it at 24 px and at 900 and 1200 px (the CNN misses faces that fill a large frame)."""
+    import cv2
+
+    box = detect_faces(astronaut)[0]
+    tight = astronaut[box.y:box.y + box.h, box.x:box.x + box.w]
+    scaled = cv2.resize(tight, (side, round(side * box.h / box.w)), interpolation=cv2.INTER_CUBIC)
+    faces = detect_faces(scaled)
+    assert len(faces) == 1  # found once, not once per scale
+    assert faces[0].area > 0.5 * scaled.shape[0] * scaled.shape[1]
+
+
 def test_crop_square_aligned_inside(astronaut):
     box = detect_faces(astronaut)[0]
     crop = crop_face(astronaut, box)

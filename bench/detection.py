@@ -1,0 +1,83 @@
+"""The app's own path on test faces shown at other sizes: does the detector find the face, and does the
+crop it makes score as well as the benchmark's crop?
+
+  python bench/detection.py                        # 400 RAF-DB and 400 FER2013 test faces
+  python bench/detection.py --sides 48 960 --sample 0 --data raf-db
+
+Each test face (a tight crop) is resized so its longer side is N px — a thumbnail, a phone photo of a
+face, a close-up selfie — then goes through `find_faces` (detector, margin, alignment) and the default
+predictor, as an upload does. "whole" is the benchmark's path (`--whole-image`, no detector). A face the
+detector misses counts as wrong in "accuracy (all)". This says nothing about faces in crowded scenes;
+it catches the size range where a detector stops seeing a face that fills the frame.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "train"))
+
+from evaluate import sample_indices  # noqa: E402
+from fer_core.data import datasets_root, load_labelled_folder  # noqa: E402
+from fer_core.inference import DEFAULT_CHECKPOINT, find_faces, load_predictor  # noqa: E402
+
+
+def resized(img: np.ndarray, side: int) -> np.ndarray:
+    s = side / max(img.shape[:2])
+    return cv2.resize(img, None, fx=s, fy=s, interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_CUBIC)
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default=DEFAULT_CHECKPOINT, help="checkpoint name or path")
+    p.add_argument("--data", nargs="+", default=["raf-db", "fer2013"], help="test sets under ../shared/datasets")
+    p.add_argument("--sides", nargs="+", type=int, default=[48, 256, 600, 960, 1600],
+                   help="longer side, in px, the face crop is resized to before detection")
+    p.add_argument("--sample", type=int, default=400, help="a fixed, seeded sample of N images per set (0 = all)")
+    p.add_argument("--detector", default="auto", help="auto, yunet or haar")
+    p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    return p
+
+
+def main(args: argparse.Namespace) -> dict:
+    torch.set_num_threads(args.threads)
+    predictor = load_predictor(args.model)
+    results: dict = {}
+    for ds in args.data:
+        folder = load_labelled_folder(datasets_root() / ds / "test")
+        keep = sample_indices(len(folder), args.sample)
+        images = [cv2.cvtColor(cv2.imread(str(folder.paths[i])), cv2.COLOR_BGR2RGB) for i in keep]
+        labels = np.array([folder.labels[i] for i in keep])
+        print(f"\n{ds} test, {len(labels)} faces, {args.model}, detector {args.detector}")
+        print("| face size | found | accuracy of found | accuracy (all) | detection ms/image |")
+        print("|---|---|---|---|---|")
+        for side in [None, *args.sides]:
+            crops, ys, seconds = [], [], 0.0
+            for img, y in zip(images, labels):
+                img = img if side is None else resized(img, side)
+                t = time.perf_counter()
+                found = find_faces(img, whole_image=side is None, detector=args.detector)
+                seconds += time.perf_counter() - t
+                if found:
+                    crops.append(found[0][1].face)  # largest first
+                    ys.append(y)
+            right = (predictor.predict(crops).argmax(1) == np.array(ys)) if crops else np.zeros(0, bool)
+            row = {"found": len(ys) / len(labels), "accuracy_found": float(right.mean()) if len(ys) else 0.0,
+                   "accuracy_all": float(right.sum()) / len(labels), "ms": 1000 * seconds / len(labels)}
+            results[(ds, side)] = row
+            name = "whole image (benchmark path)" if side is None else f"{side} px"
+            print(f"| {name} | {100 * row['found']:.1f}% | {100 * row['accuracy_found']:.1f} | "
+                  f"{100 * row['accuracy_all']:.1f} | {row['ms']:.1f} |", flush=True)
+    return results
+
+
+if __name__ == "__main__":
+    main(get_args_parser().parse_args())
