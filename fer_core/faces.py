@@ -73,7 +73,7 @@ def detect_faces(
         raise ValueError(f"unknown detector {detector!r}; choose from auto, yunet, haar")
     side = max(h, w)
     scales = [min(DETECT_MAX_SIDE, max(DETECT_MIN_SIDE, side)) / side]
-    if use == "yunet" and side * scales[0] > COARSE_SIDE:
+    if use == "yunet" and side * scales[0] > 1.25 * COARSE_SIDE:  # not for video's 320-px frames
         scales.append(COARSE_SIDE / side)
     out: list[FaceBox] = []
     for scale in scales:
