@@ -3,6 +3,7 @@ crop it makes score as well as the benchmark's crop?
 
   python bench/detection.py                        # 400 RAF-DB and 400 FER2013 test faces
   python bench/detection.py --sides 48 960 --sample 0 --data raf-db
+  python bench/detection.py --sides 256 640 --noise 25     # a grainy photo: Gaussian noise after resizing
 
 Each test face (a tight crop) is resized so its longer side is N px — a thumbnail, a phone photo of a
 face, a close-up selfie — then goes through `find_faces` (detector, margin, alignment) and the default
@@ -30,9 +31,13 @@ from fer_core.data import datasets_root, load_labelled_folder  # noqa: E402
 from fer_core.inference import DEFAULT_CHECKPOINT, find_faces, load_predictor  # noqa: E402
 
 
-def resized(img: np.ndarray, side: int) -> np.ndarray:
+def resized(img: np.ndarray, side: int, noise: float = 0.0, seed: int = 0) -> np.ndarray:
     s = side / max(img.shape[:2])
-    return cv2.resize(img, None, fx=s, fy=s, interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_CUBIC)
+    out = cv2.resize(img, None, fx=s, fy=s, interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_CUBIC)
+    if noise:
+        grain = np.random.default_rng(seed).normal(0.0, noise, out.shape)
+        out = (out.astype(np.float32) + grain).clip(0, 255).round().astype(np.uint8)
+    return out
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -41,6 +46,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", nargs="+", default=["raf-db", "fer2013"], help="test sets under ../shared/datasets")
     p.add_argument("--sides", nargs="+", type=int, default=[48, 256, 600, 960, 1600],
                    help="longer side, in px, the face crop is resized to before detection")
+    p.add_argument("--noise", type=float, default=0.0, help="sigma of Gaussian noise added after resizing (0-255)")
     p.add_argument("--sample", type=int, default=400, help="a fixed, seeded sample of N images per set (0 = all)")
     p.add_argument("--detector", default="auto", help="auto, yunet or haar")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
@@ -56,13 +62,14 @@ def main(args: argparse.Namespace) -> dict:
         keep = sample_indices(len(folder), args.sample)
         images = [cv2.cvtColor(cv2.imread(str(folder.paths[i])), cv2.COLOR_BGR2RGB) for i in keep]
         labels = np.array([folder.labels[i] for i in keep])
-        print(f"\n{ds} test, {len(labels)} faces, {args.model}, detector {args.detector}")
+        noise = f", noise sigma {args.noise:g}" if args.noise else ""
+        print(f"\n{ds} test, {len(labels)} faces, {args.model}, detector {args.detector}{noise}")
         print("| face size | found | accuracy of found | accuracy (all) | detection ms/image |")
         print("|---|---|---|---|---|")
         for side in [None, *args.sides]:
             crops, ys, seconds = [], [], 0.0
-            for img, y in zip(images, labels):
-                img = img if side is None else resized(img, side)
+            for n, (img, y) in enumerate(zip(images, labels)):
+                img = img if side is None else resized(img, side, args.noise, seed=n)
                 t = time.perf_counter()
                 found = find_faces(img, whole_image=side is None, detector=args.detector)
                 seconds += time.perf_counter() - t

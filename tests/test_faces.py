@@ -48,6 +48,17 @@ def test_face_filling_the_image_found_at_any_size(astronaut, side):
     assert faces[0].area > 0.5 * scaled.shape[0] * scaled.shape[1]
 
 
+def test_grainy_face_found(astronaut):
+    """Noise sigma 40 on a 256-px face: yuface alone found nothing; the smoothed last look does."""
+    import cv2
+
+    box = detect_faces(astronaut)[0]
+    face = cv2.resize(astronaut[box.y:box.y + box.h, box.x:box.x + box.w], (256, 256))
+    grain = np.random.default_rng(0).normal(0, 40, face.shape)
+    grainy = (face + grain).clip(0, 255).astype(np.uint8)
+    assert len(detect_faces(grainy)) == 1
+
+
 def test_crop_square_aligned_inside(astronaut):
     box = detect_faces(astronaut)[0]
     crop = crop_face(astronaut, box)
