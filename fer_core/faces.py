@@ -12,6 +12,7 @@ DETECT_MAX_SIDE = 960  # yuface warns above this; larger photos are downscaled a
 DETECT_MIN_SIDE = 256  # smaller images (thumbnails, 48-px crops) are upscaled to this for detection
 COARSE_SIDE = 256  # yuface's second look, for faces that fill a large image (see detect_faces)
 NOISY_SIGMA = 2.0  # and its last look, smoothed, when it found nothing (noise hides faces from it)
+NOISY_MIN_SCORE = 0.7
 CROP_MAX_SIDE = 224  # face crops (and their explanation maps) are at most this many pixels
 DEFAULT_MARGIN = 0.05  # RAF-DB's aligned crops are about the detector box itself (measured)
 
@@ -90,7 +91,10 @@ def detect_faces(
             image, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC)
         if sigma:
             resized = cv2.GaussianBlur(resized, (0, 0), sigma)
-        boxes = _detect_yunet(resized, min_score) if use == "yunet" else _detect_haar(resized)
+        if use == "haar":
+            boxes = _detect_haar(resized)
+        else:  # the smoothed look asks for more confidence: at 0.6 it took scikit-image's cat for a face
+            boxes = _detect_yunet(resized, max(min_score, NOISY_MIN_SCORE) if sigma else min_score)
         for b in boxes:
             x0, y0 = max(0.0, b.x / scale), max(0.0, b.y / scale)
             x1, y1 = min(float(w), (b.x + b.w) / scale), min(float(h), (b.y + b.h) / scale)
