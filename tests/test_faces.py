@@ -36,8 +36,8 @@ def test_large_image_boxes_mapped_back(astronaut):
 
 @pytest.mark.parametrize("side", [24, 96, 900, 1200])
 def test_face_filling_the_image_found_at_any_size(astronaut, side):
-    """A tight face crop, as a thumbnail or at photo resolution (a close-up selfie): yuface alone
-    missed it at 24 px and at 900 and 1200 px (the CNN misses faces that fill a large frame)."""
+    """A tight face crop, as a thumbnail or at photo resolution (a close-up selfie): one yuface pass at
+    <= 960 px missed it at 900 and 1200 px (the CNN misses faces that fill a large frame)."""
     import cv2
 
     box = detect_faces(astronaut)[0]
