@@ -27,6 +27,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "train"))
 
 from evaluate import sample_indices  # noqa: E402
+from robustness import _noise  # noqa: E402
 from fer_core.data import datasets_root, load_labelled_folder  # noqa: E402
 from fer_core.inference import DEFAULT_CHECKPOINT, find_faces, load_predictor  # noqa: E402
 
@@ -34,10 +35,7 @@ from fer_core.inference import DEFAULT_CHECKPOINT, find_faces, load_predictor  #
 def resized(img: np.ndarray, side: int, noise: float = 0.0, seed: int = 0) -> np.ndarray:
     s = side / max(img.shape[:2])
     out = cv2.resize(img, None, fx=s, fy=s, interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_CUBIC)
-    if noise:
-        grain = np.random.default_rng(seed).normal(0.0, noise, out.shape)
-        out = (out.astype(np.float32) + grain).clip(0, 255).round().astype(np.uint8)
-    return out
+    return _noise(out, np.random.default_rng(seed), noise) if noise else out
 
 
 def get_args_parser() -> argparse.ArgumentParser:

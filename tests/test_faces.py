@@ -34,15 +34,21 @@ def test_large_image_boxes_mapped_back(astronaut):
     assert 600 < f.x < 800  # 4x the 512 px box
 
 
+def _tight_face(image):
+    """The image cut to its largest detected face's box."""
+    box = detect_faces(image)[0]
+    return image[box.y:box.y + box.h, box.x:box.x + box.w]
+
+
 @pytest.mark.parametrize("side", [24, 96, 900, 1200])
 def test_face_filling_the_image_found_at_any_size(astronaut, side):
     """A tight face crop, as a thumbnail or at photo resolution (a close-up selfie): one yuface pass at
     <= 960 px missed it at 900 and 1200 px (the CNN misses faces that fill a large frame)."""
     import cv2
 
-    box = detect_faces(astronaut)[0]
-    tight = astronaut[box.y:box.y + box.h, box.x:box.x + box.w]
-    scaled = cv2.resize(tight, (side, round(side * box.h / box.w)), interpolation=cv2.INTER_CUBIC)
+    tight = _tight_face(astronaut)
+    h, w = tight.shape[:2]
+    scaled = cv2.resize(tight, (side, round(side * h / w)), interpolation=cv2.INTER_CUBIC)
     faces = detect_faces(scaled)
     assert len(faces) == 1  # found once, not once per scale
     assert faces[0].area > 0.5 * scaled.shape[0] * scaled.shape[1]
@@ -52,8 +58,7 @@ def test_grainy_face_found(astronaut):
     """Noise sigma 40 on a 256-px face: yuface alone found nothing; the smoothed last look does."""
     import cv2
 
-    box = detect_faces(astronaut)[0]
-    face = cv2.resize(astronaut[box.y:box.y + box.h, box.x:box.x + box.w], (256, 256))
+    face = cv2.resize(_tight_face(astronaut), (256, 256))
     grain = np.random.default_rng(0).normal(0, 40, face.shape)
     grainy = (face + grain).clip(0, 255).astype(np.uint8)
     assert len(detect_faces(grainy)) == 1
