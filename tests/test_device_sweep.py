@@ -72,3 +72,20 @@ def test_a_tiny_sweep_trains_fine_tunes_and_returns_everything(tiny_pack, tmp_pa
     assert spec.args["init"].endswith("fernet_a.safetensors") and spec.args["lr"] == 0.01
     with tarfile.open(out / "logs.tar.gz") as tf:
         assert {"probe_a_probe.log", "run_a_run.log", "run_a_ft_run.log"} <= set(tf.getnames())
+
+
+def test_fixed_epochs_skip_the_probe(tiny_pack, tmp_path):
+    out = tmp_path / "out"
+    rc = device_sweep.main([
+        "run", "--data", str(tiny_pack), "--out", str(out), "--work", str(tmp_path / "work"), "--budget", "120",
+        "--device", "cpu", "--threads", "1", "--epochs", "2",
+        "--common", "--arch fernet --width 8 --data raf-db fer2013 --batch-size 8 --split-seed 0",
+        "--config", "b", "--seed 2",
+    ])
+    assert rc == 0
+    from fer_core.checkpoints import load_checkpoint
+
+    _, spec = load_checkpoint(out / "fernet_b.safetensors")
+    assert spec.args["epochs"] == 2 and len(spec.history) == 2
+    with tarfile.open(out / "logs.tar.gz") as tf:
+        assert set(tf.getnames()) == {"run_b_run.log"}  # no probe ran

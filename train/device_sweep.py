@@ -15,7 +15,8 @@ for minutes, not hours, and reaches nothing outside the files sent with it.
 `--compile reduce-overhead` (CUDA graphs) halved a fernet step on an H200 (session 14). The probe trains
 two epochs and plans with the second (the first holds the compiling, ~20 s). Every run is a plain
 `train/train.py` command (printed in its log and stored in its checkpoint), so any result can be re-run
-on the CPU. The data is re-encoded once (RAF-DB colour at JPEG quality 95, FER2013
+on the CPU. `--epochs N` skips the probe and trains every config N epochs (a second call on the same
+lent time, sized from the first call's probe: the probe and its compiling cost ~75 s). The data is re-encoded once (RAF-DB colour at JPEG quality 95, FER2013
 grayscale at 90: a mean absolute change of ~0.5 grey levels), so validation numbers printed there can
 differ from a re-score on the original images by a few hundredths of a point; re-score here
 (`train/duo.py`, `train/evaluate.py`) before keeping anything. Session 14 (docs/experiments.md) used it.
@@ -129,6 +130,34 @@ def plan_epochs(seconds: list[float], left: float, *, max_epochs: int, finetune_
     return [max(1, min(max_epochs, int(left / (s * margin)) - finetune_epochs)) for s in seconds]
 
 
+def _probe_and_plan(args: argparse.Namespace, t0: float, common: list[str], configs: list, probe_dir: Path,
+                    env: dict) -> tuple[list, list[int]]:
+    """Train every config for PROBE_EPOCHS, then the epochs each fits in the budget left."""
+    procs = _launch([(n, [*common, *x, "--epochs", str(PROBE_EPOCHS), "--out", str(probe_dir / f"{n}.safetensors")])
+                     for n, x in configs], probe_dir, "probe", env)
+    t = time.time()
+    _wait(procs, t0 + args.budget)
+    wall = time.time() - t
+    seconds = [_epoch_seconds(probe_dir / f"{n}_probe.log") for n, _ in configs]
+    for (name, p, _), s in zip(procs, seconds):
+        print(f"{name}: probe rc {p.returncode}, epoch {PROBE_EPOCHS} took {s} s", flush=True)
+        if s is None:
+            print((probe_dir / f"{name}_probe.log").read_text()[-3000:], flush=True)
+    good = [(c, s) for c, s in zip(configs, seconds) if s is not None]
+    if not good:
+        print("every probe failed: nothing trained", flush=True)
+        return [], []
+    # start-up, data load, compiling, validation, calibration: what a run costs besides its epochs
+    overhead = max(0.0, wall - PROBE_EPOCHS * max(s for _, s in good))
+    phases = 2 if args.finetune else 1
+    left = args.budget - (time.time() - t0) - phases * overhead - 15
+    epochs = plan_epochs([s for _, s in good], left, max_epochs=args.max_epochs,
+                         finetune_epochs=args.finetune_epochs if args.finetune else 0)
+    print(f"probe wall {wall:.0f} s, overhead {overhead:.0f} s -> epochs "
+          f"{dict(zip([n for (n, _), _ in good], epochs))} in {left:.0f} s", flush=True)
+    return good, epochs
+
+
 def run(args: argparse.Namespace) -> int:
     t0 = time.time()
     out = Path(args.out)
@@ -153,28 +182,12 @@ def run(args: argparse.Namespace) -> int:
     if args.limit:
         common += ["--limit", str(args.limit)]
     configs = [(name, shlex.split(extra)) for name, extra in args.config]
-    procs = _launch([(n, [*common, *x, "--epochs", str(PROBE_EPOCHS), "--out", str(probe_dir / f"{n}.safetensors")])
-                     for n, x in configs], probe_dir, "probe", env)
-    t = time.time()
-    _wait(procs, t0 + args.budget)
-    wall = time.time() - t
-    seconds = [_epoch_seconds(probe_dir / f"{n}_probe.log") for n, _ in configs]
-    for (name, p, _), s in zip(procs, seconds):
-        print(f"{name}: probe rc {p.returncode}, epoch {PROBE_EPOCHS} took {s} s", flush=True)
-        if s is None:
-            print((probe_dir / f"{name}_probe.log").read_text()[-3000:], flush=True)
-    good = [(c, s) for c, s in zip(configs, seconds) if s is not None]
-    if not good:
-        print("every probe failed: nothing trained", flush=True)
-        return 1
-    # start-up, data load, compiling, validation, calibration: what a run costs besides its epochs
-    overhead = max(0.0, wall - PROBE_EPOCHS * max(s for _, s in good))
-    phases = 2 if args.finetune else 1
-    left = args.budget - (time.time() - t0) - phases * overhead - 15
-    epochs = plan_epochs([s for _, s in good], left, max_epochs=args.max_epochs,
-                         finetune_epochs=args.finetune_epochs if args.finetune else 0)
-    print(f"probe wall {wall:.0f} s, overhead {overhead:.0f} s -> epochs "
-          f"{dict(zip([n for (n, _), _ in good], epochs))} in {left:.0f} s", flush=True)
+    if args.epochs:  # sized beforehand from an earlier sweep's probe: no probe, no planning
+        good, epochs = [(c, None) for c in configs], [args.epochs] * len(configs)
+    else:
+        good, epochs = _probe_and_plan(args, t0, common, configs, probe_dir, env)
+        if not good:
+            return 1
     runs = [(n, [*common, *x, "--epochs", str(e), "--out", str(run_dir / f"fernet_{n}.safetensors")])
             for ((n, x), _), e in zip(good, epochs)]
     deadline = t0 + args.budget + 20
@@ -214,6 +227,8 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--finetune", default="", help="train.py arguments of a low-LR fine-tune of each run, quoted")
     r.add_argument("--finetune-epochs", type=int, default=8)
     r.add_argument("--max-epochs", type=int, default=80)
+    r.add_argument("--epochs", type=int, default=0,
+                   help="train every config this many epochs without a probe (sized from an earlier sweep)")
     r.add_argument("--device", default="cuda")
     r.add_argument("--threads", type=int, default=3, help="torch CPU threads per run")
     r.add_argument("--save-dtype", default="float16", choices=["float16", "float32"],
