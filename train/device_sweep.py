@@ -16,10 +16,11 @@ for minutes, not hours, and reaches nothing outside the files sent with it.
 two epochs and plans with the second (the first holds the compiling, ~20 s). Every run is a plain
 `train/train.py` command (printed in its log and stored in its checkpoint), so any result can be re-run
 on the CPU. `--epochs N` skips the probe and trains every config N epochs (a second call on the same
-lent time, sized from the first call's probe: the probe and its compiling cost ~75 s). The data is re-encoded once (RAF-DB colour at JPEG quality 95, FER2013
-grayscale at 90: a mean absolute change of ~0.5 grey levels), so validation numbers printed there can
-differ from a re-score on the original images by a few hundredths of a point; re-score here
-(`train/duo.py`, `train/evaluate.py`) before keeping anything. Session 14 (docs/experiments.md) used it.
+lent time, sized from the first call's probe: the probe and its compiling cost ~75 s). The data is
+re-encoded once (RAF-DB colour at JPEG quality 95, FER2013 grayscale at 90: a mean absolute change of
+~0.5 grey levels), so validation numbers printed there can differ from a re-score on the original images
+by a few hundredths of a point; re-score here (`train/duo.py`, `train/evaluate.py`) before keeping
+anything. Sessions 14 and 16 (docs/experiments.md) used it.
 """
 from __future__ import annotations
 
