@@ -250,8 +250,8 @@ def resnet34(*, num_classes: int = NUM_CLASSES, dropout: float = 0.0) -> FerNet:
 
 @register_model(
     "fernet",
-    "our default: ResNet18 layout at widths 32-256, stride-2 stem without max-pool (4×4 last map), "
-    "GAP + one linear head; ~2.8M parameters, sized for a 2-core CPU",
+    "our default: ResNet18 layout (widths 32-256 here; `width` scales them), stride-2 stem without max-pool "
+    "(4×4 last map), GAP + one linear head; ~2.8M parameters (the default checkpoint: width 48, 6.3M)",
 )
 def fernet(*, num_classes: int = NUM_CLASSES, dropout: float = 0.1, width: int = 32,
            last_stride: int = 2) -> FerNet:
