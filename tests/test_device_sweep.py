@@ -56,14 +56,20 @@ def test_unpack_refuses_odd_names(tmp_path):
     assert not (tmp_path / "evil.jpg").exists()
 
 
-def test_a_tiny_sweep_trains_fine_tunes_and_returns_everything(tiny_pack, tmp_path):
+def _tiny_sweep(pack: Path, tmp_path: Path, *args: str) -> tuple[int, Path]:
+    """device_sweep run on the CPU with a width-8 fernet; `args`: the configs and sweep options."""
     out = tmp_path / "out"
     rc = device_sweep.main([
-        "run", "--data", str(tiny_pack), "--out", str(out), "--work", str(tmp_path / "work"), "--budget", "120",
-        "--device", "cpu", "--threads", "1", "--max-epochs", "1",
-        "--common", "--arch fernet --width 8 --data raf-db fer2013 --batch-size 8 --split-seed 0",
-        "--config", "a", "--seed 1", "--finetune", "--schedule cosine --lr 0.01", "--finetune-epochs", "1",
+        "run", "--data", str(pack), "--out", str(out), "--work", str(tmp_path / "work"), "--budget", "120",
+        "--device", "cpu", "--threads", "1",
+        "--common", "--arch fernet --width 8 --data raf-db fer2013 --batch-size 8 --split-seed 0", *args,
     ])
+    return rc, out
+
+
+def test_a_tiny_sweep_trains_fine_tunes_and_returns_everything(tiny_pack, tmp_path):
+    rc, out = _tiny_sweep(tiny_pack, tmp_path, "--max-epochs", "1", "--config", "a", "--seed 1",
+                          "--finetune", "--schedule cosine --lr 0.01", "--finetune-epochs", "1")
     assert rc == 0
     assert sorted(p.name for p in out.glob("*.safetensors")) == ["fernet_a.safetensors", "fernet_a_ft.safetensors"]
     from fer_core.checkpoints import load_checkpoint
@@ -75,13 +81,7 @@ def test_a_tiny_sweep_trains_fine_tunes_and_returns_everything(tiny_pack, tmp_pa
 
 
 def test_fixed_epochs_skip_the_probe(tiny_pack, tmp_path):
-    out = tmp_path / "out"
-    rc = device_sweep.main([
-        "run", "--data", str(tiny_pack), "--out", str(out), "--work", str(tmp_path / "work"), "--budget", "120",
-        "--device", "cpu", "--threads", "1", "--epochs", "2",
-        "--common", "--arch fernet --width 8 --data raf-db fer2013 --batch-size 8 --split-seed 0",
-        "--config", "b", "--seed 2",
-    ])
+    rc, out = _tiny_sweep(tiny_pack, tmp_path, "--epochs", "2", "--config", "b", "--seed 2")
     assert rc == 0
     from fer_core.checkpoints import load_checkpoint
 
