@@ -15,6 +15,7 @@ from .inference import Predictor, find_faces
 from .io import is_image_name, read_image
 from .labels import EMOTIONS
 
+NO_FACE = "no face found (for a photo that is already a tight face crop, use whole-image mode)"
 MAX_MEMBER_BYTES = 64 * 1024 * 1024  # a zip member larger than this is refused (zip bombs)
 MAX_MEMBERS = 20_000
 
@@ -125,7 +126,7 @@ def score_items(
             rows.append({"filepath": item.name, "error": str(exc)})
             continue
         if not found:
-            rows.append({"filepath": item.name, "error": "no face found"})
+            rows.append({"filepath": item.name, "error": NO_FACE})
             continue
         for i, (box, crop) in enumerate(found):
             row = {"filepath": item.name, "face": i + 1, "error": ""}

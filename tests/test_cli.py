@@ -39,7 +39,7 @@ def test_score_folder_with_bad_file_and_zip(tmp_path, astronaut, random_checkpoi
     assert abs(sum(float(good[c]) for c in EMOTIONS) - 1) < 1e-4
     assert by_name["b_broken.jpg"]["error"] and by_name["b_broken.jpg"]["happiness"] == ""
     assert by_name["c_small.jpg"]["error"] == ""  # the file after the bad one was still scored
-    assert by_name["d_blank.png"]["error"] == "no face found"
+    assert by_name["d_blank.png"]["error"].startswith("no face found")
     assert by_name["a.png"]["error"] == "" and by_name["broken.png"]["error"]
     assert "not an image" in by_name["notes.txt"]["error"]
     assert not any("MACOSX" in r["filepath"] for r in rows)
