@@ -20,7 +20,9 @@ lent time, sized from the first call's probe: the probe and its compiling cost ~
 re-encoded once (RAF-DB colour at JPEG quality 95, FER2013 grayscale at 90: a mean absolute change of
 ~0.5 grey levels), so validation numbers printed there can differ from a re-score on the original images
 by a few hundredths of a point; re-score here (`train/duo.py`, `train/evaluate.py`) before keeping
-anything. Sessions 14 and 16 (docs/experiments.md) used it.
+anything. A lent machine returns at most 8 files a call: every run's checkpoint, each fine-tune's and
+logs.tar.gz must fit (four runs with fine-tunes lost the logs in session 16). Sessions 14 and 16
+(docs/experiments.md) used it.
 """
 from __future__ import annotations
 
