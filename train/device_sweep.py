@@ -135,7 +135,8 @@ def plan_epochs(seconds: list[float], left: float, *, max_epochs: int, finetune_
 
 def _probe_and_plan(args: argparse.Namespace, t0: float, common: list[str], configs: list, probe_dir: Path,
                     env: dict) -> tuple[list, list[int]]:
-    """Train every config for PROBE_EPOCHS, then the epochs each fits in the budget left."""
+    """Train every config for PROBE_EPOCHS; the configs whose probe ran and the epochs each fits in the
+    budget left."""
     procs = _launch([(n, [*common, *x, "--epochs", str(PROBE_EPOCHS), "--out", str(probe_dir / f"{n}.safetensors")])
                      for n, x in configs], probe_dir, "probe", env)
     t = time.time()
@@ -158,7 +159,7 @@ def _probe_and_plan(args: argparse.Namespace, t0: float, common: list[str], conf
                          finetune_epochs=args.finetune_epochs if args.finetune else 0)
     print(f"probe wall {wall:.0f} s, overhead {overhead:.0f} s -> epochs "
           f"{dict(zip([n for (n, _), _ in good], epochs))} in {left:.0f} s", flush=True)
-    return good, epochs
+    return [c for c, _ in good], epochs
 
 
 def run(args: argparse.Namespace) -> int:
@@ -186,13 +187,13 @@ def run(args: argparse.Namespace) -> int:
         common += ["--limit", str(args.limit)]
     configs = [(name, shlex.split(extra)) for name, extra in args.config]
     if args.epochs:  # sized beforehand from an earlier sweep's probe: no probe, no planning
-        good, epochs = [(c, None) for c in configs], [args.epochs] * len(configs)
+        good, epochs = configs, [args.epochs] * len(configs)
     else:
         good, epochs = _probe_and_plan(args, t0, common, configs, probe_dir, env)
         if not good:
             return 1
     runs = [(n, [*common, *x, "--epochs", str(e), "--out", str(run_dir / f"fernet_{n}.safetensors")])
-            for ((n, x), _), e in zip(good, epochs)]
+            for (n, x), e in zip(good, epochs)]
     deadline = t0 + args.budget + 20
     finetune_share = args.finetune_epochs / (args.finetune_epochs + min(epochs)) if args.finetune else 0.0
     _wait(_launch(runs, run_dir, "run", env), deadline - finetune_share * (deadline - time.time()))
