@@ -5,6 +5,7 @@ import streamlit as st
 
 import ui
 from fer_core.checkpoints import read_spec
+from fer_core.faces import COARSE_SIDE, DEFAULT_MARGIN
 
 st.title("Model card")
 name = ui.model_select_ui(key="card_model", label="Checkpoint")
@@ -25,9 +26,9 @@ st.markdown("\n".join(f"- {d}" for d in spec.train_data) or "- (not recorded)")
 lines = [
     f"- input: {spec.input_size}×{spec.input_size} {'grayscale' if spec.grayscale else 'RGB'}, "
     f"normalised with mean {spec.mean} and std {spec.std}",
-    "- faces: detector box grown by 5% per side, square, eyes levelled (whole image for pre-cropped sets); "
-    "the detector also looks at a 256-px copy, so a face that fills a large photo is found, and at a smoothed "
-    "one when a grainy photo showed it none",
+    f"- faces: detector box grown by {DEFAULT_MARGIN:.0%} per side, square, eyes levelled (whole image for "
+    f"pre-cropped sets); the detector also looks at a {COARSE_SIDE}-px copy, so a face that fills a large photo "
+    "is found, and at a smoothed one when a grainy photo showed it none",
     f"- calibration: logits ÷ temperature {spec.temperature:.3f} (fitted on the validation split)",
     f"- test-time flip averaging: {'yes' if spec.tta_flip else 'no'}",
     f"- inference here: {predictor.precision}, {predictor.runtime} (the fastest of eager, a TorchScript-frozen "
