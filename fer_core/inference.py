@@ -134,9 +134,16 @@ class Predictor:
             out.append(forward_logits(model, x, tta_flip=self.spec.tta_flip, bf16=bf16))
         return torch.cat(out) if out else torch.zeros(0, len(self.classes))
 
+    @property
+    def temperature(self) -> float:
+        """The calibration temperature of what predicts: the int8 copy's own where it runs and the
+        checkpoint has one (train/quantize.py), else the float32 model's."""
+        own = self.spec.int8.get("temperature") if self.precision == "int8" else None
+        return float(own or self.spec.temperature)
+
     def predict(self, faces: Sequence[np.ndarray], *, batch_size: int = 64) -> np.ndarray:
         """Calibrated probabilities (N, K) for RGB uint8 faces of any size."""
-        return probs_from_logits(self.logits(faces, batch_size=batch_size), self.spec.temperature)
+        return probs_from_logits(self.logits(faces, batch_size=batch_size), self.temperature)
 
 
 @functools.lru_cache(maxsize=16)

@@ -83,6 +83,22 @@ def test_auto_precision_considers_int8_where_bf16_is_native(calibrated, monkeypa
     assert measured.precision in ("int8", "bfloat16") and measured.predict(faces).shape == (3, 6)
 
 
+def test_the_int8_copy_divides_by_its_own_temperature(calibrated, tmp_path):
+    path = tmp_path / "t.safetensors"
+    path.write_bytes(calibrated.read_bytes())
+    spec = read_spec(path)
+    update_spec(path, int8={**spec.int8, "temperature": spec.temperature + 1.5})
+    faces = _faces(4)
+    int8 = Predictor(*load_checkpoint(path), precision="int8")
+    f32 = Predictor(*load_checkpoint(path), precision="float32")
+    assert int8.temperature == spec.temperature + 1.5 and f32.temperature == spec.temperature
+    z = int8.logits(faces)
+    np.testing.assert_allclose(int8.predict(faces), torch.softmax(z / (spec.temperature + 1.5), 1).numpy(), atol=1e-6)
+    # a calibration written before int8 temperatures existed falls back to the float32 one
+    update_spec(path, int8={k: v for k, v in spec.int8.items() if k != "temperature"})
+    assert Predictor(*load_checkpoint(path), precision="int8").temperature == spec.temperature
+
+
 def test_a_calibration_for_another_model_is_refused(calibrated, caplog):
     model, spec = load_checkpoint(calibrated)
     ranges = dict(spec.int8["activations"])
@@ -107,7 +123,9 @@ def test_quantize_script_calibrates_a_trained_run(tmp_path, monkeypatch):
     report = quantize.main(quantize.get_args_parser().parse_args([str(out), "--samples", "12", "--batch-size", "4"]))
     assert report["samples"] == 12 and 0 <= report["val_agreement"] <= 1
     assert read_spec(out).int8["val_accuracy_int8"] == report["val_accuracy_int8"]
-    assert Predictor(*load_checkpoint(out), precision="int8").predict(_faces(2)).shape == (2, 6)
+    int8 = Predictor(*load_checkpoint(out), precision="int8")
+    assert int8.predict(_faces(2)).shape == (2, 6)
+    assert int8.temperature == report["temperature"] > 0  # fitted on the int8 copy's validation logits
     # promoting a run calibrates the copy in checkpoints/ (stored as float16, so measured anew)
     monkeypatch.setattr(promote, "CHECKPOINT_DIR", tmp_path / "checkpoints")
     assert promote.main(promote.get_args_parser().parse_args([str(out)])) is True
