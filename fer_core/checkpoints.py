@@ -29,7 +29,8 @@ class ModelSpec:
     grayscale: bool = False
     mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
     std: tuple[float, float, float] = (0.5, 0.5, 0.5)
-    temperature: float = 1.0  # divide logits by this before softmax (fitted on validation)
+    temperature: float = 1.0  # divide logits by this before softmax (fitted on validation; colour faces)
+    temperature_gray: float = 0.0  # the same for black-and-white faces (0: `temperature`); metrics.fit_temperatures
     tta_flip: bool = False  # average probabilities of the face and its mirror image
     train_data: tuple[str, ...] = ()
     args: dict[str, Any] = field(default_factory=dict)

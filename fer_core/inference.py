@@ -19,14 +19,15 @@ from .errors import NoFaceFound
 from .faces import DEFAULT_MARGIN, FaceBox, FaceCrop, crop_face, detect_faces, whole_image_crop
 from .io import ImageSource, read_image
 from .models import FerNet
-from .preprocess import faces_to_tensor
+from .preprocess import faces_to_tensor, faces_to_uint8, grayscale_mask, normalize
 from .quantize import int8_for_inference, int8_supported
 
 DEFAULT_CHECKPOINT = "fernet"
 
 
-def probs_from_logits(logits: torch.Tensor, temperature: float = 1.0) -> np.ndarray:
-    """The one softmax of the project: calibrated probabilities (N, K) that sum to 1."""
+def probs_from_logits(logits: torch.Tensor, temperature: float | torch.Tensor = 1.0) -> np.ndarray:
+    """The one softmax of the project: calibrated probabilities (N, K) that sum to 1 (one temperature,
+    or (N, 1) of them: Predictor.face_temperatures)."""
     return torch.softmax(logits.float() / temperature, dim=1).cpu().numpy()
 
 
@@ -123,27 +124,43 @@ class Predictor:
         """One RGB uint8 face -> (1, 3, S, S) float32 model input."""
         return self.inputs([face])
 
-    @torch.inference_mode()
     def logits(self, faces: Sequence[np.ndarray], *, batch_size: int = 64) -> torch.Tensor:
         """Raw logits (N, K); with the spec's tta_flip, the mean over the face and its mirror."""
-        out = []
+        return self._forward(faces, batch_size)[0]
+
+    @torch.inference_mode()
+    def _forward(self, faces: Sequence[np.ndarray], batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits (N, K) and which faces are black and white (N,), from one resize of each face."""
+        out, gray = [], []
         model = self.prediction_model()
         for i in range(0, len(faces), batch_size):
-            x = self.inputs(faces[i:i + batch_size])
+            u8 = faces_to_uint8(faces[i:i + batch_size], self.spec)
+            gray.append(grayscale_mask(u8))
+            x = normalize(u8, self.spec).contiguous(memory_format=torch.channels_last)
             bf16 = self._float_precision == "bfloat16" and model is self.model  # compiled copies run as built
             out.append(forward_logits(model, x, tta_flip=self.spec.tta_flip, bf16=bf16))
-        return torch.cat(out) if out else torch.zeros(0, len(self.classes))
+        if not out:
+            return torch.zeros(0, len(self.classes)), torch.zeros(0, dtype=torch.bool)
+        return torch.cat(out), torch.cat(gray)
 
     @property
-    def temperature(self) -> float:
-        """The calibration temperature of what predicts: the int8 copy's own where it runs and the
-        checkpoint has one (train/quantize.py), else the float32 model's."""
-        own = self.spec.int8.get("temperature") if self.precision == "int8" else None
-        return float(own or self.spec.temperature)
+    def temperatures(self) -> tuple[float, float]:
+        """The calibration temperatures (colour faces, black-and-white faces) of what predicts: the int8
+        copy's own where it runs and the checkpoint has them (train/quantize.py), else the float32 model's."""
+        own = self.spec.int8 if self.precision == "int8" and self.spec.int8.get("temperature") else None
+        t, t_gray = (own["temperature"], own.get("temperature_gray")) if own else (
+            self.spec.temperature, self.spec.temperature_gray)
+        return float(t), float(t_gray or t)
+
+    def face_temperatures(self, gray: torch.Tensor) -> torch.Tensor:
+        """(N, 1) temperature of each face from grayscale_mask's (N,) answer, for probs_from_logits."""
+        t, t_gray = self.temperatures
+        return torch.where(gray, t_gray, t).float()[:, None]
 
     def predict(self, faces: Sequence[np.ndarray], *, batch_size: int = 64) -> np.ndarray:
         """Calibrated probabilities (N, K) for RGB uint8 faces of any size."""
-        return probs_from_logits(self.logits(faces, batch_size=batch_size), self.temperature)
+        logits, gray = self._forward(faces, batch_size)
+        return probs_from_logits(logits, self.face_temperatures(gray))
 
 
 @functools.lru_cache(maxsize=16)

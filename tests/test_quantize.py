@@ -87,16 +87,17 @@ def test_the_int8_copy_divides_by_its_own_temperature(calibrated, tmp_path):
     path = tmp_path / "t.safetensors"
     path.write_bytes(calibrated.read_bytes())
     spec = read_spec(path)
-    update_spec(path, int8={**spec.int8, "temperature": spec.temperature + 1.5})
-    faces = _faces(4)
+    t = spec.temperature
+    update_spec(path, int8={**spec.int8, "temperature": t + 1.5, "temperature_gray": t + 0.5})
+    faces = _faces(4)  # random colour faces
     int8 = Predictor(*load_checkpoint(path), precision="int8")
     f32 = Predictor(*load_checkpoint(path), precision="float32")
-    assert int8.temperature == spec.temperature + 1.5 and f32.temperature == spec.temperature
+    assert int8.temperatures == (t + 1.5, t + 0.5) and f32.temperatures == (t, t)
     z = int8.logits(faces)
-    np.testing.assert_allclose(int8.predict(faces), torch.softmax(z / (spec.temperature + 1.5), 1).numpy(), atol=1e-6)
-    # a calibration written before int8 temperatures existed falls back to the float32 one
-    update_spec(path, int8={k: v for k, v in spec.int8.items() if k != "temperature"})
-    assert Predictor(*load_checkpoint(path), precision="int8").temperature == spec.temperature
+    np.testing.assert_allclose(int8.predict(faces), torch.softmax(z / (t + 1.5), 1).numpy(), atol=1e-6)
+    # a calibration written before int8 temperatures existed falls back to the float32 ones
+    update_spec(path, int8={k: v for k, v in spec.int8.items() if not k.startswith("temperature")})
+    assert Predictor(*load_checkpoint(path), precision="int8").temperatures == (t, t)
 
 
 def test_a_calibration_for_another_model_is_refused(calibrated, caplog):
@@ -125,7 +126,8 @@ def test_quantize_script_calibrates_a_trained_run(tmp_path, monkeypatch):
     assert read_spec(out).int8["val_accuracy_int8"] == report["val_accuracy_int8"]
     int8 = Predictor(*load_checkpoint(out), precision="int8")
     assert int8.predict(_faces(2)).shape == (2, 6)
-    assert int8.temperature == report["temperature"] > 0  # fitted on the int8 copy's validation logits
+    # fitted on the int8 copy's validation logits (too few faces of either kind here: one temperature for both)
+    assert int8.temperatures == (report["temperature"], report["temperature_gray"]) and report["temperature"] > 0
     # promoting a run calibrates the copy in checkpoints/ (stored as float16, so measured anew)
     monkeypatch.setattr(promote, "CHECKPOINT_DIR", tmp_path / "checkpoints")
     assert promote.main(promote.get_args_parser().parse_args([str(out)])) is True

@@ -24,8 +24,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from fer_core.checkpoints import ModelSpec, git_commit, load_checkpoint, save_checkpoint  # noqa: E402
 from fer_core.data import split_seed  # noqa: E402
-from fer_core.metrics import classification_report, expected_calibration_error, fit_temperature  # noqa: E402
+from fer_core.metrics import calibrate, classification_report  # noqa: E402
 from fer_core.models import Duo, create_model, stage_stride  # noqa: E402
+from fer_core.preprocess import grayscale_mask  # noqa: E402
 from fer_core.training import predict_logits  # noqa: E402
 from quantize import training_splits  # noqa: E402
 
@@ -134,13 +135,10 @@ def main(args: argparse.Namespace) -> ModelSpec:
         ra, rb = (_report(yv[mask], logits[name, flip][rows]) for name in ("a", "b"))
         print(f"  {source}: duo accuracy {r['accuracy']:.4f} (a {ra['accuracy']:.4f}, b {rb['accuracy']:.4f}); "
               f"recall {' / '.join(f'{v:.2f}' for v in r['recall'])}")
-    temp = fit_temperature(z.numpy(), yv)
-    p_before = torch.softmax(z, 1).numpy()
-    p_after = torch.softmax(z / temp, 1).numpy()
+    cal = calibrate(z.numpy(), yv, grayscale_mask(xv, sa).numpy())
+    temp, temp_gray = cal.pop("temperature"), cal.pop("temperature_gray")
     metrics = {
-        "val_accuracy": rep["accuracy"], "val_macro_f1": rep["macro_f1"], "val_recall": rep["recall"],
-        "val_ece_before": expected_calibration_error(p_before, yv),
-        "val_ece_after": expected_calibration_error(p_after, yv),
+        "val_accuracy": rep["accuracy"], "val_macro_f1": rep["macro_f1"], "val_recall": rep["recall"], **cal,
         "val_by_source": by_source,
         # each member's train.py arguments travel with the duo, so a run kept only in runs/ stays reproducible
         "members": [{"checkpoint": str(p), "val_macro_f1": s.metrics.get("val_macro_f1"), "args": s.args}
@@ -148,7 +146,7 @@ def main(args: argparse.Namespace) -> ModelSpec:
     }
     spec = ModelSpec(
         arch="fernet_duo", classes=sa.classes, input_size=sa.input_size, grayscale=sa.grayscale,
-        mean=sa.mean, std=sa.std, temperature=temp, tta_flip=flip, train_data=sa.train_data,
+        mean=sa.mean, std=sa.std, temperature=temp, temperature_gray=temp_gray, tta_flip=flip, train_data=sa.train_data,
         args={"duo": [str(args.a), str(args.b)], "weight": weight, "flip": args.flip,
               **{k: sa.args[k] for k in SPLIT_ARGS if k in sa.args}, "seed": split_seed(sa.args),
               "data": sa.args.get("data")},
@@ -156,7 +154,7 @@ def main(args: argparse.Namespace) -> ModelSpec:
     )
     save_checkpoint(duo, spec, args.out)
     print(f"kept w={weight:.1f}, {'with' if flip else 'without'} flip: val accuracy {rep['accuracy']:.4f}, "
-          f"macro-F1 {rep['macro_f1']:.4f}; temperature {temp:.3f} (val ECE {metrics['val_ece_before']:.4f} -> "
+          f"macro-F1 {rep['macro_f1']:.4f}; temperatures {temp:.3f} / {temp_gray:.3f} (val ECE {metrics['val_ece_before']:.4f} -> "
           f"{metrics['val_ece_after']:.4f}); logits match the weighted mean to {gap:.1e}; wrote {args.out}")
     return spec
 

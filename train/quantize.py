@@ -6,8 +6,9 @@
 Calibration reads a seeded sample of the checkpoint's own training split (the folders and the
 validation split recorded by train/train.py; never a test split), with mirror images when the
 model averages flips. It then reports accuracy and macro-F1 of the float32 and int8 models on the
-validation split and how often their predictions agree, fits the int8 copy's own temperature on
-its validation logits (what the app divides), and stores those numbers with the ranges.
+validation split and how often their predictions agree, fits the int8 copy's own temperatures
+(colour and black-and-white faces) on its validation logits (what the app divides), and stores
+those numbers with the ranges.
 The weights are not changed: the app rebuilds the int8 copy at load (fer_core.quantize).
 """
 from __future__ import annotations
@@ -23,8 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from fer_core.checkpoints import load_checkpoint, resolve_checkpoint, update_spec  # noqa: E402
 from fer_core.data import datasets_root, load_split_folder, split_seed  # noqa: E402
-from fer_core.metrics import classification_report, fit_temperature  # noqa: E402
-from fer_core.preprocess import normalize  # noqa: E402
+from fer_core.metrics import calibrate, classification_report  # noqa: E402
+from fer_core.preprocess import grayscale_mask, normalize  # noqa: E402
 from fer_core.quantize import calibrate_int8, int8_for_inference  # noqa: E402
 from fer_core.training import predict_logits  # noqa: E402
 
@@ -85,8 +86,8 @@ def calibrate_checkpoint(checkpoint: str | Path, *, samples: int = 1024, batch_s
     for name, m in (("float32", model), ("int8", int8)):
         z = predict_logits(m, xv, spec=spec, tta_flip=spec.tta_flip, device=torch.device("cpu"))
         preds[name] = z.argmax(1).numpy()
-        if name == "int8":  # the int8 copy's own temperature: the logits the app divides are these
-            calibration["temperature"] = fit_temperature(z.numpy(), yv)
+        if name == "int8":  # the int8 copy's own temperatures: the logits the app divides are these
+            calibration.update(calibrate(z.numpy(), yv, grayscale_mask(xv, spec).numpy()))
         rep = classification_report(yv, preds[name])
         calibration[f"val_accuracy_{name}"] = rep["accuracy"]
         calibration[f"val_macro_f1_{name}"] = rep["macro_f1"]
@@ -96,7 +97,10 @@ def calibrate_checkpoint(checkpoint: str | Path, *, samples: int = 1024, batch_s
           f"validation ({len(yv)}): accuracy float32 {calibration['val_accuracy_float32']:.4f} / int8 "
           f"{calibration['val_accuracy_int8']:.4f}, macro-F1 {calibration['val_macro_f1_float32']:.4f} / "
           f"{calibration['val_macro_f1_int8']:.4f}, same prediction {calibration['val_agreement']:.4f}; "
-          f"temperature float32 {spec.temperature:.3f} / int8 {calibration['temperature']:.3f}")
+          f"temperatures (colour / black-and-white faces) float32 {spec.temperature:.3f} / "
+          f"{spec.temperature_gray or spec.temperature:.3f}, int8 {calibration['temperature']:.3f} / "
+          f"{calibration['temperature_gray']:.3f} (int8 val ECE {calibration['val_ece_before']:.4f} -> "
+          f"{calibration['val_ece_after']:.4f})")
     if write:
         update_spec(path, int8=calibration)
         print(f"wrote the calibration into {path}")
