@@ -121,6 +121,7 @@ def test_quantize_script_calibrates_a_trained_run(tmp_path, monkeypatch):
     train_script.main(train_script.get_args_parser().parse_args(
         ["--arch", "fernet", "--data", str(data), "--epochs", "1", "--batch-size", "8", "--out", str(out),
          "--val-fraction", "0.25", "--tta-flip"]))
+    update_spec(out, temperature_gray=0.0)  # as written before black-and-white temperatures
     report = quantize.main(quantize.get_args_parser().parse_args([str(out), "--samples", "12", "--batch-size", "4"]))
     assert report["samples"] == 12 and 0 <= report["val_agreement"] <= 1
     assert read_spec(out).int8["val_accuracy_int8"] == report["val_accuracy_int8"]
@@ -128,6 +129,7 @@ def test_quantize_script_calibrates_a_trained_run(tmp_path, monkeypatch):
     assert int8.predict(_faces(2)).shape == (2, 6)
     # fitted on the int8 copy's validation logits (too few faces of either kind here: one temperature for both)
     assert int8.temperatures == (report["temperature"], report["temperature_gray"]) and report["temperature"] > 0
+    assert read_spec(out).temperature_gray > 0  # the float32 model's own, refitted
     # promoting a run calibrates the copy in checkpoints/ (stored as float16, so measured anew)
     monkeypatch.setattr(promote, "CHECKPOINT_DIR", tmp_path / "checkpoints")
     assert promote.main(promote.get_args_parser().parse_args([str(out)])) is True

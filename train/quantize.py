@@ -6,9 +6,9 @@
 Calibration reads a seeded sample of the checkpoint's own training split (the folders and the
 validation split recorded by train/train.py; never a test split), with mirror images when the
 model averages flips. It then reports accuracy and macro-F1 of the float32 and int8 models on the
-validation split and how often their predictions agree, fits the int8 copy's own temperatures
-(colour and black-and-white faces) on its validation logits (what the app divides), and stores
-those numbers with the ranges.
+validation split and how often their predictions agree, and fits each model's temperatures (colour
+and black-and-white faces, fer_core.metrics.fit_temperatures) on its validation logits: the int8
+copy's travel with the ranges, the float32 model's replace the spec's.
 The weights are not changed: the app rebuilds the int8 copy at load (fer_core.quantize).
 """
 from __future__ import annotations
@@ -82,27 +82,32 @@ def calibrate_checkpoint(checkpoint: str | Path, *, samples: int = 1024, batch_s
     if int8 is None:
         raise SystemExit("the int8 model could not be built on this machine (see the warning above)")
     xv, yv = x_u8[torch.from_numpy(val_idx)], y[torch.from_numpy(val_idx)].numpy()
-    preds = {}
+    preds, cals, gray = {}, {}, grayscale_mask(xv, spec).numpy()
     for name, m in (("float32", model), ("int8", int8)):
         z = predict_logits(m, xv, spec=spec, tta_flip=spec.tta_flip, device=torch.device("cpu"))
         preds[name] = z.argmax(1).numpy()
-        if name == "int8":  # the int8 copy's own temperatures: the logits the app divides are these
-            calibration.update(calibrate(z.numpy(), yv, grayscale_mask(xv, spec).numpy()))
+        # temperatures for colour and black-and-white faces, each copy its own: the int8 one divides the logits the
+        # app computes; the float32 ones (refitted, so a checkpoint from before two temperatures gets both) serve
+        # CPUs without the int8 engine
+        cals[name] = calibrate(z.numpy(), yv, gray)
         rep = classification_report(yv, preds[name])
         calibration[f"val_accuracy_{name}"] = rep["accuracy"]
         calibration[f"val_macro_f1_{name}"] = rep["macro_f1"]
+    calibration.update(cals["int8"])
+    f32 = cals["float32"]
     calibration["val_agreement"] = float((preds["float32"] == preds["int8"]).mean())
     calibration["samples"] = len(pick)
     print(f"{path.name}: {len(calibration['activations'])} activation ranges from {len(pick)} training faces; "
           f"validation ({len(yv)}): accuracy float32 {calibration['val_accuracy_float32']:.4f} / int8 "
           f"{calibration['val_accuracy_int8']:.4f}, macro-F1 {calibration['val_macro_f1_float32']:.4f} / "
           f"{calibration['val_macro_f1_int8']:.4f}, same prediction {calibration['val_agreement']:.4f}; "
-          f"temperatures (colour / black-and-white faces) float32 {spec.temperature:.3f} / "
-          f"{spec.temperature_gray or spec.temperature:.3f}, int8 {calibration['temperature']:.3f} / "
-          f"{calibration['temperature_gray']:.3f} (int8 val ECE {calibration['val_ece_before']:.4f} -> "
-          f"{calibration['val_ece_after']:.4f})")
+          + "; ".join(f"{name} temperatures (colour / black-and-white faces) {c['temperature']:.3f} / "
+                      f"{c['temperature_gray']:.3f}, val ECE {c['val_ece_before']:.4f} -> {c['val_ece_after']:.4f}"
+                      for name, c in cals.items()))
     if write:
-        update_spec(path, int8=calibration)
+        update_spec(path, int8=calibration, temperature=f32["temperature"], temperature_gray=f32["temperature_gray"],
+                    metrics={**spec.metrics, "val_ece_before": f32["val_ece_before"],
+                             "val_ece_after": f32["val_ece_after"]})
         print(f"wrote the calibration into {path}")
     return calibration
 
