@@ -30,7 +30,8 @@ lines = [
     f"pre-cropped sets); the detector also looks at a {COARSE_SIDE}-px copy, so a face that fills a large photo "
     "is found, and at a smoothed one when a grainy photo showed it none",
     "- calibration: logits ÷ temperature {:.3f} for colour faces, {:.3f} for black-and-white ones (fitted on the "
-    "validation split's logits of the {} model that predicts here)".format(*predictor.temperatures, predictor.precision),
+    "validation split's logits of the {} model that predicts here)".format(*predictor.temperatures,
+                                                                         predictor.precision),
     f"- test-time flip averaging: {'yes' if spec.tta_flip else 'no'}",
     f"- inference here: {predictor.precision}, {predictor.runtime} (the fastest of eager, a TorchScript-frozen "
     f"copy and, for calibrated checkpoints, an int8 copy, as measured on this machine; bfloat16 autocast only "

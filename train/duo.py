@@ -146,7 +146,8 @@ def main(args: argparse.Namespace) -> ModelSpec:
     }
     spec = ModelSpec(
         arch="fernet_duo", classes=sa.classes, input_size=sa.input_size, grayscale=sa.grayscale,
-        mean=sa.mean, std=sa.std, temperature=temp, temperature_gray=temp_gray, tta_flip=flip, train_data=sa.train_data,
+        mean=sa.mean, std=sa.std, temperature=temp, temperature_gray=temp_gray, tta_flip=flip,
+        train_data=sa.train_data,
         args={"duo": [str(args.a), str(args.b)], "weight": weight, "flip": args.flip,
               **{k: sa.args[k] for k in SPLIT_ARGS if k in sa.args}, "seed": split_seed(sa.args),
               "data": sa.args.get("data")},
@@ -154,8 +155,9 @@ def main(args: argparse.Namespace) -> ModelSpec:
     )
     save_checkpoint(duo, spec, args.out)
     print(f"kept w={weight:.1f}, {'with' if flip else 'without'} flip: val accuracy {rep['accuracy']:.4f}, "
-          f"macro-F1 {rep['macro_f1']:.4f}; temperatures {temp:.3f} / {temp_gray:.3f} (val ECE {metrics['val_ece_before']:.4f} -> "
-          f"{metrics['val_ece_after']:.4f}); logits match the weighted mean to {gap:.1e}; wrote {args.out}")
+          f"macro-F1 {rep['macro_f1']:.4f}; temperatures {temp:.3f} / {temp_gray:.3f} (colour / black-and-white; "
+          f"val ECE {metrics['val_ece_before']:.4f} -> {metrics['val_ece_after']:.4f}); logits match the weighted "
+          f"mean to {gap:.1e}; wrote {args.out}")
     return spec
 
 

@@ -91,7 +91,8 @@ def main(args: argparse.Namespace) -> dict:
         entry = {
             "arch": pred.spec.arch, "parameters": count_parameters(pred.model),
             "size_mb": round(path.stat().st_size / 1e6, 2), "tta_flip": pred.spec.tta_flip,
-            "temperature": pred.temperatures[0], "temperature_gray": pred.temperatures[1], "train_data": list(pred.spec.train_data),
+            "temperature": pred.temperatures[0], "temperature_gray": pred.temperatures[1],
+            "train_data": list(pred.spec.train_data),
             "val_accuracy": pred.spec.metrics.get("val_accuracy"), "val_macro_f1": pred.spec.metrics.get("val_macro_f1"),
             "latency_ms": latency_ms(pred, args.latency_repeats), "precision": pred.precision, "runtime": pred.runtime, "cpu": cpu_summary(), "sample": args.sample or None,
             "command": "python train/evaluate.py " + " ".join(sys.argv[1:]),
