@@ -8,7 +8,8 @@ crop it makes score as well as the benchmark's crop?
 Each test face (a tight crop) is resized so its longer side is N px — a thumbnail, a phone photo of a
 face, a close-up selfie — then goes through `find_faces` (detector, margin, alignment) and the default
 predictor, as an upload does. "whole" is the benchmark's path (`--whole-image`, no detector). A face the
-detector misses counts as wrong in "accuracy (all)". This says nothing about faces in crowded scenes;
+detector misses counts as wrong in "accuracy (all)"; the ECE is of the calibrated probabilities the app
+shows for the faces found. This says nothing about faces in crowded scenes;
 it catches the size range where a detector stops seeing a face that fills the frame.
 """
 from __future__ import annotations
@@ -30,6 +31,7 @@ from evaluate import sample_indices  # noqa: E402
 from robustness import _noise  # noqa: E402
 from fer_core.data import datasets_root, load_labelled_folder  # noqa: E402
 from fer_core.inference import DEFAULT_CHECKPOINT, find_faces, load_predictor  # noqa: E402
+from fer_core.metrics import expected_calibration_error  # noqa: E402
 
 
 def resized(img: np.ndarray, side: int, noise: float = 0.0, seed: int = 0) -> np.ndarray:
@@ -62,8 +64,8 @@ def main(args: argparse.Namespace) -> dict:
         labels = np.array([folder.labels[i] for i in keep])
         noise = f", noise sigma {args.noise:g}" if args.noise else ""
         print(f"\n{ds} test, {len(labels)} faces, {args.model}, detector {args.detector}{noise}")
-        print("| face size | found | accuracy of found | accuracy (all) | detection ms/image |")
-        print("|---|---|---|---|---|")
+        print("| face size | found | accuracy of found | accuracy (all) | ECE of found (calibrated) | detection ms/image |")
+        print("|---|---|---|---|---|---|")
         for side in [None, *args.sides]:
             crops, ys, seconds = [], [], 0.0
             for n, (img, y) in enumerate(zip(images, labels)):
@@ -74,13 +76,15 @@ def main(args: argparse.Namespace) -> dict:
                 if found:
                     crops.append(found[0][1].face)  # largest first
                     ys.append(y)
-            right = (predictor.predict(crops).argmax(1) == np.array(ys)) if crops else np.zeros(0, bool)
+            probs = predictor.predict(crops) if crops else np.zeros((0, len(predictor.classes)))
+            right = probs.argmax(1) == np.array(ys, dtype=int)
             row = {"found": len(ys) / len(labels), "accuracy_found": float(right.mean()) if len(ys) else 0.0,
-                   "accuracy_all": float(right.sum()) / len(labels), "ms": 1000 * seconds / len(labels)}
+                   "accuracy_all": float(right.sum()) / len(labels), "ms": 1000 * seconds / len(labels),
+                   "ece_found": expected_calibration_error(probs, ys) if len(ys) else float("nan")}
             results[(ds, side)] = row
             name = "whole image (benchmark path)" if side is None else f"{side} px"
             print(f"| {name} | {100 * row['found']:.1f}% | {100 * row['accuracy_found']:.1f} | "
-                  f"{100 * row['accuracy_all']:.1f} | {row['ms']:.1f} |", flush=True)
+                  f"{100 * row['accuracy_all']:.1f} | {100 * row['ece_found']:.1f}% | {row['ms']:.1f} |", flush=True)
     return results
 
 
