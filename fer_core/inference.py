@@ -19,7 +19,7 @@ from .errors import NoFaceFound
 from .faces import DEFAULT_MARGIN, FaceBox, FaceCrop, crop_face, detect_faces, whole_image_crop
 from .io import ImageSource, read_image
 from .models import FerNet
-from .preprocess import faces_to_tensor, faces_to_uint8, grayscale_mask, normalize
+from .preprocess import faces_to_uint8, grayscale_mask, normalize
 from .quantize import int8_for_inference, int8_supported
 
 DEFAULT_CHECKPOINT = "fernet"
@@ -118,7 +118,11 @@ class Predictor:
 
     def inputs(self, faces: Sequence[np.ndarray]) -> torch.Tensor:
         """RGB uint8 faces -> (B, 3, S, S) float32 model input, channels_last like the model."""
-        return faces_to_tensor(faces, self.spec).contiguous(memory_format=torch.channels_last)
+        return self._model_input(faces_to_uint8(faces, self.spec))
+
+    def _model_input(self, x_uint8: torch.Tensor) -> torch.Tensor:
+        """Resized uint8 faces (faces_to_uint8) -> float32 model input, channels_last like the model."""
+        return normalize(x_uint8, self.spec).contiguous(memory_format=torch.channels_last)
 
     def input_tensor(self, face: np.ndarray) -> torch.Tensor:
         """One RGB uint8 face -> (1, 3, S, S) float32 model input."""
@@ -136,7 +140,7 @@ class Predictor:
         for i in range(0, len(faces), batch_size):
             u8 = faces_to_uint8(faces[i:i + batch_size], self.spec)
             gray.append(grayscale_mask(u8))
-            x = normalize(u8, self.spec).contiguous(memory_format=torch.channels_last)
+            x = self._model_input(u8)
             bf16 = self._float_precision == "bfloat16" and model is self.model  # compiled copies run as built
             out.append(forward_logits(model, x, tta_flip=self.spec.tta_flip, bf16=bf16))
         if not out:

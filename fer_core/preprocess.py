@@ -61,11 +61,6 @@ def normalize(x_uint8: torch.Tensor, spec: ModelSpec) -> torch.Tensor:
     return standardize(x_uint8.float() / 255.0, spec)
 
 
-def faces_to_tensor(faces: Sequence[np.ndarray], spec: ModelSpec) -> torch.Tensor:
-    """List of RGB uint8 faces of any size -> float32 model input (B, 3, S, S)."""
-    return normalize(faces_to_uint8(faces, spec), spec)
-
-
 @dataclass(frozen=True)
 class AugmentOptions:
     """Each augmentation is switchable; probabilities/magnitudes are per-sample."""
