@@ -99,3 +99,18 @@ def calibrate(logits: np.ndarray, y_true, gray) -> dict:
     return {"temperature": t, "temperature_gray": t_gray,
             "val_ece_before": expected_calibration_error(softmax(logits), y_true),
             "val_ece_after": expected_calibration_error(softmax(logits / np.where(gray, t_gray, t)[:, None]), y_true)}
+
+
+def paired_difference(correct_a, correct_b, *, n_boot: int = 2000, seed: int = 0) -> dict:
+    """Accuracy of model A minus model B on the same faces (per-face booleans), with a paired bootstrap over
+    the faces: its standard error and 95% interval, and the share of faces the two answer differently."""
+    a, b = np.asarray(correct_a, dtype=bool), np.asarray(correct_b, dtype=bool)
+    if a.shape != b.shape or a.ndim != 1 or not len(a):
+        raise ValueError("paired_difference needs two equally long, non-empty 1-D arrays")
+    d = a.astype(np.float64) - b
+    rng = np.random.default_rng(seed)
+    boots = np.array([d[rng.integers(0, len(d), len(d))].mean() for _ in range(n_boot)])
+    return {"n": int(len(d)), "accuracy_a": float(a.mean()), "accuracy_b": float(b.mean()),
+            "difference": float(d.mean()), "discordant": float((a != b).mean()),
+            "standard_error": float(boots.std()), "ci95": (float(np.percentile(boots, 2.5)),
+                                                           float(np.percentile(boots, 97.5)))}

@@ -1,0 +1,32 @@
+import numpy as np
+import pytest
+
+from fer_core.metrics import paired_difference
+
+
+def test_paired_difference_counts_the_faces_the_two_models_answer_differently():
+    a = np.array([1, 1, 1, 1, 0, 0, 1, 1, 1, 1] * 50, dtype=bool)  # 80% right
+    b = np.array([1, 1, 0, 1, 0, 1, 1, 1, 0, 1] * 50, dtype=bool)  # 70% right
+    r = paired_difference(a, b, n_boot=500)
+    assert r["n"] == 500
+    assert r["accuracy_a"] == pytest.approx(0.8) and r["accuracy_b"] == pytest.approx(0.7)
+    assert r["difference"] == pytest.approx(0.1)
+    assert r["discordant"] == pytest.approx(0.3)
+    # d is +1 on 20%, -1 on 10%, 0 elsewhere: its standard deviation over sqrt(n) is the bootstrap's error
+    sd = np.sqrt(0.3 - 0.1 ** 2)
+    assert r["standard_error"] == pytest.approx(sd / np.sqrt(500), rel=0.15)
+    lo, hi = r["ci95"]
+    assert lo < 0.1 < hi and lo > 0
+
+
+def test_identical_answers_have_no_difference_and_no_spread():
+    a = np.random.default_rng(0).random(200) < 0.6
+    r = paired_difference(a, a.copy())
+    assert r["difference"] == 0 and r["standard_error"] == 0 and r["discordant"] == 0
+
+
+def test_paired_difference_refuses_unpaired_inputs():
+    with pytest.raises(ValueError):
+        paired_difference(np.ones(3, bool), np.ones(4, bool))
+    with pytest.raises(ValueError):
+        paired_difference([], [])
