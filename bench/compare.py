@@ -18,19 +18,13 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "train"))
 
+from evaluate import app_logits  # noqa: E402
 from fer_core.checkpoints import resolve_checkpoint  # noqa: E402
 from fer_core.data import datasets_root, load_labelled_folder, load_uint8  # noqa: E402
 from fer_core.inference import load_predictor  # noqa: E402
 from fer_core.metrics import paired_difference  # noqa: E402
-from fer_core.training import predict_logits  # noqa: E402
-
-
-def correct(predictor, x_u8: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    spec = predictor.spec
-    logits = predict_logits(predictor.prediction_model(), x_u8, spec=spec, tta_flip=spec.tta_flip,
-                            device=predictor.device, bf16=predictor.precision == "bfloat16")
-    return logits.argmax(1) == y
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -49,7 +43,7 @@ def main(argv: list[str] | None = None) -> dict:
     print("|---|---|---|---|---|---|---|---|")
     for name in args.data:
         x, y = load_uint8(load_labelled_folder(datasets_root() / name / "test"), 64)
-        r = paired_difference(*(correct(pr, x, y).numpy() for pr in preds), n_boot=args.n_boot)
+        r = paired_difference(*((app_logits(pr, x).argmax(1) == y).numpy() for pr in preds), n_boot=args.n_boot)
         out[name] = r
         lo, hi = r["ci95"]
         print(f"| {name} | {r['n']} | {100 * r['accuracy_a']:.2f} | {100 * r['accuracy_b']:.2f} | "

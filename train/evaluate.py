@@ -51,11 +51,17 @@ def sample_indices(n: int, k: int, seed: int = 0) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(n, size=k, replace=False))
 
 
+def app_logits(predictor, x_u8: torch.Tensor) -> torch.Tensor:
+    """Uncalibrated logits of uint8 faces through the same module (eager, frozen or int8), precision and flip
+    averaging as the app's predictor."""
+    spec = predictor.spec
+    return predict_logits(predictor.prediction_model(), x_u8, spec=spec, tta_flip=spec.tta_flip,
+                          device=predictor.device, bf16=predictor.precision == "bfloat16")
+
+
 def evaluate_on(predictor, x_u8: torch.Tensor, y: torch.Tensor) -> dict:
     spec = predictor.spec
-    # the same module (eager, frozen or int8), precision and flip averaging as the app's predictor
-    logits = predict_logits(predictor.prediction_model(), x_u8, spec=spec, tta_flip=spec.tta_flip,
-                            device=predictor.device, bf16=predictor.precision == "bfloat16").numpy()
+    logits = app_logits(predictor, x_u8).numpy()
     yt = y.numpy()
     rep = classification_report(yt, logits.argmax(1))
     z = torch.from_numpy(logits)
