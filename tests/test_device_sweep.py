@@ -43,6 +43,18 @@ def test_pack_round_trips_names_labels_and_pixels(tiny_pack, tmp_path):
         assert float((xb.float() - xo[:24].float()).abs().mean()) < 2.0  # JPEG q90-95: ~0.5 grey levels
 
 
+def test_pack_at_a_lower_quality_is_smaller_and_still_close(tiny_pack, tmp_path):
+    from fer_core.data import datasets_root, load_labelled_folder, load_uint8
+
+    small = device_sweep.pack(tmp_path / "small.npz", limit=24, quality=60)
+    assert small.stat().st_size < tiny_pack.stat().st_size
+    device_sweep.unpack(small, tmp_path / "ds")
+    back = load_labelled_folder(tmp_path / "ds" / "raf-db" / "train")
+    xb, _ = load_uint8(back, 64, cache=False)
+    xo, _ = load_uint8(load_labelled_folder(datasets_root() / "raf-db" / "train"), 64)
+    assert float((xb.float() - xo[:24].float()).abs().mean()) < 5.0
+
+
 def test_unpack_refuses_odd_names(tmp_path):
     blobs = {}
     for name, _, _ in device_sweep.SPLITS:

@@ -21,8 +21,12 @@ re-encoded once (RAF-DB colour at JPEG quality 95, FER2013 grayscale at 90: a me
 ~0.5 grey levels), so validation numbers printed there can differ from a re-score on the original images
 by a few hundredths of a point; re-score here (`train/duo.py`, `train/evaluate.py`) before keeping
 anything. A lent machine returns at most 8 files a call: every run's checkpoint, each fine-tune's and
-logs.tar.gz must fit (four runs with fine-tunes lost the logs in session 16). Sessions 14 and 16
-(docs/experiments.md) used it.
+logs.tar.gz must fit (four runs with fine-tunes lost the logs in session 16), each under 16 MiB (session 18
+split a width-56 checkpoint with `split -b 15000000` in the command and joined it here). The whole tree sent
+is at most 64 MiB: the pack is 56.4 MiB, 48.6 at `pack --quality 85` (mean change 1.2 / 0.8 grey levels),
+43.3 at 80, 40.7 at 70 — room for one 12.6 MB teacher, not two; a warm machine keeps files between calls
+(for ~30 s idle), so a first call can copy the data out of the tree and a second carry the teachers.
+Sessions 14, 16 and 18 (docs/experiments.md) used it.
 """
 from __future__ import annotations
 
@@ -45,14 +49,16 @@ sys.path.insert(0, str(ROOT))
 SPLITS = (("raf-db", False, 95), ("fer2013", True, 90))  # (folder, stored grayscale, JPEG quality)
 
 
-def pack(out: Path, limit: int = 0) -> Path:
-    """The training folders of both datasets (as decoded at 64 px) as JPEG bytes + names + label CSVs."""
+def pack(out: Path, limit: int = 0, quality: int = 0) -> Path:
+    """The training folders of both datasets (as decoded at 64 px) as JPEG bytes + names + label CSVs, at each
+    split's JPEG quality in SPLITS or, when given, `quality` for both (lower: a smaller file, so that teacher
+    checkpoints for a distillation fit beside it in what a lent machine is sent)."""
     import cv2
 
     from fer_core.data import datasets_root, load_labelled_folder, load_uint8
 
     blobs = {}
-    for name, gray, quality in SPLITS:
+    for name, gray, split_quality in SPLITS:
         folder = load_labelled_folder(datasets_root() / name / "train")
         if limit:
             folder = dataclasses.replace(folder, paths=folder.paths[:limit], labels=folder.labels[:limit])
@@ -62,7 +68,7 @@ def pack(out: Path, limit: int = 0) -> Path:
         bufs = []
         for im in arr:
             img = im[..., 0] if gray else np.ascontiguousarray(im[..., ::-1])
-            ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, quality])
+            ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, quality or split_quality])
             if not ok:
                 raise SystemExit(f"could not encode an image of {name}")
             bufs.append(buf.tobytes())
@@ -220,6 +226,8 @@ def main(argv: list[str] | None = None) -> int:
     pk = sub.add_parser("pack", help="write the training splits as one small file")
     pk.add_argument("--out", default=".gpu/data.npz")
     pk.add_argument("--limit", type=int, default=0, help="only the first N images of each split (tests)")
+    pk.add_argument("--quality", type=int, default=0,
+                    help="JPEG quality for both splits (default: 95 for RAF-DB, 90 for FER2013)")
     r = sub.add_parser("run", help="unpack, probe and train every config within the budget")
     r.add_argument("--data", default=".gpu/data.npz", help="pack's file")
     r.add_argument("--out", required=True, help="where the best checkpoints and logs.tar.gz go")
@@ -242,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--limit", type=int, default=0, help="train.py --limit (tests)")
     args = p.parse_args(argv)
     if args.cmd == "pack":
-        pack(Path(args.out), args.limit)
+        pack(Path(args.out), args.limit, args.quality)
         return 0
     return run(args)
 
