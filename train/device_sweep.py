@@ -24,8 +24,9 @@ anything. A lent machine returns at most 8 files a call: every run's checkpoint,
 logs.tar.gz must fit (four runs with fine-tunes lost the logs in session 16), each under 16 MiB (session 18
 split a width-56 checkpoint with `split -b 15000000` in the command and joined it here). The whole tree sent
 is at most 64 MiB: the pack is 56.4 MiB, 48.6 at `pack --quality 85` (mean change 1.2 / 0.8 grey levels),
-43.3 at 80, 40.7 at 70 — room for one 12.6 MB teacher, not two; a warm machine keeps files between calls
-(for ~30 s idle), so a first call can copy the data out of the tree and a second carry the teachers.
+43.3 at 80, 40.7 at 70 — room for one 12.6 MB teacher, not two. The device tool keeps ignored files of the
+tree between calls while the machine stays warm (~30 s idle; untested here): a first call carrying `.gpu`
+and a second, soon after, carrying only the teachers would send each under the limit.
 Sessions 14, 16 and 18 (docs/experiments.md) used it.
 """
 from __future__ import annotations
