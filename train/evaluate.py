@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from fer_core.checkpoints import CHECKPOINT_DIR, list_checkpoints, resolve_checkpoint  # noqa: E402
 from fer_core.device import cpu_summary, median_ms  # noqa: E402
 from fer_core.data import datasets_root, load_labelled_folder, load_uint8  # noqa: E402
-from fer_core.inference import load_predictor  # noqa: E402
+from fer_core.inference import load_predictor, probs_from_logits  # noqa: E402
 from fer_core.metrics import classification_report, expected_calibration_error  # noqa: E402
 from fer_core.models import count_parameters  # noqa: E402
 from fer_core.preprocess import grayscale_mask  # noqa: E402
@@ -61,14 +61,12 @@ def app_logits(predictor, x_u8: torch.Tensor) -> torch.Tensor:
 
 def evaluate_on(predictor, x_u8: torch.Tensor, y: torch.Tensor) -> dict:
     spec = predictor.spec
-    logits = app_logits(predictor, x_u8).numpy()
+    logits = app_logits(predictor, x_u8)
     yt = y.numpy()
-    rep = classification_report(yt, logits.argmax(1))
-    z = torch.from_numpy(logits)
-    p1 = torch.softmax(z, 1).numpy()
-    pt = torch.softmax(z / predictor.face_temperatures(grayscale_mask(x_u8, spec)), 1).numpy()
-    rep["ece_before"] = expected_calibration_error(p1, yt)
-    rep["ece_after"] = expected_calibration_error(pt, yt)
+    rep = classification_report(yt, logits.argmax(1).numpy())
+    rep["ece_before"] = expected_calibration_error(probs_from_logits(logits), yt)
+    rep["ece_after"] = expected_calibration_error(
+        probs_from_logits(logits, predictor.face_temperatures(grayscale_mask(x_u8, spec))), yt)
     return rep
 
 
@@ -97,7 +95,7 @@ def main(args: argparse.Namespace) -> dict:
         entry = {
             "arch": pred.spec.arch, "parameters": count_parameters(pred.model),
             "size_mb": round(path.stat().st_size / 1e6, 2), "tta_flip": pred.spec.tta_flip,
-            "temperature": pred.temperatures[0], "temperature_gray": pred.temperatures[1],
+            **dict(zip(("temperature", "temperature_gray"), pred.temperatures)),
             "train_data": list(pred.spec.train_data),
             "val_accuracy": pred.spec.metrics.get("val_accuracy"), "val_macro_f1": pred.spec.metrics.get("val_macro_f1"),
             "latency_ms": latency_ms(pred, args.latency_repeats), "precision": pred.precision, "runtime": pred.runtime, "cpu": cpu_summary(), "sample": args.sample or None,
