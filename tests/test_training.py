@@ -295,3 +295,31 @@ def test_a_separate_forward_computes_the_training_logits_and_the_model_learns_th
         for a, b in zip(plain.parameters(), routed.parameters()):
             assert torch.equal(a, b)
         assert any(not torch.equal(a, b) for a, b in zip(base.parameters(), routed.parameters()))
+
+
+def test_promote_rescores_runs_that_share_a_validation_split(tmp_path, monkeypatch):
+    """A recorded number alone (a GPU run records it on re-encoded faces) cannot promote a run: both are
+    re-scored on the validation images, where an identical copy ties and is not better."""
+    import shutil
+
+    import promote
+    import train as train_script
+
+    from fer_core.checkpoints import read_spec, update_spec
+
+    monkeypatch.setenv("FER_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(promote, "CHECKPOINT_DIR", tmp_path / "checkpoints")
+    data = make_folder(tmp_path / "train", n_per_class=4)
+    run = tmp_path / "fernet.safetensors"
+    train_script.main(train_script.get_args_parser().parse_args(
+        ["--arch", "fernet", "--data", str(data), "--epochs", "1", "--batch-size", "8", "--out", str(run),
+         "--val-fraction", "0.25"]))
+    args = promote.get_args_parser().parse_args
+    assert promote.main(args([str(run), "--no-int8", "--dtype", "float32"])) is True
+    twin = tmp_path / "twin" / "fernet.safetensors"
+    twin.parent.mkdir()
+    shutil.copy(run, twin)
+    update_spec(twin, metrics={"val_macro_f1": 0.99})  # recorded higher, the same network
+    assert promote.main(args([str(twin), "--no-int8"])) is False
+    assert read_spec(tmp_path / "checkpoints" / "fernet.safetensors").metrics["val_macro_f1"] != 0.99
+    assert promote.main(args([str(twin), "--no-int8", "--recorded"])) is True

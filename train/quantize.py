@@ -61,6 +61,24 @@ def training_splits(spec, sources: list[str] | None = None) -> tuple[torch.Tenso
     return torch.cat(xs), torch.cat(ys), np.concatenate(tr_parts), np.concatenate(va_parts)
 
 
+def validation_key(spec) -> tuple:
+    """What decides a run's validation faces: its training folders and train/train.py's split arguments.
+    Two runs with equal keys were validated on the same faces."""
+    return (tuple(spec.train_data), spec.args.get("val_fraction", 0.1), split_seed(spec.args),
+            spec.args.get("limit") or 0)
+
+
+def validation_macro_f1(checkpoint: str | Path) -> float:
+    """Macro-F1 of the float32 model (with its flip averaging) on the original images of its own validation
+    split. What train/train.py recorded can come from other copies of those faces (a lent GPU trains on a
+    re-encoded pack), so runs are compared by this."""
+    model, spec = load_checkpoint(checkpoint)
+    x_u8, y, _, val_idx = training_splits(spec)
+    v = torch.from_numpy(val_idx)
+    z = predict_logits(model, x_u8[v], spec=spec, tta_flip=spec.tta_flip, device=torch.device("cpu"))
+    return classification_report(y[v].numpy(), z.argmax(1).numpy())["macro_f1"]
+
+
 def calibrate_checkpoint(checkpoint: str | Path, *, samples: int = 1024, batch_size: int = 128, seed: int = 0,
                          write: bool = True) -> dict:
     """Measure the int8 calibration of a checkpoint (see the module docstring); store it when `write`."""
