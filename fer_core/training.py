@@ -186,10 +186,12 @@ def train_one_epoch(
         y2, lam = yb, 1.0
         if mix:
             xf, y2, lam = mix_batch(xf, yb, **mix)
+        if forward is not model:  # a compiled step: a new iteration for CUDA-graph replays (teacher and student)
+            torch.compiler.cudagraph_mark_step_begin()
         t_logits = None
         if teacher is not None:
             with torch.no_grad(), autocast_ctx(device, bf16):
-                t_logits = teacher(xf).float()
+                t_logits = teacher(xf).float().clone()  # a copy: a CUDA-graph replay may reuse its memory
 
         def batch_loss() -> tuple[torch.Tensor, torch.Tensor]:
             with autocast_ctx(device, bf16):
@@ -202,8 +204,6 @@ def train_one_epoch(
                         out, t_logits, distill_temperature)
             return out, value
 
-        if forward is not model:  # a compiled step: a new iteration for CUDA-graph replays
-            torch.compiler.cudagraph_mark_step_begin()
         logits, loss = batch_loss()
         # read the outputs now: a CUDA-graph replay (SAM's second pass) may reuse their memory
         total_loss += loss.detach() * len(yb)  # no .item() per step: a GPU would wait for every batch
@@ -336,9 +336,10 @@ def fit(
     With `sam_rho` > 0 every step is a sharpness-aware (SAM) step of radius rho (see train_one_epoch).
 
     With `compile_mode` ("default", "reduce-overhead", ...) the training forward runs through
-    `torch.compile(model, mode=compile_mode)`; the weights, EMA, evaluation and saving are the plain
-    model's. "reduce-overhead" replays CUDA graphs: for a GPU, where a 64-px fernet's step is launch-bound
-    (docs/experiments.md, session 14); on the CPU compiling gained nothing measurable.
+    `torch.compile(model, mode=compile_mode)`, and so do the teachers'; the weights, EMA, evaluation and
+    saving are the plain model's. "reduce-overhead" replays CUDA graphs: for a GPU, where a 64-px
+    fernet's step is launch-bound (docs/experiments.md, session 14); on the CPU compiling gained nothing
+    measurable.
 
     A resumable state (`<out>.state.pt`, plain tensors, loaded with weights_only=True) is written
     after every epoch; with `resume`, training continues from it.
@@ -384,6 +385,8 @@ def fit(
         log(f"resumed from {state_path} at epoch {start_epoch}")
     x_train = x_u8.to(device) if augment_on_device else x_u8
     forward = compiled(model, compile_mode) if compile_mode else None
+    if compile_mode and teacher is not None:  # the teachers' forward is most of a distilled step on a GPU
+        teacher = compiled(teacher, compile_mode)
     for epoch in range(start_epoch, epochs):
         t0 = time.time()
         tr = train_one_epoch(

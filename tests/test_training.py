@@ -297,6 +297,35 @@ def test_a_separate_forward_computes_the_training_logits_and_the_model_learns_th
         assert any(not torch.equal(a, b) for a, b in zip(base.parameters(), routed.parameters()))
 
 
+def test_compiling_a_distilled_run_compiles_the_teachers_too(tmp_path, monkeypatch):
+    """fit(compile_mode=...) routes the student's training forward and the teachers' forward through
+    `compiled` (the teachers' eager forward was most of a distilled GPU step), and both are called."""
+    import numpy as np
+    import torch
+
+    import fer_core.training as training
+    from fer_core.checkpoints import ModelSpec
+    from fer_core.models import create_model
+
+    torch.manual_seed(0)
+    student, teacher = create_model("fernet", width=8), training.Ensemble([create_model("fernet", width=8)])
+    calls = {}
+
+    def fake_compiled(module, mode):
+        def run(x):
+            calls[id(module)] = calls.get(id(module), 0) + 1
+            return module(x)
+        return run
+
+    monkeypatch.setattr(training, "compiled", fake_compiled)
+    x_u8 = torch.randint(0, 256, (24, 3, 64, 64), dtype=torch.uint8)
+    training.fit(student, spec=ModelSpec(arch="fernet", model_kwargs={"width": 8}), x_u8=x_u8,
+                 y=torch.arange(24) % 6, train_idx=np.arange(16), val_idx=np.arange(16, 24),
+                 out=tmp_path / "s.safetensors", epochs=1, batch_size=8, augment=None, bf16=False,
+                 teacher=teacher, compile_mode="default", log=lambda _: None)
+    assert calls == {id(student): 2, id(teacher): 2}  # two batches, each through both compiled callables
+
+
 def test_promote_rescores_runs_that_share_a_validation_split(tmp_path, monkeypatch):
     """A recorded number alone (a GPU run records it on re-encoded faces) cannot promote a run: both are
     re-scored on the validation images, where an identical copy ties and is not better."""
