@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from fer_core.metrics import paired_difference
+from fer_core.metrics import classification_report, paired_difference, paired_macro_f1_difference
 
 
 def test_paired_difference_counts_the_faces_the_two_models_answer_differently():
@@ -30,3 +30,20 @@ def test_paired_difference_refuses_unpaired_inputs():
         paired_difference(np.ones(3, bool), np.ones(4, bool))
     with pytest.raises(ValueError):
         paired_difference([], [])
+
+
+def test_paired_macro_f1_difference_matches_the_report_and_brackets_it():
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 6, 600)
+    a = np.where(rng.random(600) < 0.8, y, rng.integers(0, 6, 600))
+    b = np.where(rng.random(600) < 0.6, y, rng.integers(0, 6, 600))
+    r = paired_macro_f1_difference(y, a, b, n_boot=300)
+    assert r["macro_f1_a"] == pytest.approx(classification_report(y, a)["macro_f1"])
+    assert r["macro_f1_b"] == pytest.approx(classification_report(y, b)["macro_f1"])
+    assert r["difference"] == pytest.approx(r["macro_f1_a"] - r["macro_f1_b"])
+    lo, hi = r["ci95"]
+    assert 0 < lo < r["difference"] < hi and r["a_better"] == 1.0
+    same = paired_macro_f1_difference(y, a, a.copy(), n_boot=50)
+    assert same["difference"] == 0 and same["ci95"] == (0.0, 0.0) and same["a_better"] == 0.0
+    with pytest.raises(ValueError):
+        paired_macro_f1_difference(y, a, b[:-1])

@@ -352,3 +352,55 @@ def test_promote_rescores_runs_that_share_a_validation_split(tmp_path, monkeypat
     assert promote.main(args([str(twin), "--no-int8"])) is False
     assert read_spec(tmp_path / "checkpoints" / "fernet.safetensors").metrics["val_macro_f1"] != 0.99
     assert promote.main(args([str(twin), "--no-int8", "--recorded"])) is True
+
+
+def test_the_validation_key_ignores_how_often_a_folder_repeats():
+    """`--data raf-db:4 fer2013` validates on the faces `--data raf-db:2 fer2013` does; other folders,
+    another image count or another split seed do not."""
+    from quantize import validation_key
+
+    from fer_core.checkpoints import ModelSpec
+
+    def spec(*folders, **args):
+        return ModelSpec(arch="fernet", train_data=folders, args={"split_seed": 0, **args})
+
+    raf2, raf4 = "raf-db/train (9747 images, x2)", "raf-db/train (9747 images, x4)"
+    fer = "fer2013/train (23742 images, x1)"
+    two = validation_key(spec(raf2, fer))
+    assert two == validation_key(spec(raf4, fer))
+    assert two != validation_key(spec("raf-db/train (9740 images, x2)", fer))
+    assert two != validation_key(spec(fer, raf2))
+    assert two != validation_key(spec(raf2, fer, split_seed=1))
+
+
+def test_promote_margin_refuses_a_gain_smaller_than_it(tmp_path, monkeypatch, capsys):
+    """With --margin a re-scored run must beat the committed checkpoint by more than the margin; the paired
+    bootstrap of the difference is printed either way."""
+    import shutil
+
+    import numpy as np
+    import promote
+    import quantize
+    import train as train_script
+
+    monkeypatch.setenv("FER_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(promote, "CHECKPOINT_DIR", tmp_path / "checkpoints")
+    data = make_folder(tmp_path / "train", n_per_class=4)
+    run = tmp_path / "fernet.safetensors"
+    train_script.main(train_script.get_args_parser().parse_args(
+        ["--arch", "baseline", "--data", str(data), "--epochs", "1", "--batch-size", "8", "--out", str(run),
+         "--val-fraction", "0.25"]))
+    args = promote.get_args_parser().parse_args
+    assert promote.main(args([str(run), "--no-int8", "--dtype", "float32", "--name", "m"])) is True
+    rival = tmp_path / "rival" / "fernet.safetensors"
+    rival.parent.mkdir()
+    shutil.copy(run, rival)
+    y = np.arange(600) % 6
+    better = np.where(np.arange(600) % 10 == 0, (y + 1) % 6, y)  # 90% right
+    worse = np.where(np.arange(600) % 10 < 2, (y + 1) % 6, y)  # 80% right
+    monkeypatch.setattr(quantize, "validation_predictions",
+                        lambda path: (y, better if Path(path) == rival else worse))
+    assert promote.main(args([str(rival), "--no-int8", "--name", "m", "--margin", "0.2"])) is False
+    out = capsys.readouterr().out
+    assert "paired bootstrap over the 600 faces" in out and "by more than 0.2" in out
+    assert promote.main(args([str(rival), "--no-int8", "--name", "m", "--margin", "0.05"])) is True

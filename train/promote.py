@@ -4,11 +4,15 @@
   python train/promote.py runs/fernet_v2.safetensors --name fernet --dtype float16
 
 The comparison is validation macro-F1 (never a test split): when the two share a validation split, both
-re-scored on its original images (float32, train/quantize.py's validation_macro_f1), since a run trained on a
-lent GPU recorded its number on re-encoded copies (session 19 promoted on a recorded tie, 0.73970 against
-0.73966, that the re-score puts at 0.7401 against 0.7382); else the numbers train/train.py recorded. Weights
-are stored as float16 by default to keep checkpoints/ small (git keeps every version). The
-promoted checkpoint is then calibrated for int8 CPU predictions (train/quantize.py; --no-int8 skips).
+re-scored on its original images (float32, train/quantize.py's validation_predictions), since a run trained on
+a lent GPU recorded its number on re-encoded copies (session 19 promoted on a recorded tie, 0.73970 against
+0.73966, that the re-score puts at 0.7401 against 0.7382); else the numbers train/train.py recorded.
+A re-score also prints a paired bootstrap of the difference over the validation faces (its 95% interval; on
+the 3,348 faces of the default's split about ±0.004 for a fine-tune of the committed network and ±0.008 for
+its parent, session 20); with --margin M a run must be better by more than M to replace the committed
+checkpoint (default 0: any gain). Weights are stored as float16 by default to keep checkpoints/ small (git
+keeps every version). The promoted checkpoint is then calibrated for int8 CPU predictions
+(train/quantize.py; --no-int8 skips).
 """
 from __future__ import annotations
 
@@ -16,11 +20,13 @@ import argparse
 import sys
 from pathlib import Path
 
+import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from fer_core.checkpoints import CHECKPOINT_DIR, load_checkpoint, read_spec, save_checkpoint  # noqa: E402
+from fer_core.metrics import paired_macro_f1_difference  # noqa: E402
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -31,6 +37,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="replace even if not better on validation")
     p.add_argument("--recorded", action="store_true",
                    help="compare the numbers train.py recorded instead of re-scoring both runs on the validation images")
+    p.add_argument("--margin", type=float, default=0.0,
+                   help="replace only when the run's validation macro-F1 is higher by more than this")
     p.add_argument("--no-int8", action="store_true", help="do not calibrate the promoted checkpoint for int8")
     return p
 
@@ -42,7 +50,7 @@ def main(args: argparse.Namespace) -> bool:
     if new_f1 is None:
         raise SystemExit(f"{args.run} has no validation macro-F1; train it with train/train.py")
     if dest.is_file():
-        from quantize import validation_key, validation_macro_f1  # train/ is on sys.path when run as a script
+        from quantize import validation_key, validation_predictions  # train/ is on sys.path when run as a script
 
         old = read_spec(dest)
         old_f1 = old.metrics.get("val_macro_f1") or 0.0
@@ -50,10 +58,19 @@ def main(args: argparse.Namespace) -> bool:
         print(f"committed {dest.name}: val macro-F1 {old_f1:.4f} as recorded; run: {new_f1:.4f} "
               f"({'same' if same_val else 'different'} validation split)")
         if same_val and not args.recorded:
-            new_f1, old_f1 = validation_macro_f1(args.run), validation_macro_f1(dest)
-            print(f"re-scored on the original validation images (float32): committed {old_f1:.4f}; run {new_f1:.4f}")
-        if new_f1 <= old_f1 and not args.force:
-            print("not better on validation: kept the committed checkpoint")
+            y, new_pred = validation_predictions(args.run)
+            y_old, old_pred = validation_predictions(dest)
+            if not np.array_equal(y, y_old):
+                raise SystemExit(f"{args.run} and {dest} share a validation key but not its labels; "
+                                 "compare them with --recorded")
+            d = paired_macro_f1_difference(y, new_pred, old_pred)
+            new_f1, old_f1 = d["macro_f1_a"], d["macro_f1_b"]
+            print(f"re-scored on the original validation images (float32): committed {old_f1:.4f}; run {new_f1:.4f}; "
+                  f"run - committed {d['difference']:+.4f} (paired bootstrap over the {d['n']} faces: 95% "
+                  f"{d['ci95'][0]:+.4f} ... {d['ci95'][1]:+.4f}, run better in {d['a_better']:.0%} of resamples)")
+        if new_f1 - old_f1 <= args.margin and not args.force:
+            print("not better on validation" + (f" by more than {args.margin}" if args.margin else "")
+                  + ": kept the committed checkpoint")
             return False
     model, spec = load_checkpoint(args.run)
     save_checkpoint(model, spec, dest, dtype=getattr(torch, args.dtype))

@@ -14,6 +14,7 @@ The weights are not changed: the app rebuilds the int8 copy at load (fer_core.qu
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 
@@ -62,21 +63,22 @@ def training_splits(spec, sources: list[str] | None = None) -> tuple[torch.Tenso
 
 
 def validation_key(spec) -> tuple:
-    """What decides a run's validation faces: its training folders and train/train.py's split arguments.
-    Two runs with equal keys were validated on the same faces."""
-    return (tuple(spec.train_data), spec.args.get("val_fraction", 0.1), split_seed(spec.args),
-            spec.args.get("limit") or 0)
+    """What decides a run's validation faces: its training folders (with their image counts, in order) and
+    train/train.py's split arguments, not how often a folder is repeated per epoch ("raf-db:4" validates on
+    the faces "raf-db:2" does). Two runs with equal keys were validated on the same faces."""
+    folders = tuple(re.sub(r", x\d+\)$", ")", source) for source in spec.train_data)
+    return (folders, spec.args.get("val_fraction", 0.1), split_seed(spec.args), spec.args.get("limit") or 0)
 
 
-def validation_macro_f1(checkpoint: str | Path) -> float:
-    """Macro-F1 of the float32 model (with its flip averaging) on the original images of its own validation
-    split. What train/train.py recorded can come from other copies of those faces (a lent GPU trains on a
-    re-encoded pack), so runs are compared by this."""
+def validation_predictions(checkpoint: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """Labels and the float32 model's predictions (with its flip averaging) on the original images of its own
+    validation split. What train/train.py recorded can come from other copies of those faces (a lent GPU
+    trains on a re-encoded pack), so runs are compared by these."""
     model, spec = load_checkpoint(checkpoint)
     x_u8, y, _, val_idx = training_splits(spec)
     v = torch.from_numpy(val_idx)
     z = predict_logits(model, x_u8[v], spec=spec, tta_flip=spec.tta_flip, device=torch.device("cpu"))
-    return classification_report(y[v].numpy(), z.argmax(1).numpy())["macro_f1"]
+    return y[v].numpy(), z.argmax(1).numpy()
 
 
 def calibrate_checkpoint(checkpoint: str | Path, *, samples: int = 1024, batch_size: int = 128, seed: int = 0,
