@@ -326,28 +326,37 @@ def test_compiling_a_distilled_run_compiles_the_teachers_too(tmp_path, monkeypat
     assert calls == {id(student): 2, id(teacher): 2}  # two batches, each through both compiled callables
 
 
-def test_promote_rescores_runs_that_share_a_validation_split(tmp_path, monkeypatch):
-    """A recorded number alone (a GPU run records it on re-encoded faces) cannot promote a run: both are
-    re-scored on the validation images, where an identical copy ties and is not better."""
+def _committed_and_a_copy(tmp_path, monkeypatch, arch: str):
+    """A 1-epoch run promoted into a temporary checkpoints/ as fernet.safetensors, and a copy of it elsewhere
+    (the same network, the same validation split); promote's parse_args."""
     import shutil
 
     import promote
     import train as train_script
-
-    from fer_core.checkpoints import read_spec, update_spec
 
     monkeypatch.setenv("FER_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(promote, "CHECKPOINT_DIR", tmp_path / "checkpoints")
     data = make_folder(tmp_path / "train", n_per_class=4)
     run = tmp_path / "fernet.safetensors"
     train_script.main(train_script.get_args_parser().parse_args(
-        ["--arch", "fernet", "--data", str(data), "--epochs", "1", "--batch-size", "8", "--out", str(run),
+        ["--arch", arch, "--data", str(data), "--epochs", "1", "--batch-size", "8", "--out", str(run),
          "--val-fraction", "0.25"]))
     args = promote.get_args_parser().parse_args
     assert promote.main(args([str(run), "--no-int8", "--dtype", "float32"])) is True
-    twin = tmp_path / "twin" / "fernet.safetensors"
-    twin.parent.mkdir()
-    shutil.copy(run, twin)
+    copy = tmp_path / "copy" / "fernet.safetensors"
+    copy.parent.mkdir()
+    shutil.copy(run, copy)
+    return copy, args
+
+
+def test_promote_rescores_runs_that_share_a_validation_split(tmp_path, monkeypatch):
+    """A recorded number alone (a GPU run records it on re-encoded faces) cannot promote a run: both are
+    re-scored on the validation images, where an identical copy ties and is not better."""
+    import promote
+
+    from fer_core.checkpoints import read_spec, update_spec
+
+    twin, args = _committed_and_a_copy(tmp_path, monkeypatch, "fernet")
     update_spec(twin, metrics={"val_macro_f1": 0.99})  # recorded higher, the same network
     assert promote.main(args([str(twin), "--no-int8"])) is False
     assert read_spec(tmp_path / "checkpoints" / "fernet.safetensors").metrics["val_macro_f1"] != 0.99
@@ -376,31 +385,17 @@ def test_the_validation_key_ignores_how_often_a_folder_repeats():
 def test_promote_margin_refuses_a_gain_smaller_than_it(tmp_path, monkeypatch, capsys):
     """With --margin a re-scored run must beat the committed checkpoint by more than the margin; the paired
     bootstrap of the difference is printed either way."""
-    import shutil
-
     import numpy as np
     import promote
     import quantize
-    import train as train_script
 
-    monkeypatch.setenv("FER_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(promote, "CHECKPOINT_DIR", tmp_path / "checkpoints")
-    data = make_folder(tmp_path / "train", n_per_class=4)
-    run = tmp_path / "fernet.safetensors"
-    train_script.main(train_script.get_args_parser().parse_args(
-        ["--arch", "baseline", "--data", str(data), "--epochs", "1", "--batch-size", "8", "--out", str(run),
-         "--val-fraction", "0.25"]))
-    args = promote.get_args_parser().parse_args
-    assert promote.main(args([str(run), "--no-int8", "--dtype", "float32", "--name", "m"])) is True
-    rival = tmp_path / "rival" / "fernet.safetensors"
-    rival.parent.mkdir()
-    shutil.copy(run, rival)
+    rival, args = _committed_and_a_copy(tmp_path, monkeypatch, "baseline")
     y = np.arange(600) % 6
     better = np.where(np.arange(600) % 10 == 0, (y + 1) % 6, y)  # 90% right
     worse = np.where(np.arange(600) % 10 < 2, (y + 1) % 6, y)  # 80% right
     monkeypatch.setattr(quantize, "validation_predictions",
                         lambda path: (y, better if Path(path) == rival else worse))
-    assert promote.main(args([str(rival), "--no-int8", "--name", "m", "--margin", "0.2"])) is False
+    assert promote.main(args([str(rival), "--no-int8", "--margin", "0.2"])) is False
     out = capsys.readouterr().out
     assert "paired bootstrap over the 600 faces" in out and "by more than 0.2" in out
-    assert promote.main(args([str(rival), "--no-int8", "--name", "m", "--margin", "0.05"])) is True
+    assert promote.main(args([str(rival), "--no-int8", "--margin", "0.05"])) is True
