@@ -101,6 +101,12 @@ def calibrate(logits: np.ndarray, y_true, gray) -> dict:
             "val_ece_after": expected_calibration_error(softmax(logits / np.where(gray, t_gray, t)[:, None]), y_true)}
 
 
+def _paired_bootstrap(n: int, statistic, n_boot: int, seed: int) -> np.ndarray:
+    """`statistic(idx)` on `n_boot` resamples (with replacement) of the indices 0..n-1."""
+    rng = np.random.default_rng(seed)
+    return np.array([statistic(rng.integers(0, n, n)) for _ in range(n_boot)])
+
+
 def paired_difference(correct_a, correct_b, *, n_boot: int = 2000, seed: int = 0) -> dict:
     """Accuracy of model A minus model B on the same faces (per-face booleans), with a paired bootstrap over
     the faces: its standard error and 95% interval, and the share of faces the two answer differently."""
@@ -108,8 +114,7 @@ def paired_difference(correct_a, correct_b, *, n_boot: int = 2000, seed: int = 0
     if a.shape != b.shape or a.ndim != 1 or not len(a):
         raise ValueError("paired_difference needs two equally long, non-empty 1-D arrays")
     d = a.astype(np.float64) - b
-    rng = np.random.default_rng(seed)
-    boots = np.array([d[rng.integers(0, len(d), len(d))].mean() for _ in range(n_boot)])
+    boots = _paired_bootstrap(len(d), lambda idx: d[idx].mean(), n_boot, seed)
     return {"n": int(len(d)), "accuracy_a": float(a.mean()), "accuracy_b": float(b.mean()),
             "difference": float(d.mean()), "discordant": float((a != b).mean()),
             "standard_error": float(boots.std()), "ci95": (float(np.percentile(boots, 2.5)),
@@ -124,19 +129,12 @@ def paired_macro_f1_difference(y_true, pred_a, pred_b, *, num_classes: int = len
     y, a, b = (np.asarray(v, dtype=np.int64) for v in (y_true, pred_a, pred_b))
     if not (y.shape == a.shape == b.shape) or y.ndim != 1 or not len(y):
         raise ValueError("paired_macro_f1_difference needs three equally long, non-empty 1-D arrays")
-    k = num_classes
 
-    def macro_f1(idx: np.ndarray, p: np.ndarray) -> float:
-        cm = np.bincount(y[idx] * k + p[idx], minlength=k * k).reshape(k, k).astype(np.float64)
-        tp, denom = np.diag(cm), cm.sum(0) + cm.sum(1)
-        return float(np.mean(np.divide(2 * tp, denom, out=np.zeros(k), where=denom > 0)))
+    def macro_f1s(idx) -> tuple[float, float]:
+        return tuple(classification_report(y[idx], p[idx], num_classes)["macro_f1"] for p in (a, b))
 
-    every = np.arange(len(y))
-    rng = np.random.default_rng(seed)
-    boots = np.empty(n_boot)
-    for i in range(n_boot):
-        idx = rng.integers(0, len(y), len(y))
-        boots[i] = macro_f1(idx, a) - macro_f1(idx, b)
-    return {"n": int(len(y)), "macro_f1_a": macro_f1(every, a), "macro_f1_b": macro_f1(every, b),
-            "difference": macro_f1(every, a) - macro_f1(every, b), "a_better": float((boots > 0).mean()),
+    f1_a, f1_b = macro_f1s(slice(None))
+    boots = _paired_bootstrap(len(y), lambda idx: np.subtract(*macro_f1s(idx)), n_boot, seed)
+    return {"n": int(len(y)), "macro_f1_a": f1_a, "macro_f1_b": f1_b, "difference": f1_a - f1_b,
+            "a_better": float((boots > 0).mean()),
             "ci95": (float(np.percentile(boots, 2.5)), float(np.percentile(boots, 97.5)))}
