@@ -13,6 +13,7 @@ from typing import Callable
 import torch
 from torch import nn
 from torchvision import models as tvm
+from torchvision.models.resnet import BasicBlock as _BasicBlock
 
 from .labels import NUM_CLASSES
 
@@ -254,27 +255,54 @@ def resnet34(*, num_classes: int = NUM_CLASSES, dropout: float = 0.0) -> FerNet:
     "(4×4 last map), GAP + one linear head; ~2.8M parameters (the default checkpoint: width 48, 6.3M)",
 )
 def fernet(*, num_classes: int = NUM_CLASSES, dropout: float = 0.1, width: int = 32,
-           last_stride: int = 2) -> FerNet:
+           last_stride: int = 2, drop_path: float = 0.0) -> FerNet:
     """`last_stride=1` keeps the last stage at layer3's resolution (8×8 last map at 64 px, ~1.25× the
-    training cost here) instead of halving it."""
-    from torchvision.models.resnet import BasicBlock, ResNet
+    training cost here) instead of halving it. `drop_path` > 0 trains with stochastic depth: each
+    residual branch is skipped for a random share of the batch's faces, that share growing linearly
+    over the eight blocks up to `drop_path` in the last one (Huang et al. 2016); in eval mode the
+    network computes exactly what a `drop_path=0` one with the same weights does."""
+    from torchvision.models.resnet import ResNet
 
     if last_stride not in (1, 2):
         raise ValueError(f"last_stride must be 1 or 2, not {last_stride}")
+    if not 0.0 <= drop_path < 1.0:
+        raise ValueError(f"drop_path must be in [0, 1), not {drop_path}")
 
-    net = ResNet(BasicBlock, [2, 2, 2, 2], num_classes=num_classes)
+    block = StochasticDepthBlock if drop_path > 0 else _BasicBlock
+    net = ResNet(_BasicBlock, [2, 2, 2, 2], num_classes=num_classes)
     w = (width, width * 2, width * 4, width * 8)
     net.inplanes = w[0]
     net.conv1 = nn.Conv2d(3, w[0], 3, stride=2, padding=1, bias=False)
     net.bn1 = nn.BatchNorm2d(w[0])
     net.maxpool = nn.Identity()
-    net.layer1 = net._make_layer(BasicBlock, w[0], 2)
-    net.layer2 = net._make_layer(BasicBlock, w[1], 2, stride=2)
-    net.layer3 = net._make_layer(BasicBlock, w[2], 2, stride=2)
-    net.layer4 = net._make_layer(BasicBlock, w[3], 2, stride=last_stride)
+    net.layer1 = net._make_layer(block, w[0], 2)
+    net.layer2 = net._make_layer(block, w[1], 2, stride=2)
+    net.layer3 = net._make_layer(block, w[2], 2, stride=2)
+    net.layer4 = net._make_layer(block, w[3], 2, stride=last_stride)
+    if drop_path > 0:
+        blocks = [b for layer in (net.layer1, net.layer2, net.layer3, net.layer4) for b in layer]
+        for i, b in enumerate(blocks):
+            b.drop_prob = drop_path * (i + 1) / len(blocks)
     net.fc = nn.Linear(w[3], num_classes)
     net.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
     return TorchvisionNet(net, ["layer1", "layer2", "layer3", "layer4"], "layer4")
+
+
+class StochasticDepthBlock(_BasicBlock):
+    """torchvision's BasicBlock (same parameters, same state-dict keys) whose residual branch is
+    dropped, while training, for each face with probability `drop_prob`, the kept ones scaled by
+    1 / (1 - drop_prob)."""
+
+    drop_prob: float = 0.0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.bn2(self.conv2(self.relu(self.bn1(self.conv1(x)))))
+        if self.training and self.drop_prob > 0:
+            keep = 1.0 - self.drop_prob
+            mask = torch.empty(out.shape[0], 1, 1, 1, device=out.device, dtype=out.dtype).bernoulli_(keep)
+            out = out * mask / keep
+        return self.relu(out + identity)
 
 
 def stage_stride(branch: TorchvisionNet, stage: str) -> int:

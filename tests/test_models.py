@@ -42,6 +42,28 @@ def test_fernet_last_stride_one_keeps_an_8x8_last_map():
         create_model("fernet", last_stride=3)
 
 
+def test_fernet_stochastic_depth_drops_branches_only_while_training():
+    torch.manual_seed(0)
+    plain = create_model("fernet", width=8)
+    deep = create_model("fernet", width=8, drop_path=0.5)
+    assert list(deep.state_dict()) == list(plain.state_dict())  # same weights: --init and checkpoints work
+    deep.load_state_dict(plain.state_dict())
+    probs = [b.drop_prob for layer in ("layer1", "layer2", "layer3", "layer4") for b in getattr(deep.net, layer)]
+    assert probs == pytest.approx([0.5 * (i + 1) / 8 for i in range(8)])
+    x = torch.randn(8, 3, 64, 64)
+    plain.eval(), deep.eval()
+    with torch.no_grad():
+        assert torch.equal(deep(x), plain(x))  # eval: exactly the plain network
+    deep.train()
+    torch.manual_seed(1)
+    with torch.no_grad():
+        a = deep(x)
+        b = deep(x)
+    assert not torch.allclose(a, b)  # a different set of branches skipped on each pass
+    with pytest.raises(ValueError, match="drop_path"):
+        create_model("fernet", drop_path=1.0)
+
+
 def test_registry_is_strict():
     with pytest.raises(ValueError, match="choose from"):
         create_model("nope")
@@ -51,7 +73,7 @@ def test_registry_is_strict():
 
 
 def test_model_options_are_the_builders_keywords():
-    assert model_options("fernet") == {"dropout", "width", "last_stride"}
+    assert model_options("fernet") == {"dropout", "width", "last_stride", "drop_path"}
     assert model_options("fernet_duo") == {"dropout", "width", "width_b", "last_stride", "last_stride_b"}
     assert model_options("baseline") == {"dropout"}
     with pytest.raises(ValueError, match="choose from"):

@@ -50,6 +50,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--last-stride", type=int, default=None, choices=[1, 2],
                    help="fernet: stride of the last stage (the model's own: 2, a 4×4 last map at 64 px; "
                         "1 keeps it 8×8)")
+    p.add_argument("--drop-path", type=float, default=None,
+                   help="fernet: stochastic depth, the largest share of faces whose residual branch a block "
+                        "skips while training (rising linearly to it over the blocks; the model's own: 0)")
     p.add_argument("--patience", type=int, default=0, help="early stopping patience in epochs (0 = off)")
     p.add_argument("--val-fraction", type=float, default=0.1, help="stratified validation share of train")
     p.add_argument("--seed", type=int, default=0, help="seed for the split, init and augmentation")
@@ -155,7 +158,7 @@ def main(args: argparse.Namespace) -> dict:
     x_u8, y = torch.cat(xs), torch.cat(ys)
     train_idx, val_idx = np.concatenate(tr_parts), np.concatenate(va_parts)
     kwargs = {k: v for k, v in (("dropout", args.dropout), ("width", args.width),
-                                                  ("last_stride", args.last_stride)) if v is not None}
+                                ("last_stride", args.last_stride), ("drop_path", args.drop_path)) if v is not None}
     unknown = sorted(set(kwargs) - model_options(args.arch))
     if unknown:
         raise SystemExit(f"--arch {args.arch} does not take {', '.join('--' + k for k in unknown)}")
