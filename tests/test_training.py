@@ -361,6 +361,11 @@ def test_promote_rescores_runs_that_share_a_validation_split(tmp_path, monkeypat
     assert promote.main(args([str(twin), "--no-int8"])) is False
     assert read_spec(tmp_path / "checkpoints" / "fernet.safetensors").metrics["val_macro_f1"] != 0.99
     assert promote.main(args([str(twin), "--no-int8", "--recorded"])) is True
+    import quantize
+
+    update_spec(twin, args={**read_spec(twin).args, "split_seed": 7})
+    with pytest.raises(ValueError, match="not validated on the same faces"):
+        quantize.validation_predictions(twin, tmp_path / "checkpoints" / "fernet.safetensors")
 
 
 def test_the_validation_key_ignores_how_often_a_folder_repeats():
@@ -394,7 +399,7 @@ def test_promote_margin_refuses_a_gain_smaller_than_it(tmp_path, monkeypatch, ca
     better = np.where(np.arange(600) % 10 == 0, (y + 1) % 6, y)  # 90% right
     worse = np.where(np.arange(600) % 10 < 2, (y + 1) % 6, y)  # 80% right
     monkeypatch.setattr(quantize, "validation_predictions",
-                        lambda path: (y, better if Path(path) == rival else worse))
+                        lambda *paths: (y, [better if Path(p) == rival else worse for p in paths]))
     assert promote.main(args([str(rival), "--no-int8", "--margin", "0.2"])) is False
     out = capsys.readouterr().out
     assert "paired bootstrap over the 600 faces" in out and "by more than 0.2" in out

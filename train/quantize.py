@@ -70,15 +70,19 @@ def validation_key(spec) -> tuple:
     return (folders, spec.args.get("val_fraction", 0.1), split_seed(spec.args), spec.args.get("limit") or 0)
 
 
-def validation_predictions(checkpoint: str | Path) -> tuple[np.ndarray, np.ndarray]:
-    """Labels and the float32 model's predictions (with its flip averaging) on the original images of its own
-    validation split. What train/train.py recorded can come from other copies of those faces (a lent GPU
-    trains on a re-encoded pack), so runs are compared by these."""
-    model, spec = load_checkpoint(checkpoint)
-    x_u8, y, _, val_idx = training_splits(spec)
-    v = torch.from_numpy(val_idx)
-    z = predict_logits(model, x_u8[v], spec=spec, tta_flip=spec.tta_flip, device=torch.device("cpu"))
-    return y[v].numpy(), z.argmax(1).numpy()
+def validation_predictions(*checkpoints: str | Path) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Labels and each float32 model's predictions (with its flip averaging) on the original images of their
+    shared validation split, decoded once (the checkpoints must have equal validation_keys). What train/train.py
+    recorded can come from other copies of those faces (a lent GPU trains on a re-encoded pack), so runs are
+    compared by these."""
+    loaded = [load_checkpoint(c) for c in checkpoints]
+    if len({validation_key(spec) for _, spec in loaded}) > 1:
+        raise ValueError(f"{', '.join(map(str, checkpoints))} were not validated on the same faces")
+    x_u8, y, _, val_idx = training_splits(loaded[0][1])
+    xv = x_u8[torch.from_numpy(val_idx)]
+    preds = [predict_logits(model, xv, spec=spec, tta_flip=spec.tta_flip, device=torch.device("cpu")).argmax(1).numpy()
+             for model, spec in loaded]
+    return y[torch.from_numpy(val_idx)].numpy(), preds
 
 
 def calibrate_checkpoint(checkpoint: str | Path, *, samples: int = 1024, batch_size: int = 128, seed: int = 0,
