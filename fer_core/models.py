@@ -14,6 +14,7 @@ import torch
 from torch import nn
 from torchvision import models as tvm
 from torchvision.models.resnet import BasicBlock as _BasicBlock
+from torchvision.models.resnet import ResNet
 
 from .labels import NUM_CLASSES
 
@@ -261,8 +262,6 @@ def fernet(*, num_classes: int = NUM_CLASSES, dropout: float = 0.1, width: int =
     residual branch is skipped for a random share of the batch's faces, that share growing linearly
     over the eight blocks up to `drop_path` in the last one (Huang et al. 2016); in eval mode the
     network computes exactly what a `drop_path=0` one with the same weights does."""
-    from torchvision.models.resnet import ResNet
-
     if last_stride not in (1, 2):
         raise ValueError(f"last_stride must be 1 or 2, not {last_stride}")
     if not 0.0 <= drop_path < 1.0:
