@@ -79,10 +79,11 @@ def validation_predictions(*checkpoints: str | Path) -> tuple[np.ndarray, list[n
     if len({validation_key(spec) for _, spec in loaded}) > 1:
         raise ValueError(f"{', '.join(map(str, checkpoints))} were not validated on the same faces")
     x_u8, y, _, val_idx = training_splits(loaded[0][1])
-    xv = x_u8[torch.from_numpy(val_idx)]
+    v = torch.from_numpy(val_idx)
+    xv = x_u8[v]
     preds = [predict_logits(model, xv, spec=spec, tta_flip=spec.tta_flip, device=torch.device("cpu")).argmax(1).numpy()
              for model, spec in loaded]
-    return y[torch.from_numpy(val_idx)].numpy(), preds
+    return y[v].numpy(), preds
 
 
 def calibrate_checkpoint(checkpoint: str | Path, *, samples: int = 1024, batch_size: int = 128, seed: int = 0,
