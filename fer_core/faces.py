@@ -14,7 +14,15 @@ COARSE_SIDE = 256  # yuface's second look, for faces that fill a large image (se
 NOISY_SIGMA = 2.0  # and its last look, smoothed, when it found nothing (noise hides faces from it)
 NOISY_MIN_SCORE = 0.7
 CROP_MAX_SIDE = 224  # face crops (and their explanation maps) are at most this many pixels
-DEFAULT_MARGIN = 0.05  # RAF-DB's aligned crops are about the detector box itself (measured)
+# How a face is framed for the model. yuface's box is ~2.65 eye distances wide on a face it sees whole (FER2013
+# faces whose box is not cut by the image edge: 2.71; scikit-image's astronaut: 2.60), so a crop of 0.94 of
+# the box puts the eyes 0.40 of the crop apart: where the default model scores best over both training sets'
+# faces zoomed in and out (RAF-DB's own crops have 0.45, FER2013's 0.37; docs/experiments.md, session 22).
+DEFAULT_MARGIN = -0.03
+# A box that nearly fills the image is a face someone already cropped (a dataset's aligned face, a
+# close-up): its own framing is kept. From FILL_FROM to FILL_TO of the image's shorter side the crop
+# grows from the margin's square to that whole side.
+FILL_FROM, FILL_TO = 0.7, 0.9
 
 # Where the five landmarks sit in a face crop when no detector landmarks exist (whole-image mode,
 # Haar boxes): the mean yuface landmarks on 100 RAF-DB and 100 FER2013 test crops, averaged.
@@ -161,10 +169,13 @@ def crop_face(
     image: np.ndarray, box: FaceBox, *, margin: float = DEFAULT_MARGIN, align: bool = True,
     max_side: int = CROP_MAX_SIDE,
 ) -> FaceCrop:
-    """Square crop around `box` grown by `margin` on each side, kept inside the image where it fits;
-    with `align` and landmarks, rotated so the eyes are level."""
+    """Square crop around `box` grown by `margin` on each side (shrunk where negative), kept inside the
+    image where it fits; with `align` and landmarks, rotated so the eyes are level. A box that nearly
+    fills the image keeps the image's framing (FILL_FROM, FILL_TO)."""
     h, w = image.shape[:2]
     side = max(box.w, box.h) * (1 + 2 * margin)
+    fill = min(max((max(box.w, box.h) / min(h, w) - FILL_FROM) / (FILL_TO - FILL_FROM), 0.0), 1.0)
+    side = max(side, side + fill * (min(h, w) - side))
     cx, cy = box.x + box.w / 2, box.y + box.h / 2
     angle = 0.0
     if box.landmarks is not None:

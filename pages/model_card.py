@@ -26,9 +26,10 @@ st.markdown("\n".join(f"- {d}" for d in spec.train_data) or "- (not recorded)")
 lines = [
     f"- input: {spec.input_size}×{spec.input_size} {'grayscale' if spec.grayscale else 'RGB'}, "
     f"normalised with mean {spec.mean} and std {spec.std}",
-    f"- faces: detector box grown by {DEFAULT_MARGIN:.0%} per side, square, eyes levelled (whole image for "
-    f"pre-cropped sets); the detector also looks at a {COARSE_SIDE}-px copy, so a face that fills a large photo "
-    "is found, and at a smoothed one when a grainy photo showed it none",
+    f"- faces: a square {1 + 2 * DEFAULT_MARGIN:.2f} times the detector's box, so the eyes are about 0.40 of the "
+    "crop apart as in the training faces, eyes levelled; a face that already fills the picture keeps its framing "
+    f"(whole image for pre-cropped sets); the detector also looks at a {COARSE_SIDE}-px copy, so a face that "
+    "fills a large photo is found, and at a smoothed one when a grainy photo showed it none",
     "- calibration: logits ÷ temperature {:.3f} for colour faces, {:.3f} for black-and-white ones (fitted on the "
     "validation split's logits of the {} model that predicts here)".format(*predictor.temperatures,
                                                                          predictor.precision),
