@@ -16,8 +16,9 @@ NOISY_MIN_SCORE = 0.7
 CROP_MAX_SIDE = 224  # face crops (and their explanation maps) are at most this many pixels
 # How a face is framed for the model. yuface's box is ~2.65 eye distances wide on a face it sees whole (FER2013
 # faces whose box is not cut by the image edge: 2.71; scikit-image's astronaut: 2.60), so a crop of 0.94 of
-# the box puts the eyes 0.40 of the crop apart: where the default model scores best over both training sets'
-# faces zoomed in and out (RAF-DB's own crops have 0.45, FER2013's 0.37; docs/experiments.md, session 22).
+# the box puts the eyes ~0.40 of the crop apart, where the default model scores best on both training sets'
+# faces re-framed (0.37-0.40; `bench/framing.py`). RAF-DB's own crops have 0.45, FER2013's 0.37; the old
+# 5% margin gave ~0.34 in photos (`bench/detection.py --context 0.5`: 2-3 points lost on RAF-DB faces).
 DEFAULT_MARGIN = -0.03
 # A box that nearly fills the image is a face someone already cropped (a dataset's aligned face, a
 # close-up): its own framing is kept. From FILL_FROM to FILL_TO of the image's shorter side the crop
