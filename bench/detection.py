@@ -53,8 +53,7 @@ def resized(img: np.ndarray, side: int, noise: float = 0.0, seed: int = 0, conte
 def central(found: list, shape: tuple) -> FaceCrop:
     """The crop of the face whose box centre is nearest the image's: the test face, not a mirrored half."""
     h, w = shape[:2]
-    box, crop = min(found, key=lambda f: (f[0].x + f[0].w / 2 - w / 2) ** 2 + (f[0].y + f[0].h / 2 - h / 2) ** 2)
-    return crop
+    return min(found, key=lambda f: (f[0].x + f[0].w / 2 - w / 2) ** 2 + (f[0].y + f[0].h / 2 - h / 2) ** 2)[1]
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -98,7 +97,7 @@ def main(args: argparse.Namespace) -> dict:
                     crop = central(found, img.shape) if side else found[0][1]
                     crops.append(crop.face)
                     if not crop.from_template:
-                        eyes.append(float(np.linalg.norm(crop.landmarks[1] - crop.landmarks[0])) / crop.face.shape[1])
+                        eyes.append(crop.eyes_apart)
                     ys.append(y)
             probs = predictor.predict(crops) if crops else np.zeros((0, len(predictor.classes)))
             right = probs.argmax(1) == np.array(ys, dtype=int)

@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "train"))
 
 from quantize import training_splits  # noqa: E402
-from fer_core.faces import detect_faces  # noqa: E402
+from fer_core.faces import detect_faces, eyes_apart  # noqa: E402
 from fer_core.inference import DEFAULT_CHECKPOINT, load_predictor  # noqa: E402
 from fer_core.metrics import classification_report  # noqa: E402
 
@@ -38,10 +38,7 @@ def eye_share(face: np.ndarray) -> float | None:
     """Distance between the eyes as a share of the crop's side (yuface on a 256-px copy), None if not found."""
     big = cv2.resize(face, (DETECT_SIDE, DETECT_SIDE), interpolation=cv2.INTER_CUBIC)
     found = [f for f in detect_faces(big) if f.landmarks is not None]
-    if not found:
-        return None
-    (lx, ly), (rx, ry) = found[0].landmarks[:2]
-    return float(np.hypot(rx - lx, ry - ly)) / DETECT_SIDE
+    return eyes_apart(found[0].landmarks, DETECT_SIDE) if found else None
 
 
 def reframed(face: np.ndarray, zoom: float) -> np.ndarray:

@@ -165,6 +165,17 @@ class FaceCrop:
     landmarks: np.ndarray
     from_template: bool
 
+    @property
+    def eyes_apart(self) -> float:
+        """Distance between the eyes as a share of the crop's side (how tightly the face is framed)."""
+        return eyes_apart(self.landmarks, self.face.shape[1])
+
+
+def eyes_apart(landmarks, side: float) -> float:
+    """Distance between the first two of five landmarks (the eyes) as a share of `side`."""
+    (lx, ly), (rx, ry) = landmarks[0], landmarks[1]
+    return float(math.hypot(rx - lx, ry - ly)) / side
+
 
 def crop_face(
     image: np.ndarray, box: FaceBox, *, margin: float = DEFAULT_MARGIN, align: bool = True,
