@@ -21,3 +21,21 @@ def test_corruptions_are_seeded_and_change_the_image(astronaut):
         assert torch.equal(a, b), name
         changed = (a.int() - x.int()).abs().float().mean().item()
         assert (changed == 0) == (name == "clean"), (name, changed)
+
+
+
+def test_detection_bench_frames_a_crop_with_surroundings_and_scores_the_central_face(astronaut):
+    """bench/detection.py --context: the crop is mirrored outwards and the face it scores is the one in the
+    middle (a mirrored half-face can be found too), framed by the app's crop rule (eyes ~0.40 apart)."""
+    from detection import central, resized
+
+    from fer_core.inference import find_faces
+
+    tight = astronaut[60:180, 165:285]  # the face, about as tightly as RAF-DB crops it
+    framed = resized(tight, 400, context=0.5)
+    assert framed.shape[:2] == (400, 400)  # 120 px padded by 60 on every side, then resized
+    found = find_faces(framed)
+    dist = [abs(b.x + b.w / 2 - 200) + abs(b.y + b.h / 2 - 200) for b, _ in found]
+    crop = central(found, framed.shape)
+    assert crop is found[int(np.argmin(dist))][1] and min(dist) < 40
+    assert 0.38 < crop.eyes_apart < 0.45  # the old 5% margin: 0.36
