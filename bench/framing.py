@@ -25,8 +25,10 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "train"))
+sys.path.insert(0, str(ROOT / "bench"))
 
 from quantize import training_splits  # noqa: E402
+from robustness import _affine  # noqa: E402
 from fer_core.faces import detect_faces, eyes_apart  # noqa: E402
 from fer_core.inference import DEFAULT_CHECKPOINT, load_predictor  # noqa: E402
 from fer_core.metrics import classification_report  # noqa: E402
@@ -42,9 +44,8 @@ def eye_share(face: np.ndarray) -> float | None:
 
 
 def reframed(face: np.ndarray, zoom: float) -> np.ndarray:
-    h, w = face.shape[:2]
-    m = cv2.getRotationMatrix2D((w / 2, h / 2), 0, zoom)
-    return cv2.warpAffine(face, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
+    """The face zoomed about its centre, the emptied border filled by reflection."""
+    return _affine(face, 0.0, zoom, 0.0, 0.0, border=cv2.BORDER_REFLECT_101)
 
 
 def get_args_parser() -> argparse.ArgumentParser:

@@ -32,11 +32,12 @@ from fer_core.training import predict_logits  # noqa: E402
 Corruption = Callable[[np.ndarray, np.random.Generator], np.ndarray]
 
 
-def _affine(img: np.ndarray, angle: float, scale: float, dx: float, dy: float) -> np.ndarray:
+def _affine(img: np.ndarray, angle: float, scale: float, dx: float, dy: float,
+            border: int = cv2.BORDER_REPLICATE) -> np.ndarray:
     h, w = img.shape[:2]
     m = cv2.getRotationMatrix2D((w / 2, h / 2), angle, scale)
     m[:, 2] += (dx * w, dy * h)
-    return cv2.warpAffine(img, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return cv2.warpAffine(img, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=border)
 
 
 def _jpeg(img: np.ndarray, quality: int) -> np.ndarray:

@@ -23,7 +23,6 @@ def test_corruptions_are_seeded_and_change_the_image(astronaut):
         assert (changed == 0) == (name == "clean"), (name, changed)
 
 
-
 def test_detection_bench_frames_a_crop_with_surroundings_and_scores_the_central_face(astronaut):
     """bench/detection.py --context: the crop is mirrored outwards and the face it scores is the one in the
     middle (a mirrored half-face can be found too), framed by the app's crop rule (eyes ~0.40 apart)."""
