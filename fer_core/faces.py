@@ -185,9 +185,10 @@ def crop_face(
     image where it fits; with `align` and landmarks, rotated so the eyes are level. A box that nearly
     fills the image keeps the image's framing (FILL_FROM, FILL_TO)."""
     h, w = image.shape[:2]
-    side = max(box.w, box.h) * (1 + 2 * margin)
-    fill = min(max((max(box.w, box.h) / min(h, w) - FILL_FROM) / (FILL_TO - FILL_FROM), 0.0), 1.0)
-    side = max(side, side + fill * (min(h, w) - side))
+    box_side, short = max(box.w, box.h), min(h, w)
+    side = box_side * (1 + 2 * margin)
+    fill = min(max((box_side / short - FILL_FROM) / (FILL_TO - FILL_FROM), 0.0), 1.0)
+    side = max(side, side + fill * (short - side))
     cx, cy = box.x + box.w / 2, box.y + box.h / 2
     angle = 0.0
     if box.landmarks is not None:
