@@ -1,12 +1,12 @@
 """Batch: many images, a folder or a zip -> one row per face, filters, charts and the CLI's CSV."""
 import base64
 
+import numpy as np
 import pandas as pd
 import plotly.express as px
 import streamlit as st
 
 import ui
-from fer_core.io import is_image_name
 from fer_core.scoring import ImageItem, iter_zip, score_columns, score_items
 
 st.title("Batch scoring")
@@ -31,10 +31,8 @@ def items_from_uploads(ups):
         data = up.getvalue()
         if up.name.lower().endswith(".zip"):
             yield from iter_zip(data, up.name)
-        elif is_image_name(up.name):
+        else:  # any other name may still be an image; read_image decides
             yield ImageItem(up.name, data)
-        else:
-            yield ImageItem(up.name, data)  # may still be an image with an odd name; read_image decides
 
 
 def run_batch(model: str, whole: bool, uploads) -> list[dict]:
@@ -93,6 +91,10 @@ if len(good):
     counts = view["prediction"].value_counts().reindex(ui.EMOTIONS, fill_value=0).reset_index()
     counts.columns = ["emotion", "faces"]
     g1.plotly_chart(px.bar(counts, x="emotion", y="faces", title="Predicted classes"), width="stretch")
-    g2.plotly_chart(px.histogram(view, x="confidence", nbins=20, range_x=[0, 1], title="Confidence"), width="stretch")
+    # fixed 0.05-wide bins over 0-1 (plotly's own bins span only the data: a sliver when every face is ~0.99)
+    n, edges = np.histogram(view["confidence"].astype(float), bins=20, range=(0.0, 1.0))
+    hist = pd.DataFrame({"confidence": (edges[:-1] + edges[1:]) / 2, "faces": n})
+    g2.plotly_chart(px.bar(hist, x="confidence", y="faces", range_x=[0, 1], title="Confidence")
+                    .update_traces(width=0.05 * 0.9), width="stretch")
 
 st.download_button("Download CSV", df[columns].to_csv(index=False), "scores.csv", "text/csv", on_click="ignore")

@@ -1,6 +1,8 @@
 """Every page under AppTest (no browser): uploads of a face, a non-image, a faceless photo and a zip
 with a bad member. Uses throwaway checkpoints and a results file written by train/evaluate.py."""
+import base64
 import io
+import json
 import sys
 import zipfile
 from pathlib import Path
@@ -122,6 +124,13 @@ def test_explain_baseline_says_why_no_cam(app_env):
     assert any("CAM needs a global-average-pool" in c.value for c in at.caption)
 
 
+def _plotly_values(a):
+    """A plotly figure's array: a list, or {"dtype", "bdata"} (base64) as plotly 6 writes numpy arrays."""
+    if isinstance(a, dict):
+        return np.frombuffer(base64.b64decode(a["bdata"]), dtype=a["dtype"])
+    return np.asarray(a)
+
+
 def test_batch_with_zip_and_bad_files(app_env, astronaut):
     at = _app("pages/batch.py")
     at.run()
@@ -139,6 +148,11 @@ def test_batch_with_zip_and_bad_files(app_env, astronaut):
     _no_exception(at)
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Faces scored"] == "3" and metrics["Problems"] == "2"
+    charts = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    conf = next(c for c in charts if c["layout"]["title"]["text"] == "Confidence")
+    x, y = (_plotly_values(conf["data"][0][k]) for k in "xy")
+    assert len(x) == 20 and x.min() < 0.05 and x.max() > 0.95  # bins over 0-1, not over the data
+    assert y.sum() == 3
 
 
 def test_compare_and_model_card(app_env, astronaut):
