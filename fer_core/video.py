@@ -141,6 +141,39 @@ class VideoWriter:
 _COLORS = [(255, 200, 0), (0, 200, 255), (255, 80, 160), (120, 255, 120), (200, 120, 255)]
 
 
+_FONT = cv2.FONT_HERSHEY_SIMPLEX
+_ROW, _NAME_W, _BAR_W = 14, 56, 70  # the score panel: row height, class-name column, bar length (px)
+_PANEL_W = _NAME_W + _BAR_W + 12
+
+
+def _tag(out: np.ndarray, text: str, b, color) -> None:
+    """The face's id and top emotion in black on a box of the track's colour, above the face (inside its
+    top edge when the face touches the frame's top)."""
+    (tw, th), _ = cv2.getTextSize(text, _FONT, 0.45, 1)
+    x = min(max(0, b.x), max(0, out.shape[1] - tw - 4))
+    y = b.y - 2 if b.y - th - 6 >= 0 else b.y + th + 6
+    cv2.rectangle(out, (x, y - th - 5), (x + tw + 4, y), color, -1)
+    cv2.putText(out, text, (x + 2, y - 3), _FONT, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+
+
+def _score_panel(out: np.ndarray, probs: np.ndarray, b, color) -> None:
+    """Six rows (class name, bar) on a dark panel beside the face: right of it when it fits, else left,
+    kept inside the frame."""
+    H, W = out.shape[:2]
+    ph = _ROW * len(EMOTIONS) + 4
+    if ph > H or _PANEL_W > W:
+        return
+    x0 = b.x + b.w + 6 if b.x + b.w + 6 + _PANEL_W <= W else max(0, b.x - 6 - _PANEL_W)
+    y0 = min(max(0, b.y), H - ph)
+    cv2.rectangle(out, (x0, y0), (x0 + _PANEL_W, y0 + ph), (30, 30, 30), -1)
+    for i, (name, p) in enumerate(zip(EMOTIONS, probs)):
+        y = y0 + 2 + i * _ROW
+        cv2.putText(out, name, (x0 + 4, y + 10), _FONT, 0.35, (235, 235, 235), 1, cv2.LINE_AA)
+        bx = x0 + 8 + _NAME_W
+        cv2.rectangle(out, (bx, y + 2), (bx + _BAR_W, y + _ROW - 2), (70, 70, 70), -1)
+        cv2.rectangle(out, (bx, y + 2), (bx + int(round(_BAR_W * float(p))), y + _ROW - 2), color, -1)
+
+
 def annotate(frame: np.ndarray, tracks: list[Track], *, alpha: float = 0.45) -> np.ndarray:
     """Boxes, ids, the top emotion and six score bars beside each face (plus a Grad-CAM overlay
     inside the box when the track carries one)."""
@@ -158,16 +191,8 @@ def annotate(frame: np.ndarray, tracks: list[Track], *, alpha: float = 0.45) -> 
                 out[y0:y1, x0:x1] = ((1 - alpha) * out[y0:y1, x0:x1] + alpha * hm).astype(np.uint8)
         cv2.rectangle(out, (b.x, b.y), (b.x + b.w, b.y + b.h), color, 2)
         k = int(np.argmax(t.probs))
-        cv2.putText(out, f"#{t.id} {EMOTIONS[k]} {t.probs[k]:.0%}", (b.x, max(12, b.y - 6)),
-                    cv2.FONT_HERSHEY_SIMPLEX, 0.5, color, 1, cv2.LINE_AA)
-        bx = b.x + b.w + 6 if b.x + b.w + 110 < W else max(0, b.x - 110)
-        for i, (name, p) in enumerate(zip(EMOTIONS, t.probs)):
-            y = b.y + i * 13
-            if y + 10 > H:
-                break
-            cv2.rectangle(out, (bx, y), (bx + 100, y + 10), (40, 40, 40), -1)
-            cv2.rectangle(out, (bx, y), (bx + int(100 * float(p)), y + 10), color, -1)
-            cv2.putText(out, name[:4], (bx + 2, y + 9), cv2.FONT_HERSHEY_SIMPLEX, 0.3, (255, 255, 255), 1, cv2.LINE_AA)
+        _score_panel(out, t.probs, b, color)
+        _tag(out, f"#{t.id} {EMOTIONS[k]} {t.probs[k]:.0%}", b, color)  # over a neighbour's panel, not under
     return out
 
 

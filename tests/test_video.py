@@ -81,3 +81,20 @@ def test_dominant_segments():
             [(0.0, "happiness"), (0.1, "happiness"), (0.2, "surprise"), (0.3, "happiness")]]
     segs = dominant_segments(rows, 1)
     assert [(s["emotion"], s["frames"]) for s in segs] == [("happiness", 2), ("surprise", 1), ("happiness", 1)]
+
+
+def test_annotation_puts_the_tag_and_score_bars_inside_the_frame():
+    from fer_core.faces import FaceBox
+    from fer_core.video import _COLORS, Track, annotate
+
+    frame = np.full((240, 320, 3), 128, np.uint8)
+    probs = np.array([0.02, 0.02, 0.02, 0.02, 0.02, 0.9])
+    out = annotate(frame, [Track(1, FaceBox(250, 0, 60, 70), probs)])  # a face in the top-right corner
+    color = np.all(out == np.array(_COLORS[0], np.uint8), axis=2)
+    left = color[:, :244]  # the panel has no room on the right, so it stands left of the box
+    rows = np.flatnonzero(left.any(axis=1))
+    assert rows.size, "no score bars beside the face"
+    bars = [left[r].sum() for r in rows]
+    assert max(bars) >= 50 and min(bars) <= 5  # fear's bar at 0.9 of its length, the others a sliver
+    assert rows[np.argmax(bars)] > rows[0] + 50  # fear, the sixth row, is the long one
+    assert color[2:14, 250:310].mean() > 0.5  # the tag sits inside the box's top edge, on the track's colour
