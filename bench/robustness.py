@@ -2,6 +2,7 @@
 
   python bench/robustness.py                          # the default model and resnet18 on RAF-DB test
   python bench/robustness.py --models fernet --data raf-db fer2013 --sample 1000
+  python bench/robustness.py --models fernet --data raf-db fer2013 --face-sizes 12 16 20 24 32   # small faces
 
 Each test face (already a 64x64 crop) is corrupted deterministically (seeded per image), then goes
 through the same path as evaluation: the checkpoint's preprocessing, precision and flip averaging.
@@ -84,6 +85,11 @@ CORRUPTIONS: dict[str, Corruption] = {
 }
 
 
+def face_size_corruptions(sizes) -> dict[str, Corruption]:
+    """A face that was `s` pixels wide in the photo: shrunk to s px, then enlarged back as the crop is."""
+    return {"clean": CORRUPTIONS["clean"], **{f"face {s} px": (lambda im, rng, s=s: _low_res(im, s)) for s in sizes}}
+
+
 def corrupt_batch(x_u8: torch.Tensor, fn: Corruption, seed: int = 0) -> torch.Tensor:
     """uint8 (B, 3, H, W) -> the same shape, each image corrupted with its own seeded generator."""
     imgs = x_u8.permute(0, 2, 3, 1).numpy()
@@ -96,6 +102,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--models", nargs="+", default=[DEFAULT_CHECKPOINT, "resnet18"], help="checkpoint names or paths")
     p.add_argument("--data", nargs="+", default=["raf-db"], help="test sets under ../shared/datasets")
     p.add_argument("--sample", type=int, default=0, help="a fixed, seeded sample of N images per set (0 = all)")
+    p.add_argument("--face-sizes", type=int, nargs="+", default=None, metavar="PX",
+                   help="instead of the corruptions: each face shrunk to these widths in pixels, then enlarged")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     return p
 
@@ -103,6 +111,7 @@ def get_args_parser() -> argparse.ArgumentParser:
 def main(args: argparse.Namespace) -> dict:
     torch.set_num_threads(args.threads)
     predictors = {m: load_predictor(m) for m in args.models}
+    corruptions = face_size_corruptions(args.face_sizes) if args.face_sizes else CORRUPTIONS
     results: dict = {}
     for ds in args.data:
         x, y = load_uint8(load_labelled_folder(datasets_root() / ds / "test"), 64)
@@ -111,7 +120,7 @@ def main(args: argparse.Namespace) -> dict:
         print(f"\n{ds} test, {len(y)} images: accuracy % (macro-F1)")
         print("| corruption | " + " | ".join(args.models) + " |")
         print("|---|" + "---|" * len(args.models))
-        for name, fn in CORRUPTIONS.items():
+        for name, fn in corruptions.items():
             xc = corrupt_batch(x, fn)
             cells = []
             for m, pred in predictors.items():
@@ -122,7 +131,7 @@ def main(args: argparse.Namespace) -> dict:
                 results[(ds, name, m)] = rep
                 cells.append(f"{100 * rep['accuracy']:.1f} ({rep['macro_f1']:.3f})")
             print(f"| {name} | " + " | ".join(cells) + " |", flush=True)
-        means = [np.mean([results[(ds, c, m)]["accuracy"] for c in CORRUPTIONS if c != "clean"]) for m in predictors]
+        means = [np.mean([results[(ds, c, m)]["accuracy"] for c in corruptions if c != "clean"]) for m in predictors]
         print("| **mean of the corruptions** | " + " | ".join(f"**{100 * v:.1f}**" for v in means) + " |")
     return results
 

@@ -24,6 +24,10 @@ DEFAULT_MARGIN = -0.03
 # close-up): its own framing is kept. From FILL_FROM to FILL_TO of the image's shorter side the crop
 # grows from the margin's square to that whole side.
 FILL_FROM, FILL_TO = 0.7, 0.9
+# A face whose crop was narrower than this in the photo has lost detail the model uses: test faces
+# shrunk to 32 / 24 / 16 / 12 px lose about 1 / 3 / 11 / 24 points on RAF-DB
+# (`python bench/robustness.py --face-sizes 12 16 20 24 32 48`; the README has the table). The app says so.
+SMALL_FACE_PX = 24
 
 # Where the five landmarks sit in a face crop when no detector landmarks exist (whole-image mode,
 # Haar boxes): the mean yuface landmarks on 100 RAF-DB and 100 FER2013 test crops, averaged.
@@ -164,6 +168,11 @@ class FaceCrop:
     matrix: np.ndarray
     landmarks: np.ndarray
     from_template: bool
+
+    @property
+    def source_side(self) -> float:
+        """The crop's side in the photo's pixels: how much detail the face had (see SMALL_FACE_PX)."""
+        return float(self.face.shape[1] / math.hypot(self.matrix[0, 0], self.matrix[1, 0]))
 
     @property
     def eyes_apart(self) -> float:

@@ -199,6 +199,7 @@ class FaceResult:
     scores: dict[str, dict[str, float]] = field(default_factory=dict)
     regions: dict[str, dict[str, float]] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
+    source_side: float = float("nan")  # the crop's side in the photo's pixels (FaceCrop.source_side)
 
 
 def find_faces(
@@ -270,6 +271,7 @@ def analyze(
         results.append(FaceResult(
             index=i, box=box, face=crop.face, probs=p, prediction=classes[pred], confidence=float(p[pred]),
             target=classes[t], landmarks=crop.landmarks, maps=maps, scores=scores, regions=regions, errors=errors,
+            source_side=crop.source_side,
         ))
     return results
 

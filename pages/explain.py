@@ -8,6 +8,7 @@ import ui
 from fer_core.errors import FerError, NoFaceFound
 from fer_core.examples import EXAMPLES
 from fer_core.explain import EXPLAINERS
+from fer_core.faces import SMALL_FACE_PX
 from fer_core.overlay import COLORMAPS, draw_boxes, grid, overlay
 from fer_core.regions import region_sentence
 
@@ -78,6 +79,10 @@ r = results[idx]
 with right:
     st.subheader(f"Face {idx + 1}: **{r.prediction}** ({r.confidence:.0%})")
     st.plotly_chart(ui.probs_chart(r.probs, highlight=r.target), width="stretch")
+    if r.source_side < SMALL_FACE_PX:
+        st.warning(f"A small face: {r.source_side:.0f} px across in the photo. Below {SMALL_FACE_PX} px the model "
+                   "lacks the detail it learned from, and its accuracy falls (README: accuracy by face size).",
+                   icon="🔍")
     if r.target != r.prediction:
         st.caption(f"Maps below explain **{r.target}**, not the prediction.")
 

@@ -101,11 +101,18 @@ def test_explain_warns_under_maps_that_fail_the_sanity_check(app_env):
 
 
 def test_explain_uploads(app_env, astronaut):
+    import cv2
+
     at = _app("pages/explain.py")
     at.run()
     at.file_uploader[0].set_value(("face.png", _png(astronaut), "image/png")).run()
     _no_exception(at)
     assert any("Face 1" in s.value for s in at.subheader)
+    assert not any("small face" in w.value for w in at.warning)
+    tiny = cv2.resize(astronaut, (77, 77), interpolation=cv2.INTER_AREA)  # her face ~14 px across
+    at.file_uploader[0].set_value(("tiny.png", _png(tiny), "image/png")).run()
+    _no_exception(at)
+    assert any("A small face: 14 px" in w.value for w in at.warning)
     at.file_uploader[0].set_value(("notes.jpg", b"this is text, not a photo", "image/jpeg")).run()
     _no_exception(at)
     assert any("not an image" in e.value for e in at.error)

@@ -87,11 +87,24 @@ def test_crop_square_aligned_inside(astronaut):
     assert edge.face.shape == (200, 200, 3)  # slid inside the image, not padded
 
 
+def test_crop_knows_its_side_in_the_photo(astronaut):
+    """source_side: the crop's width in the photo's pixels, whatever size the crop itself was made at."""
+    from fer_core.faces import DEFAULT_MARGIN, FaceBox
+
+    big = crop_face(astronaut, FaceBox(100, 100, 300, 300), margin=0.0, align=False)
+    assert big.face.shape[0] == 224 and big.source_side == pytest.approx(300, abs=0.5)  # shrunk to 224
+    small = crop_face(astronaut, FaceBox(100, 100, 20, 20), margin=0.0, align=False)
+    assert small.face.shape[0] == 20 and small.source_side == pytest.approx(20, abs=0.5)
+    box = detect_faces(astronaut)[0]
+    turned = crop_face(astronaut, box)  # levelled eyes: a rotation in the matrix too
+    assert turned.source_side == pytest.approx((1 + 2 * DEFAULT_MARGIN) * max(box.w, box.h), rel=0.01)
+
+
 def test_crop_frames_a_face_in_a_photo_tighter_than_a_pre_cropped_one(astronaut):
     """A face with surroundings is cropped to 0.94 of the detector's box (the eyes ~0.40 of the crop apart, as
     in the training faces, not ~0.34 as with the old 5% margin); a box that nearly fills the image (an already
     cropped face) keeps the whole frame, also when the eyes are levelled by a rotation."""
-    from fer_core.faces import FaceBox
+    from fer_core.faces import DEFAULT_MARGIN, FaceBox
 
     box = detect_faces(astronaut)[0]
     crop = crop_face(astronaut, box)

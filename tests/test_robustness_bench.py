@@ -7,7 +7,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 
-from robustness import CORRUPTIONS, corrupt_batch  # noqa: E402
+from robustness import CORRUPTIONS, corrupt_batch, face_size_corruptions  # noqa: E402
 
 
 def test_corruptions_are_seeded_and_change_the_image(astronaut):
@@ -21,6 +21,17 @@ def test_corruptions_are_seeded_and_change_the_image(astronaut):
         assert torch.equal(a, b), name
         changed = (a.int() - x.int()).abs().float().mean().item()
         assert (changed == 0) == (name == "clean"), (name, changed)
+
+
+def test_face_size_rows_lose_more_detail_the_smaller_the_face(astronaut):
+    import cv2
+
+    face = cv2.resize(astronaut[20:220, 150:350], (64, 64), interpolation=cv2.INTER_AREA)
+    x = torch.from_numpy(face[None].copy()).permute(0, 3, 1, 2).contiguous()
+    rows = face_size_corruptions([12, 24, 48])
+    assert list(rows) == ["clean", "face 12 px", "face 24 px", "face 48 px"]
+    lost = [(corrupt_batch(x, rows[f"face {s} px"]).int() - x.int()).abs().float().mean().item() for s in (12, 24, 48)]
+    assert lost[0] > lost[1] > lost[2] > 0
 
 
 def test_detection_bench_frames_a_crop_with_surroundings_and_scores_the_central_face(astronaut):
