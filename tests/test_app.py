@@ -3,6 +3,7 @@ with a bad member. Uses throwaway checkpoints and a results file written by trai
 import base64
 import io
 import json
+import re
 import sys
 import zipfile
 from pathlib import Path
@@ -87,6 +88,8 @@ def test_explain_example_face(app_env):
     _no_exception(at)
     assert any("Face 1" in s.value for s in at.subheader)
     assert sum("deletion AUC" in c.value for c in at.caption) == 3  # one per default method
+    conf = int(re.search(r"\((\d+)%\)", next(s.value for s in at.subheader if "Face 1" in s.value)).group(1))
+    assert any("**Unsure**" in c.value for c in at.caption) == (conf < 50)  # the throwaway model is unsure
     labels = [b.label for b in at.get("download_button")]
     assert "Numbers (CSV)" in labels and "Figure (PNG)" in labels
 
