@@ -48,6 +48,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     import cv2
 
     from .explain import EXPLAINERS
+    from .faces import SMALL_FACE_PX
     from .inference import analyze, load_predictor
     from .overlay import grid, overlay
 
@@ -77,10 +78,13 @@ def cmd_explain(args: argparse.Namespace) -> int:
             "box": list(r.box.as_tuple()) if r.box else None,
             "probs": {c: float(p) for c, p in zip(predictor.classes, r.probs)},
             "prediction": r.prediction, "confidence": r.confidence, "target": r.target,
-            "scores": r.scores, "regions": r.regions, "not_available": r.errors,
+            "crop_px": round(r.source_side, 1), "scores": r.scores, "regions": r.regions, "not_available": r.errors,
         })
         for m, why in r.errors.items():
             print(f"face {r.index + 1}: {m} not available: {why}", file=sys.stderr)
+        if r.source_side < SMALL_FACE_PX:
+            print(f"face {r.index + 1}: only {r.source_side:.0f} px across; below {SMALL_FACE_PX} px accuracy falls "
+                  "(README: small faces)", file=sys.stderr)
     (out / f"{stem}.json").write_text(json.dumps(report, indent=2))
     print(f"{len(results)} face(s); wrote PNGs and {stem}.json to {out}", file=sys.stderr)
     return 0

@@ -70,7 +70,7 @@ def test_models_command(capsys):
     assert "gimefive" in out and "resnet34" in out
 
 
-def test_explain_command(tmp_path, astronaut, random_checkpoint):
+def test_explain_command(tmp_path, astronaut, random_checkpoint, capsys):
     img = tmp_path / "astro.png"
     Image.fromarray(astronaut).save(img)
     out = tmp_path / "out"
@@ -85,6 +85,13 @@ def test_explain_command(tmp_path, astronaut, random_checkpoint):
     face = rep["faces"][0]
     assert set(face["scores"]) == {"gradcam", "cam", "occlusion"}
     assert 0 <= face["scores"]["gradcam"]["deletion_auc"] <= 1
+    assert 80 < face["crop_px"] < 110  # her face in the 512-px photo
+    tiny = tmp_path / "tiny.png"
+    Image.fromarray(astronaut).resize((77, 77), Image.BILINEAR).save(tiny)
+    capsys.readouterr()
+    assert main(["explain", str(tiny), "--model", str(random_checkpoint), "--methods", "cam", "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "face 1: only 1" in err and "px across; below 24 px" in err  # ~14 px
 
 
 def test_explain_bad_image_exits_cleanly(tmp_path, random_checkpoint, capsys):
