@@ -14,7 +14,7 @@ import streamlit as st
 
 from fer_core.checkpoints import CHECKPOINT_DIR, list_checkpoints, read_spec
 from fer_core.explain import EXPLAINERS
-from fer_core.inference import DEFAULT_CHECKPOINT, Predictor, analyze, load_predictor
+from fer_core.inference import DEFAULT_CHECKPOINT, Predictor, analyze, explain_face, load_predictor
 from fer_core.labels import EMOTIONS
 
 RESULTS_PATH = CHECKPOINT_DIR / "results.json"
@@ -48,11 +48,19 @@ def load_results() -> dict:
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def cached_analyze(data: bytes, model: str, methods: tuple[str, ...], target: str | None, layer: str | None,
-                   whole_image: bool, faithfulness: bool, window: int, stride: int) -> list:
-    """analyze() on uploaded bytes; recomputed only when an input changes."""
-    return analyze(data, predictor=get_predictor(model), methods=list(methods), target=target, layer=layer,
-                   whole_image=whole_image, faithfulness=faithfulness, method_options=method_options(window, stride))
+def cached_faces(data: bytes, model: str, target: str | None, whole_image: bool) -> list:
+    """Every face in uploaded bytes, found and classified but not yet explained (cheap: a group photo's
+    maps are made one face at a time, when it is shown); recomputed only when an input changes."""
+    return analyze(data, predictor=get_predictor(model), target=target, whole_image=whole_image)
+
+
+@st.cache_data(show_spinner=False, max_entries=128)
+def cached_explanation(data: bytes, model: str, target: str | None, whole_image: bool, face: int,
+                       methods: tuple[str, ...], layer: str | None, window: int, stride: int):
+    """Face `face` of cached_faces() with its maps and region shares."""
+    result = cached_faces(data, model, target, whole_image)[face]
+    return explain_face(get_predictor(model), result, list(methods), layer=layer,
+                        method_options=method_options(window, stride))
 
 
 def method_options(window: int, stride: int) -> dict[str, dict]:
@@ -61,13 +69,13 @@ def method_options(window: int, stride: int) -> dict[str, dict]:
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
-def cached_scores(data: bytes, model: str, methods: tuple[str, ...], target: str | None, layer: str | None,
-                  whole_image: bool, window: int, stride: int, face: int, method: str) -> dict:
-    """Faithfulness of one face's map; takes cached_analyze's arguments, so the maps come from its cache."""
+def cached_scores(data: bytes, model: str, target: str | None, whole_image: bool, face: int,
+                  methods: tuple[str, ...], layer: str | None, window: int, stride: int, method: str) -> dict:
+    """Faithfulness of one face's map; takes cached_explanation's arguments, so the map comes from its cache."""
     from fer_core.inference import faithfulness_for
 
-    results = cached_analyze(data, model, methods, target, layer, whole_image, False, window, stride)
-    return faithfulness_for(get_predictor(model), results[face], method, layer=layer,
+    result = cached_explanation(data, model, target, whole_image, face, methods, layer, window, stride)
+    return faithfulness_for(get_predictor(model), result, method, layer=layer,
                             options=method_options(window, stride).get(method))
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import functools
 import os
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Sequence
 
 import cv2
@@ -227,16 +227,16 @@ def analyze(
     road: bool = False,
     method_options: dict[str, dict] | None = None,
     max_faces: int = 50,
+    explain_faces: Sequence[int] | None = None,
 ) -> list[FaceResult]:
     """Detect every face, classify it and explain it with each of `methods`.
 
     `target` (name or index) is the class to explain; default: each face's own prediction.
-    Raises UnreadableImage/ImageTooLarge for bad input and NoFaceFound when nothing is detected.
-    A method that does not apply to the model (CAM on an MLP head) is reported in `errors`.
+    `explain_faces`: the indices of the faces to explain (default all; the rest are classified only,
+    and `explain_face` can explain one later). Raises UnreadableImage/ImageTooLarge for bad input and
+    NoFaceFound when nothing is detected. A method that does not apply to the model (CAM on an MLP head)
+    is reported in `errors`.
     """
-    from .explain import explain, unsupported_reason
-    from .regions import region_shares
-
     predictor = predictor or load_predictor()
     rgb = read_image(image)
     found = find_faces(rgb, whole_image=whole_image, detector=detector, margin=margin, align=align)[:max_faces]
@@ -245,36 +245,47 @@ def analyze(
         raise NoFaceFound(f"no face found in the {w}×{h} image; try a larger, frontal face or whole-image mode")
     probs = predictor.predict([c.face for _, c in found])
     classes = predictor.classes
-    forward = predictor.scorer()  # occlusion runs the module that just predicted
     results = []
     for i, ((box, crop), p) in enumerate(zip(found, probs)):
         pred = int(np.argmax(p))
         t = pred if target is None else (classes.index(target) if isinstance(target, str) else int(target))
-        maps, scores, regions, errors = {}, {}, {}, {}
-        if methods:
-            x = predictor.input_tensor(crop.face)
-            size = crop.face.shape[0]
-            for m in methods:
-                reason = unsupported_reason(predictor.model, m)
-                if reason:
-                    errors[m] = reason
-                    continue
-                options = (method_options or {}).get(m, {})
-                small = explain(predictor.model, x, t, m, layer=layer, forward=forward, **options)
-                maps[m] = cv2.resize(small, (size, size), interpolation=cv2.INTER_LINEAR).clip(0, 1)
-                regions[m] = region_shares(maps[m], crop.landmarks)
-                if faithfulness:
-                    from .faithfulness import faithfulness_scores
-
-                    scores[m] = faithfulness_scores(predictor, x, small, t, method=m, layer=layer, road=road,
-                                                    options=options)
-        results.append(FaceResult(
-            index=i, box=box, face=crop.face, probs=p, prediction=classes[pred], confidence=float(p[pred]),
-            target=classes[t], landmarks=crop.landmarks, maps=maps, scores=scores, regions=regions, errors=errors,
-            source_side=crop.source_side,
-        ))
+        r = FaceResult(index=i, box=box, face=crop.face, probs=p, prediction=classes[pred], confidence=float(p[pred]),
+                       target=classes[t], landmarks=crop.landmarks, source_side=crop.source_side)
+        if methods and (explain_faces is None or i in explain_faces):
+            r = explain_face(predictor, r, methods, layer=layer, faithfulness=faithfulness, road=road,
+                             method_options=method_options)
+        results.append(r)
     return results
 
+
+def explain_face(
+    predictor: Predictor, result: FaceResult, methods: Sequence[str], *, layer: str | None = None,
+    faithfulness: bool = False, road: bool = False, method_options: dict[str, dict] | None = None,
+) -> FaceResult:
+    """`result` with a map and its region shares (and with `faithfulness`, its scores) for each of `methods`,
+    explaining the result's `target`; a method that does not apply to the model is reported in `errors`."""
+    from .explain import explain, unsupported_reason
+    from .regions import region_shares
+
+    maps, scores, regions, errors = {}, {}, {}, {}
+    x = predictor.input_tensor(result.face)
+    size = result.face.shape[0]
+    t = predictor.classes.index(result.target)
+    forward = predictor.scorer()  # occlusion runs the module that predicted
+    for m in methods:
+        reason = unsupported_reason(predictor.model, m)
+        if reason:
+            errors[m] = reason
+            continue
+        options = (method_options or {}).get(m, {})
+        small = explain(predictor.model, x, t, m, layer=layer, forward=forward, **options)
+        maps[m] = cv2.resize(small, (size, size), interpolation=cv2.INTER_LINEAR).clip(0, 1)
+        regions[m] = region_shares(maps[m], result.landmarks)
+        if faithfulness:
+            from .faithfulness import faithfulness_scores
+
+            scores[m] = faithfulness_scores(predictor, x, small, t, method=m, layer=layer, road=road, options=options)
+    return replace(result, maps=maps, scores=scores, regions=regions, errors=errors)
 
 
 def faithfulness_for(predictor: Predictor, result: FaceResult, method: str, *, layer: str | None = None,

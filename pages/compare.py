@@ -70,7 +70,7 @@ if up is not None:
     for i, n in enumerate(names):
         with cols[i % len(cols)]:
             try:
-                r = ui.cached_analyze(data, n, ("gradcam",), None, None, False, False, 8, 4)[0]
+                r = ui.cached_explanation(data, n, None, False, 0, ("gradcam",), None, 8, 4)
             except FerError as exc:
                 st.error(f"{name}: {exc}")
                 break

@@ -58,9 +58,8 @@ if data is None:
     st.stop()
 
 try:
-    with st.spinner("Finding faces and explaining…"):
-        key = (data, model, tuple(methods), target, layer, whole)
-        results = ui.cached_analyze(*key, False, window, stride)
+    with st.spinner("Finding faces…"):
+        results = ui.cached_faces(data, model, target, whole)
 except NoFaceFound as exc:
     st.warning(f"{name}: {exc}")
     st.stop()
@@ -77,7 +76,9 @@ with left:
     st.image(draw_boxes(image, boxes) if boxes else image, caption=f"{name}: {len(results)} face(s)",
              width="stretch")
     idx = st.selectbox("Face", range(len(results)), format_func=lambda i: f"Face {i + 1}: {results[i].prediction}")
-r = results[idx]
+key = (data, model, target, whole, idx, tuple(methods), layer, window, stride)
+with st.spinner("Explaining…"):
+    r = ui.cached_explanation(*key)
 with right:
     st.subheader(f"Face {idx + 1}: **{r.prediction}** ({r.confidence:.0%})")
     st.plotly_chart(ui.probs_chart(r.probs, highlight=r.target), width="stretch")
@@ -110,7 +111,7 @@ scores = {}
 if faith and r.maps:  # maps are on screen already; the scores fill in below them
     with st.spinner("Scoring faithfulness…"):
         for m, slot in score_slots.items():
-            s = scores[m] = ui.cached_scores(*key, window, stride, idx, m)
+            s = scores[m] = ui.cached_scores(*key, m)
             slot.caption(f"deletion AUC {s['deletion_auc']:.2f} (lower better) · insertion AUC "
                          f"{s['insertion_auc']:.2f} (higher better) · sanity similarity "
                          f"{s['sanity_similarity']:.2f} (lower better)")
@@ -121,16 +122,17 @@ if r.maps:
     st.markdown("**Where the evidence lies** (share of each map on each facial region)")
     st.dataframe(regions, width="stretch")
 
-rows = []
+rows = []  # every face's scores; the maps' numbers for the face shown (each face is explained when picked)
 for res in results:
     row = {"face": res.index + 1, "prediction": res.prediction, "confidence": res.confidence, "target": res.target}
     if res.box is not None:
         row.update(dict(zip("xywh", res.box.as_tuple())))
     row.update({c: float(p) for c, p in zip(ui.EMOTIONS, res.probs)})
-    for m, s in (scores.items() if res is r else ()):
-        row.update({f"{m}_{k}": v for k, v in s.items()})
-    for m, sh in res.regions.items():
-        row.update({f"{m}_share_{k}": v for k, v in sh.items()})
+    if res.index == r.index:
+        for m, s in scores.items():
+            row.update({f"{m}_{k}": v for k, v in s.items()})
+        for m, sh in r.regions.items():
+            row.update({f"{m}_share_{k}": v for k, v in sh.items()})
     rows.append(row)
 d1, d2, d3 = st.columns(3)
 stem = name.rsplit(".", 1)[0]

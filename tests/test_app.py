@@ -94,6 +94,21 @@ def test_explain_example_face(app_env):
     assert "Numbers (CSV)" in labels and "Figure (PNG)" in labels
 
 
+def test_explain_group_photo_maps_the_face_picked(app_env):
+    at = _app("pages/explain.py")
+    at.run()
+    at.radio[0].set_value("Example").run()
+    next(s for s in at.selectbox if s.label == "Example").set_value("Group of three (made from the astronaut)").run()
+    _no_exception(at)
+    face = next(s for s in at.selectbox if s.label == "Face")
+    assert len(face.options) == 3
+    face.set_value(2).run()
+    _no_exception(at)
+    assert any(s.value.startswith("Face 3:") for s in at.subheader)
+    assert sum("deletion AUC" in c.value for c in at.caption) == 3  # its three maps, scored
+    assert len(at.dataframe) == 1  # the region table of the face shown
+
+
 def test_explain_warns_under_maps_that_fail_the_sanity_check(app_env):
     at = _app("pages/explain.py")
     at.run()

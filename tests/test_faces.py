@@ -157,6 +157,24 @@ def test_analyze_target_and_cam_reason(astronaut, predictor):
     assert abs(sum(r.regions["gradcam"].values()) - 1) < 1e-5
 
 
+def test_analyze_can_explain_one_face_of_a_group_later(predictor):
+    """A group photo is classified whole; explain_faces limits the maps to the faces asked for, and
+    explain_face adds them to a classified face afterwards: the same maps as explaining it at once."""
+    from fer_core.inference import explain_face
+
+    photo = group_photo()
+    every = analyze(photo, predictor=predictor, methods=["gradcam", "cam"])
+    some = analyze(photo, predictor=predictor, methods=["gradcam", "cam"], explain_faces=[1])
+    assert len(every) == len(some) >= 3
+    assert [set(r.maps) for r in some] == [set(), {"gradcam", "cam"}] + [set()] * (len(some) - 2)
+    for r in some:
+        assert np.allclose(r.probs, every[r.index].probs)
+    later = explain_face(predictor, some[2], ["gradcam", "cam"])
+    assert later.index == 2 and later.regions.keys() == {"gradcam", "cam"}
+    for m in ("gradcam", "cam"):
+        assert np.allclose(later.maps[m], every[2].maps[m], atol=1e-5)
+
+
 def test_sanity_check_reruns_occlusion_with_the_maps_options(astronaut, predictor, monkeypatch):
     """The randomised model's map must be made with the window and stride the user chose, not defaults."""
     import fer_core.explain as explain_mod
