@@ -75,7 +75,9 @@ left, right = st.columns([2, 3])
 with left:
     st.image(draw_boxes(image, boxes) if boxes else image, caption=f"{name}: {len(results)} face(s)",
              width="stretch")
-    idx = st.selectbox("Face", range(len(results)), format_func=lambda i: f"Face {i + 1}: {results[i].prediction}")
+    idx = st.selectbox("Face", range(len(results)), format_func=lambda i: (
+        f"Face {i + 1}: {results[i].prediction} {results[i].confidence:.0%}"
+        + (" (small)" if results[i].source_side < SMALL_FACE_PX else "")))
 key = (data, model, target, whole, idx, tuple(methods), layer, window, stride)
 with st.spinner("Explaining…"):
     r = ui.cached_explanation(*key)
