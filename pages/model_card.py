@@ -112,6 +112,8 @@ st.markdown(
   give different numbers, and faces unlike the training data (age, skin tone, lighting, occlusion,
   head pose, glasses, masks) are less reliable. Check the per-class recall above — rare classes
   (fear, disgust) are the weakest.
+- **Small faces**: a face under 24 px across in the photo has lost detail the model uses, and every few
+  pixels below that cost several points of accuracy (README: small faces); the Explain page marks them.
 - **Explanations are approximations**: maps from different methods disagree; Guided Grad-CAM and Eigen-CAM fail
   the sanity check. Read the faithfulness scores before trusting a map.
 """
