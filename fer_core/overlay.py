@@ -46,16 +46,21 @@ def grid(face: np.ndarray, maps: dict[str, np.ndarray], *, titles: dict[str, str
     return _label(row, header, 26) if header else row
 
 
-def draw_boxes(image: np.ndarray, boxes, labels: list[str] | None = None) -> np.ndarray:
-    """Numbered boxes on a copy of an RGB uint8 image."""
+BOX_COLOR, PICKED_COLOR = (255, 200, 0), (230, 30, 30)
+
+
+def draw_boxes(image: np.ndarray, boxes, labels: list[str] | None = None, picked: int | None = None) -> np.ndarray:
+    """Numbered boxes on a copy of an RGB uint8 image; box `picked` (an index) drawn in another colour."""
     out = image.copy()
     thick = max(2, round(max(image.shape[:2]) / 400))
     for i, b in enumerate(boxes):
-        cv2.rectangle(out, (b.x, b.y), (b.x + b.w, b.y + b.h), (255, 200, 0), thick)
+        color = PICKED_COLOR if i == picked else BOX_COLOR
+        cv2.rectangle(out, (b.x, b.y), (b.x + b.w, b.y + b.h), color, thick)
         text = labels[i] if labels else str(i + 1)
         scale = max(0.5, thick / 3)
         (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
         y0 = max(th + 4, b.y)
-        cv2.rectangle(out, (b.x, y0 - th - 4), (b.x + tw + 4, y0), (255, 200, 0), -1)
-        cv2.putText(out, text, (b.x + 2, y0 - 3), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), thick, cv2.LINE_AA)
+        cv2.rectangle(out, (b.x, y0 - th - 4), (b.x + tw + 4, y0), color, -1)
+        ink = (255, 255, 255) if i == picked else (0, 0, 0)
+        cv2.putText(out, text, (b.x + 2, y0 - 3), cv2.FONT_HERSHEY_SIMPLEX, scale, ink, thick, cv2.LINE_AA)
     return out

@@ -73,11 +73,12 @@ image = read_image(data)
 boxes = [r.box for r in results if r.box is not None]
 left, right = st.columns([2, 3])
 with left:
-    st.image(draw_boxes(image, boxes) if boxes else image, caption=f"{name}: {len(results)} face(s)",
-             width="stretch")
+    photo = st.empty()  # drawn after the picker, so the face picked stands out
     idx = st.selectbox("Face", range(len(results)), format_func=lambda i: (
         f"Face {i + 1}: {results[i].prediction} {results[i].confidence:.0%}"
         + (" (small)" if results[i].source_side < SMALL_FACE_PX else "")))
+    photo.image(draw_boxes(image, boxes, picked=idx) if boxes else image, width="stretch",
+                caption=f"{name}: {len(results)} face(s)" + (f", face {idx + 1} in red" if len(boxes) > 1 else ""))
 key = (data, model, target, whole, idx, tuple(methods), layer, window, stride)
 with st.spinner("Explaining…"):
     r = ui.cached_explanation(*key)

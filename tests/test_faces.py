@@ -230,3 +230,14 @@ def test_sanity_check_runs_occlusion_on_the_randomised_copy_under_bf16_only_when
         v = sanity_similarity(model, x, cam, 0, method=method, bf16=bf16, options=opts)
         assert -1 <= v <= 1
         assert seen and set(seen) == {expect}, (method, bf16, seen)
+
+
+def test_boxes_drawn_with_the_picked_face_in_its_own_colour():
+    from fer_core.faces import FaceBox
+    from fer_core.overlay import BOX_COLOR, PICKED_COLOR, draw_boxes
+
+    img = np.full((200, 300, 3), 90, np.uint8)
+    boxes = [FaceBox(20, 40, 60, 60), FaceBox(180, 60, 60, 60)]
+    out = draw_boxes(img, boxes, picked=1)
+    assert (out[100, 20] == BOX_COLOR).all() and (out[100, 180] == PICKED_COLOR).all()  # the left edges
+    assert (draw_boxes(img, boxes)[100, 180] == BOX_COLOR).all()
