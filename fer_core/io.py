@@ -15,7 +15,22 @@ from .errors import ImageTooLarge, UnreadableImage
 ImageSource = Union[str, os.PathLike, bytes, bytearray, Image.Image, np.ndarray]
 
 MAX_PIXELS = 40_000_000
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".heic", ".heif", ".avif")
+# brands in an ISO-BMFF 'ftyp' box (bytes 4-12) that mark a HEIF photo (an iPhone's .heic)
+_HEIF_BRANDS = (b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1")
+
+try:  # HEIC/HEIF photos (iPhones save these): pillow-heif adds the decoder to Pillow, orientation applied
+    from pillow_heif import register_heif_opener
+
+    register_heif_opener()
+    HEIF_SUPPORTED = True
+except ImportError:  # pragma: no cover - pillow-heif is in requirements.txt
+    HEIF_SUPPORTED = False
+
+
+def is_heif(head: bytes) -> bool:
+    """Whether the first bytes of a file are those of a HEIF/HEIC photo."""
+    return len(head) >= 12 and head[4:8] == b"ftyp" and head[8:12] in _HEIF_BRANDS
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:
@@ -69,6 +84,10 @@ def read_image(src: ImageSource, *, max_pixels: int = MAX_PIXELS) -> np.ndarray:
         except Image.DecompressionBombError as exc:
             raise ImageTooLarge(f"{name} is far too large to decode safely") from exc
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+            head = bytes(src[:12]) if isinstance(src, (bytes, bytearray)) else _head(path)
+            if is_heif(head) and not HEIF_SUPPORTED:
+                raise UnreadableImage(f"{name} is a HEIC/HEIF photo and this install has no HEIF decoder "
+                                      "(pip install pillow-heif), or save it as JPEG") from exc
             raise UnreadableImage(f"{name} is not an image format we can read") from exc
     w, h = img.size
     if w * h > max_pixels:
@@ -86,6 +105,11 @@ def read_image(src: ImageSource, *, max_pixels: int = MAX_PIXELS) -> np.ndarray:
         raise ImageTooLarge("image is far too large to decode safely") from exc
     except (OSError, SyntaxError, ValueError, TypeError) as exc:
         raise UnreadableImage(f"image data is corrupt or truncated ({exc})") from exc
+
+
+def _head(path: Path) -> bytes:
+    with open(path, "rb") as f:
+        return f.read(12)
 
 
 def _array_to_rgb(arr: np.ndarray) -> np.ndarray:

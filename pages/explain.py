@@ -42,7 +42,7 @@ if not model:
 source = st.radio("Image source", ["Upload", "Camera", "Example"], horizontal=True, label_visibility="collapsed")
 data, name = None, None
 if source == "Upload":
-    up = st.file_uploader("Photo (JPEG, PNG, WebP, BMP, TIFF, GIF)", key="photo")
+    up = st.file_uploader("Photo (JPEG, PNG, HEIC, AVIF, WebP, BMP, TIFF, GIF)", key="photo")
     if up is not None:
         name, data = ui.read_upload(up)
 elif source == "Camera":

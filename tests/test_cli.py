@@ -1,4 +1,5 @@
 import csv
+import io
 import zipfile
 
 import numpy as np
@@ -27,6 +28,9 @@ def test_score_folder_with_bad_file_and_zip(tmp_path, astronaut, random_checkpoi
         zf.writestr("broken.png", b"\x89PNG truncated")
         zf.writestr("notes.txt", "hello")
         zf.writestr("__MACOSX/._a.png", b"junk")
+        buf = io.BytesIO()
+        Image.fromarray(astronaut).save(buf, format="HEIF", quality=80)
+        zf.writestr("IMG_0042.HEIC", buf.getvalue())  # an iPhone photo in a zip
     out = tmp_path / "scores.csv"
     assert main(["score", str(folder), str(zpath), "--model", str(random_checkpoint), "-o", str(out)]) == 0
     rows = _read(out)
@@ -43,6 +47,7 @@ def test_score_folder_with_bad_file_and_zip(tmp_path, astronaut, random_checkpoi
     assert by_name["a.png"]["error"] == "" and by_name["broken.png"]["error"]
     assert "not an image" in by_name["notes.txt"]["error"]
     assert not any("MACOSX" in r["filepath"] for r in rows)
+    assert by_name["IMG_0042.HEIC"]["error"] == "" and by_name["IMG_0042.HEIC"]["prediction"] == good["prediction"]
 
 
 def test_score_whole_image_batches(tmp_path, astronaut, random_checkpoint):

@@ -41,6 +41,37 @@ def test_exif_orientation_applied():
     assert read_image(data).shape == (30, 10, 3)
 
 
+@pytest.mark.parametrize("fmt", ["HEIF", "AVIF"])
+def test_phone_formats_read_upright(astronaut, fmt):
+    """iPhones save HEIC (pillow-heif decodes it), newer phones and browsers AVIF; an EXIF orientation turns
+    the picture once, not twice."""
+    from fer_core.io import is_heif, is_image_name
+
+    tall = astronaut[:, :400]
+    data = _bytes(Image.fromarray(tall), fmt, quality=90)
+    out = read_image(data)
+    assert out.shape == tall.shape and np.abs(out.astype(int) - tall).mean() < 6
+    assert is_heif(data) == (fmt == "HEIF") and is_image_name(f"IMG_0001.{fmt.lower()}")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90° clockwise to display (pillow-heif writes it as the HEIF's own rotation)
+    turned = read_image(_bytes(Image.fromarray(tall), fmt, quality=90, exif=exif.tobytes()))
+    assert turned.shape == (400, 512, 3) and np.abs(turned.astype(int) - np.rot90(tall, -1)).mean() < 6
+
+
+def test_heic_without_a_decoder_says_so(astronaut, monkeypatch):
+    import fer_core.io as fio
+
+    data = _bytes(Image.fromarray(astronaut), "HEIF", quality=80)
+    monkeypatch.setattr(fio, "HEIF_SUPPORTED", False)
+
+    def no_heif(fp, *a, **k):
+        raise fio.UnidentifiedImageError("cannot identify image file")
+
+    monkeypatch.setattr(fio.Image, "open", no_heif)
+    with pytest.raises(UnreadableImage, match="HEIC/HEIF photo"):
+        read_image(data)
+
+
 def test_paths_bytes_and_arrays(tmp_path):
     img = Image.new("RGB", (8, 6), (1, 2, 3))
     p = tmp_path / "a.png"
