@@ -49,8 +49,14 @@ def grid(face: np.ndarray, maps: dict[str, np.ndarray], *, titles: dict[str, str
 BOX_COLOR, PICKED_COLOR = (255, 200, 0), (230, 30, 30)
 
 
-def draw_boxes(image: np.ndarray, boxes, labels: list[str] | None = None, picked: int | None = None) -> np.ndarray:
-    """Numbered boxes on a copy of an RGB uint8 image; box `picked` (an index) drawn in another colour."""
+def draw_boxes(image: np.ndarray, boxes, labels: list[str] | None = None, picked: int | None = None,
+               min_side: int = 0) -> np.ndarray:
+    """Numbered boxes on a copy of an RGB uint8 image; box `picked` (an index) drawn in another colour. An image
+    whose longer side is under `min_side` is enlarged first, so the labels stay small beside a small face."""
+    f = min_side / max(image.shape[:2])
+    if f > 1:
+        image = cv2.resize(image, None, fx=f, fy=f, interpolation=cv2.INTER_LINEAR)
+        boxes = [type(b)(round(b.x * f), round(b.y * f), round(b.w * f), round(b.h * f)) for b in boxes]
     out = image.copy()
     thick = max(2, round(max(image.shape[:2]) / 400))
     for i, b in enumerate(boxes):

@@ -77,7 +77,7 @@ with left:
     idx = st.selectbox("Face", range(len(results)), format_func=lambda i: (
         f"Face {i + 1}: {results[i].prediction} {results[i].confidence:.0%}"
         + (" (small)" if results[i].source_side < SMALL_FACE_PX else "")))
-    photo.image(draw_boxes(image, boxes, picked=idx) if boxes else image, width="stretch",
+    photo.image(draw_boxes(image, boxes, picked=idx, min_side=640) if boxes else image, width="stretch",
                 caption=f"{name}: {len(results)} face(s)" + (f", face {idx + 1} in red" if len(boxes) > 1 else ""))
 key = (data, model, target, whole, idx, tuple(methods), layer, window, stride)
 with st.spinner("Explaining…"):
@@ -91,7 +91,7 @@ with right:
                    "validation faces: where it says 40%, it is right about 40% of the time.")
     if r.source_side < SMALL_FACE_PX:
         st.warning(f"A small face: {r.source_side:.0f} px across in the photo. Below {SMALL_FACE_PX} px the model "
-                   "lacks the detail it learned from, and its accuracy falls (README: accuracy by face size).",
+                   "lacks the detail it learned from, and its accuracy falls (README: small faces).",
                    icon="🔍")
     if r.target != r.prediction:
         st.caption(f"Maps below explain **{r.target}**, not the prediction.")

@@ -241,3 +241,5 @@ def test_boxes_drawn_with_the_picked_face_in_its_own_colour():
     out = draw_boxes(img, boxes, picked=1)
     assert (out[100, 20] == BOX_COLOR).all() and (out[100, 180] == PICKED_COLOR).all()  # the left edges
     assert (draw_boxes(img, boxes)[100, 180] == BOX_COLOR).all()
+    big = draw_boxes(img, boxes, picked=1, min_side=600)  # a small photo is enlarged before drawing
+    assert big.shape == (400, 600, 3) and (big[200, 360] == PICKED_COLOR).all()
