@@ -19,6 +19,7 @@ from fer_core.labels import EMOTIONS
 
 RESULTS_PATH = CHECKPOINT_DIR / "results.json"
 DEFAULT_METHODS = ["gradcam", "cam", "occlusion"]
+UNSURE_BELOW = 0.5  # a top probability under this gets a word: no class reached half (six classes, no neutral)
 
 
 @st.cache_resource(show_spinner="Loading model…")

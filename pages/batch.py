@@ -7,6 +7,7 @@ import plotly.express as px
 import streamlit as st
 
 import ui
+from fer_core.faces import SMALL_FACE_PX
 from fer_core.scoring import ImageItem, iter_zip, score_columns, score_items
 
 st.title("Batch scoring")
@@ -45,7 +46,14 @@ def run_batch(model: str, whole: bool, uploads) -> list[dict]:
         face = r.pop("_face", None)
         if face is not None:
             r["thumbnail"] = "data:image/png;base64," + base64.b64encode(ui.png_bytes(_thumb(face))).decode()
+            r["note"] = _note(face.shape[1], r["confidence"])
     return rows
+
+
+def _note(crop_px: int, confidence: float) -> str:
+    """What the Explain page would say about this face (a crop keeps its photo size below CROP_MAX_SIDE)."""
+    notes = (["small face"] if crop_px < SMALL_FACE_PX else []) + (["unsure"] if confidence < ui.UNSURE_BELOW else [])
+    return ", ".join(notes)
 
 
 def _thumb(face):
@@ -80,7 +88,7 @@ if len(good):
     keep = f1.multiselect("Show predictions", ui.EMOTIONS, default=list(ui.EMOTIONS))
     lo = f2.slider("Minimum confidence", 0.0, 1.0, 0.0, 0.05)
     view = good[good["prediction"].isin(keep) & (good["confidence"] >= lo)]
-    shown = ["thumbnail"] + [c for c in columns if c != "error"]
+    shown = ["thumbnail"] + [c for c in columns if c != "error"] + ["note"]
     st.dataframe(
         view[shown], hide_index=True, width="stretch",
         column_config={"thumbnail": st.column_config.ImageColumn("face", width="small"),

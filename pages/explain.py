@@ -12,8 +12,6 @@ from fer_core.faces import SMALL_FACE_PX
 from fer_core.overlay import COLORMAPS, draw_boxes, grid, overlay
 from fer_core.regions import region_sentence
 
-UNSURE_BELOW = 0.5  # a top probability under this gets a word on what the six classes leave out
-
 st.title("Why does the model think so?")
 st.caption("Upload a photo: every face is found, classified into six emotions and explained. "
            "Not for diagnosis or surveillance — see the model card.")
@@ -85,7 +83,7 @@ with st.spinner("Explaining…"):
 with right:
     st.subheader(f"Face {idx + 1}: **{r.prediction}** ({r.confidence:.0%})")
     st.plotly_chart(ui.probs_chart(r.probs, highlight=r.target), width="stretch")
-    if r.confidence < UNSURE_BELOW:
+    if r.confidence < ui.UNSURE_BELOW:
         st.caption(f"**Unsure**: no emotion gets half of the probability. The model knows only these six and no "
                    "neutral, so a calm or mixed face is spread over them. The percentages are calibrated on "
                    "validation faces: where it says 40%, it is right about 40% of the time.")

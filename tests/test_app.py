@@ -157,6 +157,8 @@ def _plotly_values(a):
 
 
 def test_batch_with_zip_and_bad_files(app_env, astronaut):
+    import cv2
+
     at = _app("pages/batch.py")
     at.run()
     _no_exception(at)
@@ -167,17 +169,21 @@ def test_batch_with_zip_and_bad_files(app_env, astronaut):
         zf.writestr("../escape.png", _png(astronaut[::2, ::2]))
     at.file_uploader(key="batch_files").set_value([
         ("photo.png", _png(astronaut), "image/png"),
+        ("tiny.png", _png(cv2.resize(astronaut, (77, 77), interpolation=cv2.INTER_AREA)), "image/png"),
         ("broken.png", b"nope", "image/png"),
         ("set.zip", z.getvalue(), "application/zip"),
     ]).run()
     _no_exception(at)
     metrics = {m.label: m.value for m in at.metric}
-    assert metrics["Faces scored"] == "3" and metrics["Problems"] == "2"
+    assert metrics["Faces scored"] == "4" and metrics["Problems"] == "2"
+    table = next(d.value for d in at.dataframe if "note" in d.value)
+    notes = dict(zip(table["filepath"], table["note"]))
+    assert notes["tiny.png"] == "small face, unsure" and notes["photo.png"] == "unsure"  # the throwaway model
     charts = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
     conf = next(c for c in charts if c["layout"]["title"]["text"] == "Confidence")
     x, y = (_plotly_values(conf["data"][0][k]) for k in "xy")
     assert len(x) == 20 and x.min() < 0.05 and x.max() > 0.95  # bins over 0-1, not over the data
-    assert y.sum() == 3
+    assert y.sum() == 4
 
 
 def test_compare_and_model_card(app_env, astronaut):
