@@ -10,7 +10,7 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 
 from .errors import FerError
-from .faces import DEFAULT_MARGIN
+from .faces import DEFAULT_MARGIN, FaceCrop
 from .inference import Predictor, find_faces
 from .io import is_image_name, read_image
 from .labels import EMOTIONS
@@ -96,21 +96,21 @@ def score_items(
 
     A file that cannot be read, or holds no face, gets one row with `error` and no scores; the run
     goes on. Faces are classified in batches across files. With `keep_faces`, rows carry the crop
-    under the key "_face" (for thumbnails).
+    under the key "_face" (for thumbnails) and its side in the photo's pixels under "_crop_px".
     """
     rows: list[dict] = []
-    pending: list[tuple[dict, np.ndarray]] = []
+    pending: list[tuple[dict, FaceCrop]] = []
 
     def flush() -> None:
         if not pending:
             return
-        probs = predictor.predict([f for _, f in pending], batch_size=batch_size)
-        for (row, face), p in zip(pending, probs):
+        probs = predictor.predict([c.face for _, c in pending], batch_size=batch_size)
+        for (row, crop), p in zip(pending, probs):
             row.update({c: float(v) for c, v in zip(predictor.classes, p)})
             k = int(np.argmax(p))
             row["prediction"], row["confidence"] = predictor.classes[k], float(p[k])
             if keep_faces:
-                row["_face"] = face
+                row["_face"], row["_crop_px"] = crop.face, crop.source_side
         pending.clear()
 
     for n, item in enumerate(items, start=1):
@@ -133,7 +133,7 @@ def score_items(
             if box is not None:
                 row.update({"x": box.x, "y": box.y, "w": box.w, "h": box.h})
             rows.append(row)
-            pending.append((row, crop.face))
+            pending.append((row, crop))
         if len(pending) >= batch_size:
             flush()
     flush()

@@ -43,15 +43,15 @@ def run_batch(model: str, whole: bool, uploads) -> list[dict]:
                        progress=lambda n, name: bar.progress(n / len(items), text=f"{n}/{len(items)} {name}"))
     bar.empty()
     for r in rows:
-        face = r.pop("_face", None)
+        face, crop_px = r.pop("_face", None), r.pop("_crop_px", None)
         if face is not None:
             r["thumbnail"] = "data:image/png;base64," + base64.b64encode(ui.png_bytes(_thumb(face))).decode()
-            r["note"] = _note(face.shape[1], r["confidence"])
+            r["note"] = _note(crop_px, r["confidence"])
     return rows
 
 
-def _note(crop_px: int, confidence: float) -> str:
-    """What the Explain page would say about this face (a crop keeps its photo size below CROP_MAX_SIDE)."""
+def _note(crop_px: float, confidence: float) -> str:
+    """What the Explain page would say about this face."""
     notes = (["small face"] if crop_px < SMALL_FACE_PX else []) + (["unsure"] if confidence < ui.UNSURE_BELOW else [])
     return ", ".join(notes)
 
