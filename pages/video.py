@@ -32,23 +32,26 @@ if len(data) > MAX_VIDEO_MB * 1024 * 1024:
 
 signature = (up.name, ui.digest(data), model, every, overlay, smooth)
 if st.session_state.get("video_signature") != signature:
-    work = Path(tempfile.mkdtemp(prefix="fer_video_"))
-    src = work / f"input{Path(up.name).suffix.lower() or '.mp4'}"
-    src.write_bytes(data)
-    bar = st.progress(0.0, text="Analysing frames…")
-    try:
-        summary = analyze_video(
-            src, predictor=ui.get_predictor(model), out_video=work / "annotated.mp4", every=int(every),
-            overlay="gradcam" if overlay else "none", smooth=float(smooth),
-            progress=lambda d, t: bar.progress(min(1.0, d / max(t, 1)), text=f"frame {d}/{t}"),
-        )
-    except FerError as exc:
+    # OpenCV decodes from a file: the upload and the annotated copy live in a folder removed when done, so a
+    # user's clip is not left on the server's disk
+    with tempfile.TemporaryDirectory(prefix="fer_video_") as tmp:
+        work = Path(tmp)
+        src = work / f"input{Path(up.name).suffix.lower() or '.mp4'}"
+        src.write_bytes(data)
+        bar = st.progress(0.0, text="Analysing frames…")
+        try:
+            summary = analyze_video(
+                src, predictor=ui.get_predictor(model), out_video=work / "annotated.mp4", every=int(every),
+                overlay="gradcam" if overlay else "none", smooth=float(smooth),
+                progress=lambda d, t: bar.progress(min(1.0, d / max(t, 1)), text=f"frame {d}/{t}"),
+            )
+        except FerError as exc:
+            bar.empty()
+            st.error(f"{up.name}: {exc}")
+            st.stop()
         bar.empty()
-        st.error(f"{up.name}: {exc}")
-        st.stop()
-    bar.empty()
-    st.session_state["video_result"] = (summary, (work / "annotated.mp4").read_bytes())
-    st.session_state["video_signature"] = signature
+        st.session_state["video_result"] = (summary, (work / "annotated.mp4").read_bytes())
+        st.session_state["video_signature"] = signature
 summary, video_bytes = st.session_state["video_result"]
 
 c1, c2, c3, c4 = st.columns(4)

@@ -213,7 +213,12 @@ def _video_bytes(tmp_path, astronaut, frames=12):
     return path.read_bytes()
 
 
-def test_video_page(app_env, astronaut, tmp_path):
+def test_video_page(app_env, astronaut, tmp_path, monkeypatch):
+    import tempfile
+
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))  # where the page writes the clip while it works
     at = _app("pages/video.py")
     at.run()
     _no_exception(at)
@@ -224,3 +229,4 @@ def test_video_page(app_env, astronaut, tmp_path):
     at.file_uploader(key="video_file").set_value(("fake.mp4", b"not a video", "video/mp4")).run()
     _no_exception(at)
     assert any("fake.mp4" in e.value for e in at.error)
+    assert not list(scratch.glob("fer_video_*"))  # neither the clip nor the bad file is left on disk
