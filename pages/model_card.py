@@ -114,6 +114,8 @@ st.markdown(
   (fear, disgust) are the weakest.
 - **Small faces**: a face under 24 px across in the photo has lost detail the model uses, and every few
   pixels below that cost several points of accuracy (README: small faces); the Explain page marks them.
+- **Privacy**: photos are read in memory and never saved; a video is decoded from a temporary folder that is
+  removed when its analysis ends. Recent results are cached in the server's memory; nothing is sent anywhere.
 - **Explanations are approximations**: maps from different methods disagree; Guided Grad-CAM and Eigen-CAM fail
   the sanity check. Read the faithfulness scores before trusting a map.
 """
