@@ -58,6 +58,13 @@ def test_phone_formats_read_upright(astronaut, fmt):
     assert turned.shape == (400, 512, 3) and np.abs(turned.astype(int) - np.rot90(tall, -1)).mean() < 6
 
 
+def test_truncated_heic_rejected(astronaut):
+    data = _bytes(Image.fromarray(astronaut), "HEIF", quality=80)
+    for cut in (40, len(data) // 2, len(data) - 10):
+        with pytest.raises(UnreadableImage):
+            read_image(data[:cut])
+
+
 def test_heic_without_a_decoder_says_so(astronaut, monkeypatch):
     import fer_core.io as fio
 
