@@ -80,6 +80,26 @@ def cached_scores(data: bytes, model: str, target: str | None, whole_image: bool
                             options=method_options(window, stride).get(method))
 
 
+def faces_zip(predictor: Predictor, results: list, methods, *, layer: str | None, options: dict, stem: str,
+              figure, row) -> bytes:
+    """Every face of `results` explained with `methods`: `figure(explained)` as `{stem}_face{N}.png` each and
+    `row(face, explained)` for all in `{stem}_faces.csv` (no faithfulness scores: they would take seconds a face)."""
+    import zipfile
+
+    import pandas as pd
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        table = []
+        for res in results:
+            done = explain_face(predictor, res, list(methods), layer=layer, method_options=options)
+            table.append(row(res, done))
+            if done.maps:
+                zf.writestr(f"{stem}_face{res.index + 1}.png", png_bytes(figure(done)))
+        zf.writestr(f"{stem}_faces.csv", pd.DataFrame(table).to_csv(index=False))
+    return buf.getvalue()
+
+
 def digest(data: bytes) -> str:
     return hashlib.sha1(data).hexdigest()[:12]
 

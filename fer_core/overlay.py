@@ -24,7 +24,16 @@ def overlay(face: np.ndarray, cam: np.ndarray, *, alpha: float = 0.5, colormap: 
     return blend.clip(0, 255).astype(np.uint8)
 
 
+_ASCII = str.maketrans({"·": "|", "×": "x", "—": "-", "–": "-", "…": "...", "’": "'"})
+
+
+def ascii_text(text: str) -> str:
+    """What OpenCV's Hershey fonts can draw: common punctuation spelled in ASCII, any other character as '?'."""
+    return text.translate(_ASCII).encode("ascii", "replace").decode("ascii")
+
+
 def _label(img: np.ndarray, text: str, height: int = 22) -> np.ndarray:
+    text = ascii_text(text)
     bar = np.full((height, img.shape[1], 3), 255, dtype=np.uint8)
     scale = 0.45
     while scale > 0.25 and cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)[0][0] > img.shape[1] - 4:

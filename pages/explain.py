@@ -1,6 +1,7 @@
 """Explain: one photo in, every face boxed, probabilities and explanation maps side by side."""
 import json
 
+import numpy as np
 import pandas as pd
 import streamlit as st
 
@@ -123,24 +124,43 @@ if r.maps:
     st.markdown("**Where the evidence lies** (share of each map on each facial region)")
     st.dataframe(regions, width="stretch")
 
-rows = []  # every face's scores; the maps' numbers for the face shown (each face is explained when picked)
-for res in results:
+def face_row(res, explained=None, scores=None) -> dict:
+    """One face's CSV/JSON row: box and scores; with `explained` (its explain_face result) the maps' region
+    shares, with `scores` their faithfulness."""
     row = {"face": res.index + 1, "prediction": res.prediction, "confidence": res.confidence, "target": res.target}
     if res.box is not None:
         row.update(dict(zip("xywh", res.box.as_tuple())))
     row.update({c: float(p) for c, p in zip(ui.EMOTIONS, res.probs)})
-    if res.index == r.index:
-        for m, s in scores.items():
-            row.update({f"{m}_{k}": v for k, v in s.items()})
-        for m, sh in r.regions.items():
-            row.update({f"{m}_share_{k}": v for k, v in sh.items()})
-    rows.append(row)
-d1, d2, d3 = st.columns(3)
+    for m, s in (scores or {}).items():
+        row.update({f"{m}_{k}": v for k, v in s.items()})
+    for m, sh in (explained.regions if explained is not None else {}).items():
+        row.update({f"{m}_share_{k}": v for k, v in sh.items()})
+    return row
+
+
+def figure(res) -> np.ndarray:
+    return grid(res.face, res.maps, titles={m: EXPLAINERS[m].label for m in res.maps}, alpha=alpha, colormap=cmap,
+                header=f"{res.prediction} {res.confidence:.0%} (explaining {res.target}) · {model}")
+
+
+# every face's scores; the maps' numbers for the face shown (each face is explained when picked)
+rows = [face_row(res, r, scores) if res.index == r.index else face_row(res) for res in results]
 stem = name.rsplit(".", 1)[0]
+
+
+def every_face_zip() -> bytes:  # run when the button is clicked
+    return ui.faces_zip(ui.get_predictor(model), results, methods, layer=layer, options=ui.method_options(window, stride),
+                        stem=stem, figure=figure, row=face_row)
+
+
+d1, d2, d3, d4 = st.columns(4)
 if r.maps:
-    fig = grid(r.face, r.maps, titles={m: EXPLAINERS[m].label for m in r.maps}, alpha=alpha, colormap=cmap,
-               header=f"{r.prediction} {r.confidence:.0%} (explaining {r.target}) · {model}")
-    d1.download_button("Figure (PNG)", ui.png_bytes(fig), f"{stem}_face{idx + 1}.png", "image/png", on_click="ignore")
+    d1.download_button("Figure (PNG)", ui.png_bytes(figure(r)), f"{stem}_face{idx + 1}.png", "image/png",
+                       on_click="ignore")
 d2.download_button("Numbers (CSV)", pd.DataFrame(rows).to_csv(index=False), f"{stem}.csv", "text/csv", on_click="ignore")
 d3.download_button("Numbers (JSON)", json.dumps({"image": name, "model": model, "faces": rows}, indent=2),
                    f"{stem}.json", "application/json", on_click="ignore")
+if len(results) > 1 and methods:
+    d4.download_button(f"All {len(results)} faces (ZIP)", every_face_zip, f"{stem}_faces.zip", "application/zip",
+                       on_click="ignore", help="Every face's maps as figures and their region shares in one CSV, "
+                       "made when you click (a few tenths of a second a face)")

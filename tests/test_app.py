@@ -107,6 +107,23 @@ def test_explain_group_photo_maps_the_face_picked(app_env):
     assert any(s.value.startswith("Face 3:") for s in at.subheader)
     assert sum("deletion AUC" in c.value for c in at.caption) == 3  # its three maps, scored
     assert len(at.dataframe) == 1  # the region table of the face shown
+    assert "All 3 faces (ZIP)" in [b.label for b in at.get("download_button")]
+
+
+def test_every_face_zip_has_a_figure_each_and_one_table(app_env, predictor):
+    sys.path.insert(0, str(ROOT))
+    import ui
+    from fer_core.examples import group_photo
+    from fer_core.inference import analyze
+
+    results = analyze(group_photo(), predictor=predictor)  # classified, not yet explained
+    data = ui.faces_zip(predictor, results, ["cam", "gradcam"], layer=None, options={}, stem="group",
+                        figure=lambda done: done.face, row=lambda res, done: {"face": res.index + 1, **{
+                            f"{m}_mouth": sh["mouth"] for m, sh in done.regions.items()}})
+    zf = zipfile.ZipFile(io.BytesIO(data))
+    assert sorted(zf.namelist()) == ["group_face1.png", "group_face2.png", "group_face3.png", "group_faces.csv"]
+    table = zf.read("group_faces.csv").decode().splitlines()
+    assert table[0] == "face,cam_mouth,gradcam_mouth" and len(table) == 4
 
 
 def test_explain_warns_under_maps_that_fail_the_sanity_check(app_env):

@@ -243,3 +243,10 @@ def test_boxes_drawn_with_the_picked_face_in_its_own_colour():
     assert (draw_boxes(img, boxes)[100, 180] == BOX_COLOR).all()
     big = draw_boxes(img, boxes, picked=1, min_side=600)  # a small photo is enlarged before drawing
     assert big.shape == (400, 600, 3) and (big[200, 360] == PICKED_COLOR).all()
+
+
+def test_figure_labels_are_drawable_ascii():
+    from fer_core.overlay import ascii_text
+
+    assert ascii_text("happiness 99% (explaining anger) · fernet — ×2") == "happiness 99% (explaining anger) | fernet - x2"
+    assert ascii_text("Zoë") == "Zo?"
