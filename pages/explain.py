@@ -85,7 +85,7 @@ with right:
     st.subheader(f"Face {idx + 1}: **{r.prediction}** ({r.confidence:.0%})")
     st.plotly_chart(ui.probs_chart(r.probs, highlight=r.target), width="stretch")
     if r.confidence < ui.UNSURE_BELOW:
-        st.caption(f"**Unsure**: no emotion gets half of the probability. The model knows only these six and no "
+        st.caption("**Unsure**: no emotion gets half of the probability. The model knows only these six and no "
                    "neutral, so a calm or mixed face is spread over them. The percentages are calibrated on "
                    "validation faces: where it says 40%, it is right about 40% of the time.")
     if r.source_side < SMALL_FACE_PX:
@@ -148,9 +148,12 @@ rows = [face_row(res, r, scores) if res.index == r.index else face_row(res) for 
 stem = name.rsplit(".", 1)[0]
 
 
+predictor = ui.get_predictor(model)  # resolved here: the button's callable runs on another thread
+
+
 def every_face_zip() -> bytes:  # run when the button is clicked
-    return ui.faces_zip(ui.get_predictor(model), results, methods, layer=layer, options=ui.method_options(window, stride),
-                        stem=stem, figure=figure, row=face_row)
+    return ui.faces_zip(predictor, results, methods, layer=layer, options=ui.method_options(window, stride), stem=stem,
+                        figure=figure, row=face_row)
 
 
 d1, d2, d3, d4 = st.columns(4)
