@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -11,6 +12,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 torch.set_num_threads(2)
+os.environ["FER_WARM_UP"] = "0"  # the app's warm-up thread (ui.warm_up) would explain every throwaway model
 
 
 @pytest.fixture(scope="session")

@@ -110,6 +110,22 @@ def test_explain_group_photo_maps_the_face_picked(app_env):
     assert "All 3 faces (ZIP)" in [b.label for b in at.get("download_button")]
 
 
+def test_warm_up_explains_and_scores_the_default_methods_once(app_env, predictor, monkeypatch):
+    sys.path.insert(0, str(ROOT))
+    import fer_core.inference as inference
+    import ui
+
+    calls = []
+    real_explain, real_faith = inference.explain_face, inference.faithfulness_for
+    monkeypatch.setattr(ui, "explain_face", lambda p, r, methods, **kw: calls.append(("explain", tuple(methods)))
+                        or real_explain(p, r, methods, **kw))
+    monkeypatch.setattr(inference, "faithfulness_for", lambda p, r, m, **kw: calls.append(("faith", m))
+                        or real_faith(p, r, m, **kw))
+    ui.warm_up(predictor)
+    assert calls == [("explain", ("gradcam", "cam", "occlusion")), ("faith", "gradcam"), ("faith", "cam"),
+                     ("faith", "occlusion")]
+
+
 def test_every_face_zip_has_a_figure_each_and_one_table(app_env, predictor):
     sys.path.insert(0, str(ROOT))
     import ui
