@@ -32,7 +32,7 @@ def get_predictor(name: str) -> Predictor:
     # built here under the spinner rather than on the first upload
     predictor = load_predictor(name, frozen=None)
     predictor.prediction_model()
-    # the default only: the Compare page loads every model at once, and nine warm-ups would hold both cores
+    # the default only: the Compare page loads every checkpoint at once, and a warm-up each would hold both cores
     if name == DEFAULT_CHECKPOINT and os.environ.get("FER_WARM_UP", "1") != "0":  # tests set 0
         threading.Thread(target=warm_up, args=(predictor,), name=f"warm-up {name}", daemon=True).start()
     return predictor
