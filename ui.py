@@ -8,7 +8,6 @@ import hashlib
 import io
 import json
 import os
-import sys
 import threading
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from fer_core.labels import EMOTIONS
 
 RESULTS_PATH = CHECKPOINT_DIR / "results.json"
 DEFAULT_METHODS = ["gradcam", "cam", "occlusion"]
+OCCLUSION_WINDOW, OCCLUSION_STRIDE = 8, 4  # the sidebar's starting values (px at the model's input)
 UNSURE_BELOW = 0.5  # a top probability under this gets a word: no class reached half (six classes, no neutral)
 
 
@@ -46,14 +46,13 @@ def warm_up(predictor: Predictor) -> None:
     from fer_core.explain import unsupported_reason
     from fer_core.inference import faithfulness_for
 
-    try:
-        face = analyze(astronaut(), predictor=predictor, whole_image=True)[0]
-        methods = [m for m in DEFAULT_METHODS if unsupported_reason(predictor.model, m) is None]
-        done = explain_face(predictor, face, methods, method_options=method_options(8, 4))
-        for m in done.maps:
-            faithfulness_for(predictor, done, m, options=method_options(8, 4).get(m))
-    except Exception as exc:  # noqa: BLE001 - a failed warm-up costs only the time it would have saved
-        print(f"warm-up of {predictor.spec.arch} failed: {exc!r}", file=sys.stderr)
+    # no try/except: on a thread, an error ends only the warm-up, and threading prints its traceback
+    face = analyze(astronaut(), predictor=predictor, whole_image=True)[0]
+    methods = [m for m in DEFAULT_METHODS if unsupported_reason(predictor.model, m) is None]
+    options = method_options(OCCLUSION_WINDOW, OCCLUSION_STRIDE)
+    done = explain_face(predictor, face, methods, method_options=options)
+    for m in done.maps:
+        faithfulness_for(predictor, done, m, options=options.get(m))
 
 
 def checkpoint_names() -> list[str]:

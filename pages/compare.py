@@ -70,7 +70,8 @@ if up is not None:
     for i, n in enumerate(names):
         with cols[i % len(cols)]:
             try:
-                r = ui.cached_explanation(data, n, None, False, 0, ("gradcam",), None, 8, 4)
+                r = ui.cached_explanation(data, n, None, False, 0, ("gradcam",), None, ui.OCCLUSION_WINDOW,
+                                          ui.OCCLUSION_STRIDE)
             except FerError as exc:
                 st.error(f"{name}: {exc}")
                 break

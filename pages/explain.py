@@ -32,8 +32,8 @@ with st.sidebar:
                            "Grad-CAM/CAM a lot): a rough check, not a verdict. On CPUs with native bfloat16, occlusion's "
                            "randomised copy runs in bf16 (twice as fast; it raises the value by ~0.08 on average)")
     with st.expander("Occlusion options"):
-        window = st.slider("Window (px at model input)", 4, 16, 8, 2)
-        stride = st.slider("Stride", 2, 8, 4, 1)
+        window = st.slider("Window (px at model input)", 4, 16, ui.OCCLUSION_WINDOW, 2)
+        stride = st.slider("Stride", 2, 8, ui.OCCLUSION_STRIDE, 1)
 
 if not model:
     st.stop()
