@@ -56,6 +56,17 @@ def grid(face: np.ndarray, maps: dict[str, np.ndarray], *, titles: dict[str, str
 
 
 BOX_COLOR, PICKED_COLOR = (255, 200, 0), (230, 30, 30)
+FONT = cv2.FONT_HERSHEY_SIMPLEX
+
+
+def box_label(out: np.ndarray, text: str, b, color, *, ink=(0, 0, 0), scale: float = 0.45, thick: int = 1) -> None:
+    """`text` in `ink` on a filled box of `color`, in place, at the top-left of face box `b`: above it, or just
+    inside its top edge when there is no room above; moved left when it would leave the image on the right."""
+    (tw, th), _ = cv2.getTextSize(text, FONT, scale, thick)
+    x = min(max(0, b.x), max(0, out.shape[1] - tw - 4))
+    y = b.y - 2 if b.y - th - 6 >= 0 else b.y + th + 6
+    cv2.rectangle(out, (x, y - th - 5), (x + tw + 4, y), color, -1)
+    cv2.putText(out, text, (x + 2, y - 3), FONT, scale, ink, thick, cv2.LINE_AA)
 
 
 def draw_boxes(image: np.ndarray, boxes, labels: list[str] | None = None, picked: int | None = None,
@@ -71,11 +82,6 @@ def draw_boxes(image: np.ndarray, boxes, labels: list[str] | None = None, picked
     for i, b in enumerate(boxes):
         color = PICKED_COLOR if i == picked else BOX_COLOR
         cv2.rectangle(out, (b.x, b.y), (b.x + b.w, b.y + b.h), color, thick)
-        text = labels[i] if labels else str(i + 1)
-        scale = max(0.5, thick / 3)
-        (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
-        y0 = max(th + 4, b.y)
-        cv2.rectangle(out, (b.x, y0 - th - 4), (b.x + tw + 4, y0), color, -1)
-        ink = (255, 255, 255) if i == picked else (0, 0, 0)
-        cv2.putText(out, text, (b.x + 2, y0 - 3), cv2.FONT_HERSHEY_SIMPLEX, scale, ink, thick, cv2.LINE_AA)
+        box_label(out, labels[i] if labels else str(i + 1), b, color,
+                  ink=(255, 255, 255) if i == picked else (0, 0, 0), scale=max(0.5, thick / 3), thick=thick)
     return out

@@ -16,6 +16,8 @@ from .faces import FaceBox, crop_face, detect_faces
 from .inference import Predictor
 from .io import write_csv
 from .labels import EMOTIONS
+from .overlay import FONT as _FONT
+from .overlay import box_label, heatmap
 
 MAX_DURATION_S = 120.0  # longer clips are refused (the app is interactive; use the CLI with --every)
 MAX_FRAMES = 20_000
@@ -141,19 +143,8 @@ class VideoWriter:
 _COLORS = [(255, 200, 0), (0, 200, 255), (255, 80, 160), (120, 255, 120), (200, 120, 255)]
 
 
-_FONT = cv2.FONT_HERSHEY_SIMPLEX
 _ROW, _NAME_W, _BAR_W = 14, 56, 70  # the score panel: row height, class-name column, bar length (px)
 _PANEL_W = _NAME_W + _BAR_W + 12
-
-
-def _tag(out: np.ndarray, text: str, b, color) -> None:
-    """The face's id and top emotion in black on a box of the track's colour, above the face (inside its
-    top edge when the face touches the frame's top)."""
-    (tw, th), _ = cv2.getTextSize(text, _FONT, 0.45, 1)
-    x = min(max(0, b.x), max(0, out.shape[1] - tw - 4))
-    y = b.y - 2 if b.y - th - 6 >= 0 else b.y + th + 6
-    cv2.rectangle(out, (x, y - th - 5), (x + tw + 4, y), color, -1)
-    cv2.putText(out, text, (x + 2, y - 3), _FONT, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
 
 
 def _score_panel(out: np.ndarray, probs: np.ndarray, b, color) -> None:
@@ -177,8 +168,6 @@ def _score_panel(out: np.ndarray, probs: np.ndarray, b, color) -> None:
 def annotate(frame: np.ndarray, tracks: list[Track], *, alpha: float = 0.45) -> np.ndarray:
     """Boxes, ids, the top emotion and six score bars beside each face (plus a Grad-CAM overlay
     inside the box when the track carries one)."""
-    from .overlay import heatmap
-
     out = frame.copy()
     H, W = out.shape[:2]
     for t in tracks:
@@ -192,7 +181,7 @@ def annotate(frame: np.ndarray, tracks: list[Track], *, alpha: float = 0.45) -> 
         cv2.rectangle(out, (b.x, b.y), (b.x + b.w, b.y + b.h), color, 2)
         k = int(np.argmax(t.probs))
         _score_panel(out, t.probs, b, color)
-        _tag(out, f"#{t.id} {EMOTIONS[k]} {t.probs[k]:.0%}", b, color)  # over a neighbour's panel, not under
+        box_label(out, f"#{t.id} {EMOTIONS[k]} {t.probs[k]:.0%}", b, color)  # over a neighbour's panel, not under
     return out
 
 

@@ -245,6 +245,17 @@ def test_boxes_drawn_with_the_picked_face_in_its_own_colour():
     assert big.shape == (400, 600, 3) and (big[200, 360] == PICKED_COLOR).all()
 
 
+def test_box_labels_stay_inside_the_photo():
+    from fer_core.faces import FaceBox
+    from fer_core.overlay import BOX_COLOR, draw_boxes
+
+    img = np.full((200, 300, 3), 90, np.uint8)
+    out = draw_boxes(img, [FaceBox(270, 0, 30, 40)], labels=["12 happiness 99%"])  # top-right corner
+    label = np.all(out == np.array(BOX_COLOR, np.uint8), axis=2)[:, :260]  # left of the box: the label moved in
+    rows = np.flatnonzero(label.any(axis=1))
+    assert label.sum() > 500 and rows.max() < 40  # drawn in full, inside the box's top edge (no room above)
+
+
 def test_figure_labels_are_drawable_ascii():
     from fer_core.overlay import ascii_text
 
