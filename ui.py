@@ -25,6 +25,20 @@ OCCLUSION_WINDOW, OCCLUSION_STRIDE = 8, 4  # the sidebar's starting values (px a
 UNSURE_BELOW = 0.5  # a top probability under this gets a word: no class reached half (six classes, no neutral)
 
 
+def _leave_legacy_pages_mode() -> None:
+    """On a fresh server, a page opened by its own URL (/model_card) before any session ran streamlit_app.py is run
+    by Streamlit's legacy pages/ mode: no page config, the files' names in the sidebar. st.navigation switches that
+    mode off for the process; this does the same and reruns, so the entry point runs and shows the page asked for."""
+    from streamlit.runtime.pages_manager import PagesManager
+
+    if PagesManager.uses_pages_directory:  # st.navigation has never run in this process
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
+_leave_legacy_pages_mode()  # every page imports this module first thing
+
+
 @st.cache_resource(show_spinner="Loading model…")
 def get_predictor(name: str) -> Predictor:
     """One loaded model per checkpoint per process, shared by every session."""

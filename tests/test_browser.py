@@ -1,5 +1,6 @@
 """Real browser: `streamlit run` on localhost, Playwright drives Debian's Chromium, uploads a face on
 the Explain page, waits for the probabilities and three maps, and saves a screenshot."""
+import contextlib
 import os
 import shutil
 import socket
@@ -22,19 +23,11 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    if not shutil.which("chromium"):
-        pytest.skip("Debian's chromium is not installed")
-    pytest.importorskip("playwright.sync_api")
-    from fer_core.checkpoints import ModelSpec, save_checkpoint
-    from fer_core.models import create_model
-
-    d = tmp_path_factory.mktemp("browser")
-    torch.manual_seed(0)
-    save_checkpoint(create_model("fernet"), ModelSpec(arch="fernet"), d / "fernet.safetensors")
+@contextlib.contextmanager
+def _serve(checkpoints: Path):
+    """`streamlit run` on a free port; yields its URL, stops it afterwards."""
     port = _free_port()
-    env = dict(os.environ, FER_CHECKPOINTS=str(d))
+    env = dict(os.environ, FER_CHECKPOINTS=str(checkpoints))
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(port),
          "--server.address", "127.0.0.1", "--server.headless", "true"],
@@ -50,9 +43,52 @@ def server(tmp_path_factory):
     else:
         proc.kill()
         pytest.fail("streamlit did not start")
-    yield url
-    proc.terminate()
-    proc.wait(10)
+    try:
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    if not shutil.which("chromium"):
+        pytest.skip("Debian's chromium is not installed")
+    pytest.importorskip("playwright.sync_api")
+    from fer_core.checkpoints import ModelSpec, save_checkpoint
+    from fer_core.models import create_model
+
+    d = tmp_path_factory.mktemp("browser")
+    torch.manual_seed(0)
+    save_checkpoint(create_model("fernet"), ModelSpec(arch="fernet"), d / "fernet.safetensors")
+    return d
+
+
+@pytest.fixture(scope="module")
+def server(checkpoints):
+    with _serve(checkpoints) as url:
+        yield url
+
+
+def _browser(p):
+    return p.chromium.launch(executable_path=shutil.which("chromium"), args=[
+        "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"])
+
+
+def test_a_fresh_server_opened_at_a_page_url_shows_the_app_navigation(checkpoints):
+    """Streamlit runs a page opened by its URL before the entry point ever ran as a legacy pages/ page (the
+    files' names in the sidebar, no page config) unless ui leaves that mode."""
+    from playwright.sync_api import sync_playwright
+
+    with _serve(checkpoints) as url:  # a server of its own: this must be its first session
+        with sync_playwright() as p:
+            browser = _browser(p)
+            page = browser.new_page()
+            page.goto(url + "/model_card", timeout=60_000)
+            page.get_by_role("heading", name="Model card").wait_for(timeout=60_000)
+            nav = page.eval_on_selector_all('[data-testid="stSidebarNav"] a', "els => els.map(e => e.innerText)")
+            browser.close()
+        assert any(n.endswith("Explain a face") for n in nav) and len(nav) == 5, nav
 
 
 def test_upload_face_shows_probabilities_and_maps(server, astronaut, tmp_path):
@@ -62,8 +98,7 @@ def test_upload_face_shows_probabilities_and_maps(server, astronaut, tmp_path):
     Image.fromarray(astronaut).save(img)
     out_dir = Path(os.environ.get("SCREENSHOT_DIR", tmp_path))
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=shutil.which("chromium"), args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"])
+        browser = _browser(p)
         page = browser.new_page(viewport={"width": 1400, "height": 1500})
         page.goto(server, timeout=60_000)
         page.get_by_text("Why does the model think so?").wait_for(timeout=60_000)
