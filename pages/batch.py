@@ -88,7 +88,9 @@ if len(good):
     keep = f1.multiselect("Show predictions", ui.EMOTIONS, default=list(ui.EMOTIONS))
     lo = f2.slider("Minimum confidence", 0.0, 1.0, 0.0, 0.05)
     view = good[good["prediction"].isin(keep) & (good["confidence"] >= lo)]
-    shown = ["thumbnail"] + [c for c in columns if c != "error"] + ["note"]
+    # what a person reads first, then the six probabilities and the box (the CSV keeps the CLI's column order)
+    first = ["thumbnail", "filepath", "face", "prediction", "confidence", "note"]
+    shown = first + [c for c in columns if c not in first and c != "error"]
     st.dataframe(
         view[shown], hide_index=True, width="stretch",
         column_config={"thumbnail": st.column_config.ImageColumn("face", width="small"),

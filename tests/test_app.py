@@ -210,6 +210,7 @@ def test_batch_with_zip_and_bad_files(app_env, astronaut):
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Faces scored"] == "4" and metrics["Problems"] == "2"
     table = next(d.value for d in at.dataframe if "note" in d.value)
+    assert list(table.columns[:6]) == ["thumbnail", "filepath", "face", "prediction", "confidence", "note"]
     notes = dict(zip(table["filepath"], table["note"]))
     assert notes["tiny.png"] == "small face, unsure" and notes["photo.png"] == "unsure"  # the throwaway model
     charts = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
