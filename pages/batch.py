@@ -100,7 +100,8 @@ if len(good):
     g1, g2 = st.columns(2)
     counts = view["prediction"].value_counts().reindex(ui.EMOTIONS, fill_value=0).reset_index()
     counts.columns = ["emotion", "faces"]
-    g1.plotly_chart(px.bar(counts, x="emotion", y="faces", title="Predicted classes"), width="stretch")
+    g1.plotly_chart(px.bar(counts, x="emotion", y="faces", title="Predicted classes", color="emotion",
+                           color_discrete_map=ui.EMOTION_COLORS).update_layout(showlegend=False), width="stretch")
     # fixed 0.05-wide bins over 0-1 (plotly's own bins span only the data: a sliver when every face is ~0.99)
     n, edges = np.histogram(view["confidence"].astype(float), bins=20, range=(0.0, 1.0))
     hist = pd.DataFrame({"confidence": (edges[:-1] + edges[1:]) / 2, "faces": n})

@@ -73,7 +73,8 @@ else:
     long = df[df["face"] == face].melt(id_vars=["time_s"], value_vars=list(ui.EMOTIONS), var_name="emotion",
                                        value_name="probability")
     fig = px.line(long, x="time_s", y="probability", color="emotion", title=f"Face #{face}",
-                  category_orders={"emotion": list(ui.EMOTIONS)})
+                  category_orders={"emotion": list(ui.EMOTIONS)}, color_discrete_map=ui.EMOTION_COLORS,
+                  labels={"time_s": "time (s)"})
     fig.update_yaxes(range=[0, 1])
     st.plotly_chart(fig, width="stretch")
     st.markdown("**Dominant emotion per segment**")

@@ -262,6 +262,10 @@ def test_video_page(app_env, astronaut, tmp_path, monkeypatch):
     _no_exception(at)
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Frames"] == "12" and metrics["Faces tracked"] == "1"
+    import ui
+
+    timeline = json.loads(at.get("plotly_chart")[0].proto.spec)
+    assert {t["name"]: t["line"]["color"] for t in timeline["data"]} == ui.EMOTION_COLORS  # one colour per class
     at.file_uploader(key="video_file").set_value(("fake.mp4", b"not a video", "video/mp4")).run()
     _no_exception(at)
     assert any("fake.mp4" in e.value for e in at.error)
