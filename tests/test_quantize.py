@@ -176,3 +176,29 @@ def test_scorer_is_the_eager_model_under_bf16_autocast_when_that_predicts(random
     scorer = pred.scorer()
     assert scorer.model is pred.model
     assert scorer(torch.zeros(2, 3, 64, 64)).dtype == torch.float32
+
+
+def test_int8_teachers_for_distillation(calibrated, random_checkpoint, tmp_path):
+    """train.py --teacher-int8: a calibrated teacher runs as its int8 copy (close to float32 at the distillation
+    temperature), an uncalibrated one stays float; a short distilled run trains with them."""
+    import train as train_script
+    from fer_core.models import create_model
+
+    spec = read_spec(calibrated)
+    ens = train_script.load_teacher([str(calibrated), str(random_checkpoint)], spec, int8=True)
+    assert isinstance(ens.members[0], torch.jit.ScriptModule) and not isinstance(ens.members[1], torch.jit.ScriptModule)
+    ref = train_script.load_teacher([str(calibrated)], spec)
+    quant = train_script.load_teacher([str(calibrated)], spec, int8=True)
+    x = Predictor(*load_checkpoint(calibrated), precision="float32").inputs(_faces(16, seed=5))
+    torch.manual_seed(1)
+    other = train_script.Ensemble([create_model("fernet").eval()])
+    with torch.no_grad():
+        a, b, c = ref(x), quant(x), other(x)
+    assert (a - b).abs().max() < 0.1 * (a - c).abs().max()  # the same network's logits, not another one's
+
+    data = make_folder(tmp_path / "train", n_per_class=4)
+    out = tmp_path / "s.safetensors"
+    train_script.main(train_script.get_args_parser().parse_args(
+        ["--data", str(data), "--batch-size", "8", "--val-fraction", "0.25", "--epochs", "1", "--arch", "fernet",
+         "--out", str(out), "--teacher", str(calibrated), "--teacher-int8", "--bf16", "on"]))
+    assert read_spec(out).args["teacher_int8"] is True
