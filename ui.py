@@ -31,9 +31,11 @@ def _leave_legacy_pages_mode() -> None:
     """On a fresh server, a page opened by its own URL (/model_card) before any session ran streamlit_app.py is run
     by Streamlit's legacy pages/ mode: no page config, the files' names in the sidebar. st.navigation switches that
     mode off for the process; this does the same and reruns, so the entry point runs and shows the page asked for."""
-    from streamlit.runtime.pages_manager import PagesManager
-
-    if PagesManager.uses_pages_directory:  # st.navigation has never run in this process
+    try:  # Streamlit's own module (1.67, pinned): if a later release moves it, the pages still work, as before
+        from streamlit.runtime.pages_manager import PagesManager
+    except ImportError:
+        return
+    if getattr(PagesManager, "uses_pages_directory", False):  # st.navigation has never run in this process
         PagesManager.uses_pages_directory = False
         st.rerun()
 
