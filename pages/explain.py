@@ -146,8 +146,6 @@ def figure(res) -> np.ndarray:
 # every face's scores; the maps' numbers for the face shown (each face is explained when picked)
 rows = [face_row(res, r, scores) if res.index == r.index else face_row(res) for res in results]
 stem = name.rsplit(".", 1)[0]
-
-
 predictor = ui.get_predictor(model)  # resolved here: the button's callable runs on another thread
 
 

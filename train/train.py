@@ -130,13 +130,16 @@ def load_teacher(paths: list[str], student: ModelSpec, *, int8: bool = False) ->
         if reads(spec) != reads(student):
             raise SystemExit(f"--teacher {path} reads (size, grayscale, mean, std, classes) {reads(spec)}; "
                              f"the student reads {reads(student)}")
-        quantized = None
+        how = ""
         if int8:
             example = torch.zeros(2, 3, spec.input_size, spec.input_size)
             quantized = int8_for_inference(model.float().eval(), example, spec.int8)
-        models.append(quantized or model)
-        print(f"teacher {path}: {spec.arch}, val macro-F1 {spec.metrics.get('val_macro_f1')}"
-              + (", int8" if quantized is not None else ", int8 unavailable (no calibration or engine)" if int8 else ""))
+            if quantized is None:
+                how = ", int8 unavailable (no calibration or engine)"
+            else:
+                model, how = quantized, ", int8"
+        models.append(model)
+        print(f"teacher {path}: {spec.arch}, val macro-F1 {spec.metrics.get('val_macro_f1')}{how}")
     return Ensemble(models)
 
 
