@@ -24,7 +24,6 @@ DEFAULT_METHODS = ["gradcam", "cam", "occlusion"]
 OCCLUSION_WINDOW, OCCLUSION_STRIDE = 8, 4  # the sidebar's starting values (px at the model's input)
 # one colour per emotion wherever a chart has a line or bar per class (Okabe-Ito: told apart with colour blindness)
 EMOTION_COLORS = dict(zip(EMOTIONS, ["#E69F00", "#56B4E9", "#0072B2", "#D55E00", "#009E73", "#CC79A7"]))
-UNSURE_BELOW = 0.5  # a top probability under this gets a word: no class reached half (six classes, no neutral)
 
 
 def _leave_legacy_pages_mode() -> None:

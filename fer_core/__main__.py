@@ -78,13 +78,15 @@ def cmd_explain(args: argparse.Namespace) -> int:
             "box": list(r.box.as_tuple()) if r.box else None,
             "probs": {c: float(p) for c, p in zip(predictor.classes, r.probs)},
             "prediction": r.prediction, "confidence": r.confidence, "target": r.target,
-            "crop_px": round(r.source_side, 1), "scores": r.scores, "regions": r.regions, "not_available": r.errors,
+            "crop_px": round(r.source_side, 1), "notes": r.notes, "scores": r.scores, "regions": r.regions, "not_available": r.errors,
         })
         for m, why in r.errors.items():
             print(f"face {r.index + 1}: {m} not available: {why}", file=sys.stderr)
-        if r.source_side < SMALL_FACE_PX:
+        if "small face" in r.notes:
             print(f"face {r.index + 1}: only {r.source_side:.0f} px across; below {SMALL_FACE_PX} px accuracy falls "
                   "(README: small faces)", file=sys.stderr)
+        if "unsure" in r.notes:
+            print(f"face {r.index + 1}: unsure, no emotion got half of the probability", file=sys.stderr)
     (out / f"{stem}.json").write_text(json.dumps(report, indent=2))
     print(f"{len(results)} face(s); wrote PNGs and {stem}.json to {out}", file=sys.stderr)
     return 0

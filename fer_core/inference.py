@@ -16,13 +16,21 @@ from .device import (
     AutocastBf16, fastest_module, forward_logits, frozen_for_inference, requested_precision, resolve_precision,
 )
 from .errors import NoFaceFound
-from .faces import DEFAULT_MARGIN, FaceBox, FaceCrop, crop_face, detect_faces, whole_image_crop
+from .faces import DEFAULT_MARGIN, SMALL_FACE_PX, FaceBox, FaceCrop, crop_face, detect_faces, whole_image_crop
 from .io import ImageSource, read_image
 from .models import FerNet
 from .preprocess import faces_to_uint8, grayscale_mask, normalize
 from .quantize import int8_for_inference, int8_supported
 
 DEFAULT_CHECKPOINT = "fernet"
+UNSURE_BELOW = 0.5  # a top probability under this gets a word: no class reached half (six classes, no neutral)
+
+
+def face_notes(source_side: float, confidence: float) -> list[str]:
+    """What a reader should know before trusting one face's answer: "small face" (under SMALL_FACE_PX
+    across in the photo, where accuracy falls) and "unsure" (no class got UNSURE_BELOW). The app, the
+    CLI's CSV and its explain report say the same."""
+    return (["small face"] if source_side < SMALL_FACE_PX else []) + (["unsure"] if confidence < UNSURE_BELOW else [])
 
 
 def probs_from_logits(logits: torch.Tensor, temperature: float | torch.Tensor = 1.0) -> np.ndarray:
@@ -200,6 +208,10 @@ class FaceResult:
     regions: dict[str, dict[str, float]] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
     source_side: float = float("nan")  # the crop's side in the photo's pixels (FaceCrop.source_side)
+
+    @property
+    def notes(self) -> list[str]:
+        return face_notes(self.source_side, self.confidence)
 
 
 def find_faces(

@@ -11,7 +11,7 @@ import numpy as np
 
 from .errors import FerError
 from .faces import DEFAULT_MARGIN, FaceCrop
-from .inference import Predictor, find_faces
+from .inference import Predictor, face_notes, find_faces
 from .io import is_image_name, read_image
 from .labels import EMOTIONS
 
@@ -92,11 +92,12 @@ def score_items(
     progress: Callable[[int, str], None] | None = None,
     keep_faces: bool = False,
 ) -> list[dict]:
-    """One row per face: filepath, face, x, y, w, h, the six probabilities, prediction, confidence.
+    """One row per face: filepath, face, x, y, w, h, the six probabilities, prediction, confidence,
+    crop_px (the face's side in the photo's pixels) and note (`face_notes`: "small face", "unsure").
 
     A file that cannot be read, or holds no face, gets one row with `error` and no scores; the run
     goes on. Faces are classified in batches across files. With `keep_faces`, rows carry the crop
-    under the key "_face" (for thumbnails) and its side in the photo's pixels under "_crop_px".
+    under the key "_face" (for thumbnails).
     """
     rows: list[dict] = []
     pending: list[tuple[dict, FaceCrop]] = []
@@ -109,8 +110,10 @@ def score_items(
             row.update({c: float(v) for c, v in zip(predictor.classes, p)})
             k = int(np.argmax(p))
             row["prediction"], row["confidence"] = predictor.classes[k], float(p[k])
+            row["crop_px"] = round(crop.source_side, 1)
+            row["note"] = ", ".join(face_notes(crop.source_side, float(p[k])))
             if keep_faces:
-                row["_face"], row["_crop_px"] = crop.face, crop.source_side
+                row["_face"] = crop.face
         pending.clear()
 
     for n, item in enumerate(items, start=1):
@@ -142,4 +145,4 @@ def score_items(
 
 def score_columns(with_boxes: bool) -> list[str]:
     base = ["filepath"] + (["face", "x", "y", "w", "h"] if with_boxes else [])
-    return base + list(EMOTIONS) + ["prediction", "confidence", "error"]
+    return base + list(EMOTIONS) + ["prediction", "confidence", "crop_px", "note", "error"]

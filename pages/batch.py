@@ -7,7 +7,6 @@ import plotly.express as px
 import streamlit as st
 
 import ui
-from fer_core.faces import SMALL_FACE_PX
 from fer_core.scoring import ImageItem, iter_zip, score_columns, score_items
 
 st.title("Batch scoring")
@@ -43,17 +42,10 @@ def run_batch(model: str, whole: bool, uploads) -> list[dict]:
                        progress=lambda n, name: bar.progress(n / len(items), text=f"{n}/{len(items)} {name}"))
     bar.empty()
     for r in rows:
-        face, crop_px = r.pop("_face", None), r.pop("_crop_px", None)
+        face = r.pop("_face", None)
         if face is not None:
             r["thumbnail"] = "data:image/png;base64," + base64.b64encode(ui.png_bytes(_thumb(face))).decode()
-            r["note"] = _note(crop_px, r["confidence"])
     return rows
-
-
-def _note(crop_px: float, confidence: float) -> str:
-    """What the Explain page would say about this face."""
-    notes = (["small face"] if crop_px < SMALL_FACE_PX else []) + (["unsure"] if confidence < ui.UNSURE_BELOW else [])
-    return ", ".join(notes)
 
 
 def _thumb(face):

@@ -75,7 +75,7 @@ with left:
     photo = st.empty()  # drawn after the picker, so the face picked stands out
     idx = st.selectbox("Face", range(len(results)), format_func=lambda i: (
         f"Face {i + 1}: {results[i].prediction} {results[i].confidence:.0%}"
-        + (" (small)" if results[i].source_side < SMALL_FACE_PX else "")))
+        + "".join(f" ({n})" for n in results[i].notes)))
     photo.image(draw_boxes(image, boxes, picked=idx, min_side=640) if boxes else image, width="stretch",
                 caption=f"{name}: {len(results)} face(s)" + (f", face {idx + 1} in red" if len(boxes) > 1 else ""))
 key = (data, model, target, whole, idx, tuple(methods), layer, window, stride)
@@ -84,11 +84,11 @@ with st.spinner("Explaining…"):
 with right:
     st.subheader(f"Face {idx + 1}: **{r.prediction}** ({r.confidence:.0%})")
     st.plotly_chart(ui.probs_chart(r.probs, highlight=r.target), width="stretch")
-    if r.confidence < ui.UNSURE_BELOW:
+    if "unsure" in r.notes:
         st.caption("**Unsure**: no emotion gets half of the probability. The model knows only these six and no "
                    "neutral, so a calm or mixed face is spread over them. The percentages are calibrated on "
                    "validation faces: where it says 40%, it is right about 40% of the time.")
-    if r.source_side < SMALL_FACE_PX:
+    if "small face" in r.notes:
         st.warning(f"A small face: {r.source_side:.0f} px across in the photo. Below {SMALL_FACE_PX} px the model "
                    "lacks the detail it learned from, and its accuracy falls (README: small faces).",
                    icon="🔍")

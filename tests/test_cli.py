@@ -41,6 +41,8 @@ def test_score_folder_with_bad_file_and_zip(tmp_path, astronaut, random_checkpoi
     good = by_name["a_first.png"]
     assert good["error"] == "" and good["prediction"] in EMOTIONS
     assert abs(sum(float(good[c]) for c in EMOTIONS) - 1) < 1e-4
+    assert header[-3:] == ["crop_px", "note", "error"] and float(good["crop_px"]) > 50  # the astronaut's face, ~98 px
+    assert good["note"] == ("unsure" if float(good["confidence"]) < 0.5 else "")
     assert by_name["b_broken.jpg"]["error"] and by_name["b_broken.jpg"]["happiness"] == ""
     assert by_name["c_small.jpg"]["error"] == ""  # the file after the bad one was still scored
     assert by_name["d_blank.png"]["error"].startswith("no face found")
@@ -133,3 +135,12 @@ def test_cpu_summary_names_the_widest_vector_extension():
     assert cpu_summary(epyc.replace("avx2", "avx2 avx512f avx512_bf16")) == "AMD EPYC (AVX-512 BF16)"
     assert cpu_summary("model name : Old\nflags : sse2\n") == "Old (no AVX2)"
     assert isinstance(cpu_summary(), str)
+
+
+def test_face_notes():
+    from fer_core.inference import face_notes
+
+    assert face_notes(200.0, 0.9) == []
+    assert face_notes(20.0, 0.9) == ["small face"]
+    assert face_notes(200.0, 0.3) == ["unsure"]
+    assert face_notes(20.0, 0.49) == ["small face", "unsure"]
