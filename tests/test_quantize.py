@@ -202,3 +202,22 @@ def test_int8_teachers_for_distillation(calibrated, random_checkpoint, tmp_path)
         ["--data", str(data), "--batch-size", "8", "--val-fraction", "0.25", "--epochs", "1", "--arch", "fernet",
          "--out", str(out), "--teacher", str(calibrated), "--teacher-int8", "--bf16", "on"]))
     assert read_spec(out).args["teacher_int8"] is True
+
+
+def test_the_int8_duo_runs_without_the_quantized_cat_warning():
+    """fernet_duo's int8 copy joins its branches with a quantized cat; torch's warning on every call is hidden
+    (its cost was measured: docs/experiments.md, session 10), and nothing else is."""
+    import warnings
+
+    from fer_core.models import fernet_duo
+
+    model = fernet_duo(width=8).eval()
+    x = torch.rand(4, 3, 64, 64)
+    with torch.no_grad():
+        q = int8_for_inference(model, x[:2], calibrate_int8(model, [x]))
+    assert q is not None
+    with warnings.catch_warnings(record=True) as caught, torch.no_grad():  # the filters in force, fer_core's first
+        q(x[:2])
+        warnings.warn("a warning that is not hidden", UserWarning)
+    messages = [str(w.message) for w in caught]
+    assert not any("cat operator" in m for m in messages) and "a warning that is not hidden" in messages
