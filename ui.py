@@ -121,9 +121,10 @@ def cached_scores(data: bytes, model: str, target: str | None, whole_image: bool
 
 
 def faces_zip(predictor: Predictor, results: list, methods, *, layer: str | None, options: dict, stem: str,
-              figure, row) -> bytes:
+              figure, row, explained: dict | None = None) -> bytes:
     """Every face of `results` explained with `methods`: `figure(explained)` as `{stem}_face{N}.png` each and
-    `row(face, explained)` for all in `{stem}_faces.csv` (no faithfulness scores: they would take seconds a face)."""
+    `row(face, explained)` for all in `{stem}_faces.csv` (no faithfulness scores: they would take seconds a face).
+    `explained` maps a face's index to its result already explained the same way (the face on screen)."""
     import zipfile
 
     import pandas as pd
@@ -132,7 +133,8 @@ def faces_zip(predictor: Predictor, results: list, methods, *, layer: str | None
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
         table = []
         for res in results:
-            done = explain_face(predictor, res, list(methods), layer=layer, method_options=options)
+            done = (explained or {}).get(res.index) or explain_face(predictor, res, list(methods), layer=layer,
+                                                                     method_options=options)
             table.append(row(res, done))
             if done.maps:
                 zf.writestr(f"{stem}_face{res.index + 1}.png", png_bytes(figure(done)))

@@ -127,7 +127,8 @@ if r.maps:
 def face_row(res, explained=None, scores=None) -> dict:
     """One face's CSV/JSON row: box and scores; with `explained` (its explain_face result) the maps' region
     shares, with `scores` their faithfulness."""
-    row = {"face": res.index + 1, "prediction": res.prediction, "confidence": res.confidence, "target": res.target}
+    row = {"face": res.index + 1, "prediction": res.prediction, "confidence": res.confidence, "target": res.target,
+           "note": ", ".join(res.notes)}
     if res.box is not None:
         row.update(dict(zip("xywh", res.box.as_tuple())))
     row.update({c: float(p) for c, p in zip(ui.EMOTIONS, res.probs)})
@@ -151,7 +152,7 @@ predictor = ui.get_predictor(model)  # resolved here: the button's callable runs
 
 def every_face_zip() -> bytes:  # run when the button is clicked
     return ui.faces_zip(predictor, results, methods, layer=layer, options=ui.method_options(window, stride), stem=stem,
-                        figure=figure, row=face_row)
+                        figure=figure, row=face_row, explained={r.index: r})
 
 
 d1, d2, d3, d4 = st.columns(4)

@@ -132,14 +132,22 @@ def test_every_face_zip_has_a_figure_each_and_one_table(app_env, predictor):
     from fer_core.examples import group_photo
     from fer_core.inference import analyze
 
+    from dataclasses import replace
+
+    from fer_core.inference import explain_face
+
     results = analyze(group_photo(), predictor=predictor)  # classified, not yet explained
+    # the face on screen is already explained: the zip takes it as it is (here marked by a black crop)
+    shown = replace(explain_face(predictor, results[1], ["cam", "gradcam"]), face=np.zeros((64, 64, 3), np.uint8))
     data = ui.faces_zip(predictor, results, ["cam", "gradcam"], layer=None, options={}, stem="group",
                         figure=lambda done: done.face, row=lambda res, done: {"face": res.index + 1, **{
-                            f"{m}_mouth": sh["mouth"] for m, sh in done.regions.items()}})
+                            f"{m}_mouth": sh["mouth"] for m, sh in done.regions.items()}}, explained={1: shown})
     zf = zipfile.ZipFile(io.BytesIO(data))
     assert sorted(zf.namelist()) == ["group_face1.png", "group_face2.png", "group_face3.png", "group_faces.csv"]
     table = zf.read("group_faces.csv").decode().splitlines()
     assert table[0] == "face,cam_mouth,gradcam_mouth" and len(table) == 4
+    pixels = [np.asarray(Image.open(zf.open(f"group_face{i}.png"))).max() for i in (1, 2, 3)]
+    assert pixels[1] == 0 and pixels[0] > 0 and pixels[2] > 0
 
 
 def test_explain_warns_under_maps_that_fail_the_sanity_check(app_env):
