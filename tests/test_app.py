@@ -128,13 +128,11 @@ def test_warm_up_explains_and_scores_the_default_methods_once(app_env, predictor
 
 def test_every_face_zip_has_a_figure_each_and_one_table(app_env, predictor):
     sys.path.insert(0, str(ROOT))
-    import ui
-    from fer_core.examples import group_photo
-    from fer_core.inference import analyze
-
     from dataclasses import replace
 
-    from fer_core.inference import explain_face
+    import ui
+    from fer_core.examples import group_photo
+    from fer_core.inference import analyze, explain_face
 
     results = analyze(group_photo(), predictor=predictor)  # classified, not yet explained
     # the face on screen is already explained: the zip takes it as it is (here marked by a black crop)
