@@ -85,7 +85,7 @@ if len(good):
     shown = first + [c for c in columns if c not in first and c != "error"]
     st.dataframe(
         view[shown], hide_index=True, width="stretch",
-        column_config={"thumbnail": st.column_config.ImageColumn("face", width="small"),
+        column_config={"thumbnail": st.column_config.ImageColumn("crop", width="small"),
                        "confidence": st.column_config.NumberColumn(format="%.2f"),
                        **{c: st.column_config.ProgressColumn(c, min_value=0.0, max_value=1.0, format="%.2f")
                           for c in ui.EMOTIONS}},
