@@ -39,6 +39,9 @@ class ModelSpec:
     history: tuple[dict[str, Any], ...] = ()
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     int8: dict[str, Any] = field(default_factory=dict)  # activation ranges for int8 CPU predictions (quantize.py)
+    # the runs this one was fine-tuned from (train.py --init), oldest first: each one's args, git_commit,
+    # metrics and history, so a fine-tune's card still shows the whole road to its weights
+    lineage: tuple[dict[str, Any], ...] = ()
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -48,13 +51,27 @@ class ModelSpec:
         raw = json.loads(text)
         known = {f for f in cls.__dataclass_fields__}
         raw = {k: v for k, v in raw.items() if k in known}
-        for key in ("classes", "mean", "std", "train_data", "history"):
+        for key in ("classes", "mean", "std", "train_data", "history", "lineage"):
             if key in raw:
                 raw[key] = tuple(raw[key])
         return cls(**raw)
 
     def with_updates(self, **changes: Any) -> "ModelSpec":
         return replace(self, **changes)
+
+    def as_stage(self) -> dict[str, Any]:
+        """This run as one entry of a fine-tune's `lineage`."""
+        return {"args": self.args, "git_commit": self.git_commit, "metrics": self.metrics, "history": list(self.history)}
+
+    def stages(self) -> list[dict[str, Any]]:
+        """Every epoch of every stage, oldest first: the history rows with "stage" (1, 2, ...) and
+        "total_epoch" (epochs counted from the first stage's start)."""
+        rows, done = [], 0
+        for n, stage in enumerate((*self.lineage, self.as_stage()), start=1):
+            history = stage.get("history") or []
+            rows += [{**h, "stage": n, "total_epoch": done + h["epoch"]} for h in history]
+            done += max((h["epoch"] for h in history), default=0)
+        return rows
 
 
 def save_checkpoint(

@@ -55,20 +55,40 @@ if members:
         + "; one GAP + linear head reads both branches, so CAM and Grad-CAM explain the pair")
 lines.append(f"- code version: {spec.git_commit or 'unknown'}")
 st.markdown("\n".join(lines))
+
+
+def stage_line(n: int, stage: dict) -> str:
+    """One training stage in words: epochs, schedule, teachers, best validation macro-F1."""
+    args, epochs = stage["args"], len(stage["history"])
+    teachers = " + ".join(str(t).rsplit("/", 1)[-1] for t in args.get("teacher") or [])
+    return (f"{n}. {epochs} epoch{'' if epochs == 1 else 's'}, {args.get('schedule', '?')} schedule from learning "
+            f"rate {args.get('lr', '?')}" + (f", distilled from {teachers}" if teachers else "")
+            + f"; best validation macro-F1 {stage['metrics'].get('val_macro_f1', float('nan')):.4f}")
+
+
+stages = [*spec.lineage, spec.as_stage()]
+if len(stages) > 1:
+    st.markdown("**Trained in stages**, each fine-tuning the one before (`train.py --init`):\n"
+                + "\n".join(stage_line(n, s) for n, s in enumerate(stages, start=1)))
 if spec.args:
     with st.expander("Training arguments"):
-        st.dataframe(pd.DataFrame({"argument": list(spec.args), "value": [str(v) for v in spec.args.values()]}),
-                     hide_index=True, width="stretch")
+        args = {("value" if len(stages) == 1 else f"stage {n}"): {k: str(v) for k, v in s["args"].items()}
+                for n, s in enumerate(stages, start=1)}
+        st.dataframe(pd.DataFrame(args).fillna("—").rename_axis("argument"), width="stretch")
 
-if spec.history:
+curves = pd.DataFrame(spec.stages())
+if len(curves):
     st.subheader("Training curves")
-    h = pd.DataFrame(spec.history)
     tabs = st.tabs(["loss", "accuracy", "macro-F1"])
+    starts = curves.groupby("stage")["total_epoch"].min().iloc[1:] - 0.5  # where each fine-tune began
     for tab, key in zip(tabs, ["loss", "accuracy", "macro_f1"]):
-        cols = [c for c in (f"train_{key}", f"val_{key}") if c in h]
-        tab.plotly_chart(px.line(h, x="epoch", y=cols, markers=True), width="stretch", key=f"curve_{key}")
+        cols = [c for c in (f"train_{key}", f"val_{key}") if c in curves]
+        fig = px.line(curves, x="total_epoch", y=cols, markers=True, labels={"total_epoch": "epoch"})
+        for x in starts:
+            fig.add_vline(x=x, line_dash="dot", line_color="gray")
+        tab.plotly_chart(fig, width="stretch", key=f"curve_{key}")
     st.caption("Train numbers are on augmented batches; validation is a stratified, seeded 10% of the training "
-               "folders (never the test split).")
+               "folders (never the test split)." + (" A dotted line marks where a fine-tune started." if len(starts) else ""))
 
 
 @st.cache_data(show_spinner=False)

@@ -29,9 +29,16 @@ def app_env(tmp_path_factory):
     torch.manual_seed(0)
     # an untrained model under the default's name and architecture, so the pages open on "(default)"
     arch = DEFAULT_CHECKPOINT if DEFAULT_CHECKPOINT in list_models() else "fernet"
-    save_checkpoint(create_model(arch), ModelSpec(arch=arch, history=(
-        {"epoch": 1, "train_loss": 1.0, "val_loss": 1.1, "train_accuracy": 0.5, "val_accuracy": 0.4,
-         "train_macro_f1": 0.3, "val_macro_f1": 0.2},)), ck / f"{DEFAULT_CHECKPOINT}.safetensors")
+    def epoch(n: int, f1: float) -> dict:
+        return {"epoch": n, "train_loss": 1.0, "val_loss": 1.1, "train_accuracy": 0.5, "val_accuracy": 0.4,
+                "train_macro_f1": 0.3, "val_macro_f1": f1}
+
+    # a fine-tune (one epoch) of a two-epoch run, as train.py --init records it
+    first = {"args": {"lr": 0.2, "schedule": "onecycle", "teacher": ["runs/a.safetensors"]}, "git_commit": "",
+             "metrics": {"val_macro_f1": 0.19}, "history": [epoch(1, 0.1), epoch(2, 0.19)]}
+    save_checkpoint(create_model(arch), ModelSpec(
+        arch=arch, args={"lr": 0.02, "schedule": "cosine"}, metrics={"val_macro_f1": 0.2}, history=(epoch(1, 0.2),),
+        lineage=(first,)), ck / f"{DEFAULT_CHECKPOINT}.safetensors")
     save_checkpoint(create_model("baseline"), ModelSpec(arch="baseline"), ck / "baseline.safetensors")
     test = make_folder(d / "data" / "test", n_per_class=2)
     mp = pytest.MonkeyPatch()
@@ -239,6 +246,12 @@ def test_compare_and_model_card(app_env, astronaut):
     at.run()
     _no_exception(at)
     assert any("Intended use" in s.value for s in at.subheader)
+    stages = next(m.value for m in at.markdown if "Trained in stages" in m.value)
+    assert "1. 2 epochs, onecycle schedule from learning rate 0.2, distilled from a.safetensors" in stages
+    assert "2. 1 epoch, cosine" in stages and "0.2000" in stages
+    curve = json.loads(at.get("plotly_chart")[0].proto.spec)  # the loss tab: both stages on one epoch axis
+    assert [_plotly_values(t["x"]).tolist() for t in curve["data"]] == [[1, 2, 3], [1, 2, 3]]
+    assert [sh["x0"] for sh in curve["layout"]["shapes"]] == [2.5]  # the fine-tune starts after epoch 2
 
 
 def _video_bytes(tmp_path, astronaut, frames=12):

@@ -73,9 +73,18 @@ def test_init_from_checkpoint(tmp_path, monkeypatch):
         base + ["--arch", "fernet", "--init", str(first), "--out", str(second)]))
     _, spec = load_checkpoint(second)
     assert spec.args["init"] == str(first)
+    _, parent = load_checkpoint(first)
+    assert spec.lineage == (parent.as_stage(),) and parent.lineage == ()
+    third = tmp_path / "c.safetensors"  # a fine-tune of the fine-tune: both earlier runs, oldest first
+    train_script.main(train_script.get_args_parser().parse_args(
+        base + ["--arch", "fernet", "--init", str(second), "--out", str(third), "--epochs", "2"]))
+    _, grandchild = load_checkpoint(third)
+    assert [s["args"]["out"] for s in grandchild.lineage] == [str(first), str(second)]
+    stages = grandchild.stages()
+    assert [(r["stage"], r["epoch"], r["total_epoch"]) for r in stages] == [(1, 1, 1), (2, 1, 2), (3, 1, 3), (3, 2, 4)]
     with pytest.raises(SystemExit, match="not a baseline"):
         train_script.main(train_script.get_args_parser().parse_args(
-            base + ["--arch", "baseline", "--init", str(first), "--out", str(tmp_path / "c.safetensors")]))
+            base + ["--arch", "baseline", "--init", str(first), "--out", str(tmp_path / "d.safetensors")]))
 
 
 def test_promote_keeps_only_better_on_validation(tmp_path, monkeypatch):

@@ -183,11 +183,12 @@ def main(args: argparse.Namespace) -> dict:
         if init_spec.arch != args.arch:
             raise SystemExit(f"--init {args.init} is a {init_spec.arch}, not a {args.arch}")
         model.load_state_dict(init_model.state_dict())
+    lineage = (*init_spec.lineage, init_spec.as_stage()) if args.init else ()
     print(f"{args.arch}: {count_parameters(model) / 1e6:.2f}M parameters on {device}")
     spec = ModelSpec(
         arch=args.arch, classes=EMOTIONS, input_size=args.input_size, grayscale=args.grayscale,
         train_data=tuple(sources), args=vars(args), git_commit=git_commit(), model_kwargs=kwargs,
-        tta_flip=args.tta_flip, metrics={"parameters": count_parameters(model)},
+        tta_flip=args.tta_flip, metrics={"parameters": count_parameters(model)}, lineage=lineage,
     )
     teacher = load_teacher(args.teacher, spec, int8=args.teacher_int8 and device.type == "cpu") if args.teacher else None
     augment = None if args.no_augment else AugmentOptions(
