@@ -70,12 +70,14 @@ def box_label(out: np.ndarray, text: str, b, color, *, ink=(0, 0, 0), scale: flo
 
 
 def draw_boxes(image: np.ndarray, boxes, labels: list[str] | None = None, picked: int | None = None,
-               min_side: int = 0) -> np.ndarray:
+               min_side: int = 0, max_side: int = 0) -> np.ndarray:
     """Numbered boxes on a copy of an RGB uint8 image; box `picked` (an index) drawn in another colour. An image
-    whose longer side is under `min_side` is enlarged first, so the labels stay small beside a small face."""
-    f = min_side / max(image.shape[:2])
-    if f > 1:
-        image = cv2.resize(image, None, fx=f, fy=f, interpolation=cv2.INTER_LINEAR)
+    whose longer side is under `min_side` is enlarged first, so the labels stay small beside a small face, and
+    one over `max_side` (if given) shrunk, so a 48 MP phone photo is not sent to a browser whole."""
+    side = max(image.shape[:2])
+    f = min_side / side if side < min_side else max_side / side if 0 < max_side < side else 1.0
+    if f != 1:
+        image = cv2.resize(image, None, fx=f, fy=f, interpolation=cv2.INTER_LINEAR if f > 1 else cv2.INTER_AREA)
         boxes = [type(b)(round(b.x * f), round(b.y * f), round(b.w * f), round(b.h * f)) for b in boxes]
     out = image.copy()
     thick = max(2, round(max(image.shape[:2]) / 400))

@@ -10,7 +10,7 @@ from fer_core.errors import FerError, NoFaceFound
 from fer_core.examples import EXAMPLES
 from fer_core.explain import EXPLAINERS
 from fer_core.faces import SMALL_FACE_PX
-from fer_core.overlay import COLORMAPS, draw_boxes, grid, overlay
+from fer_core.overlay import COLORMAPS, grid, overlay
 from fer_core.regions import region_sentence
 
 st.title("Why does the model think so?")
@@ -66,17 +66,14 @@ except FerError as exc:
     st.error(f"{name}: {exc}")
     st.stop()
 
-from fer_core.io import read_image  # noqa: E402  (decoded again only for the boxed preview)
-
-image = read_image(data)
-boxes = [r.box for r in results if r.box is not None]
+boxes = tuple(r.box.as_tuple() for r in results if r.box is not None)
 left, right = st.columns([2, 3])
 with left:
     photo = st.empty()  # drawn after the picker, so the face picked stands out
     idx = st.selectbox("Face", range(len(results)), format_func=lambda i: (
         f"Face {i + 1}: {results[i].prediction} {results[i].confidence:.0%}"
         + "".join(f" ({n})" for n in results[i].notes)))
-    photo.image(draw_boxes(image, boxes, picked=idx, min_side=640) if boxes else image, width="stretch",
+    photo.image(ui.boxed_photo(data, boxes, idx), width="stretch",
                 caption=f"{name}: {len(results)} face(s)" + (f", face {idx + 1} in red" if len(boxes) > 1 else ""))
 key = (data, model, target, whole, idx, tuple(methods), layer, window, stride)
 with st.spinner("Explaining…"):

@@ -243,6 +243,9 @@ def test_boxes_drawn_with_the_picked_face_in_its_own_colour():
     assert (draw_boxes(img, boxes)[100, 180] == BOX_COLOR).all()
     big = draw_boxes(img, boxes, picked=1, min_side=600)  # a small photo is enlarged before drawing
     assert big.shape == (400, 600, 3) and (big[200, 360] == PICKED_COLOR).all()
+    small = draw_boxes(img, boxes, picked=1, min_side=100, max_side=150)  # a large one is shrunk
+    assert small.shape == (100, 150, 3) and (small[50, 90] == PICKED_COLOR).all()
+    assert draw_boxes(img, [], max_side=150).shape == (100, 150, 3)  # no faces (whole-image mode): shrunk all the same
 
 
 def test_box_labels_stay_inside_the_photo():
