@@ -78,7 +78,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
             "box": list(r.box.as_tuple()) if r.box else None,
             "probs": {c: float(p) for c, p in zip(predictor.classes, r.probs)},
             "prediction": r.prediction, "confidence": r.confidence, "target": r.target,
-            "crop_px": round(r.source_side, 1), "notes": r.notes, "scores": r.scores, "regions": r.regions, "not_available": r.errors,
+            "crop_px": round(r.source_side, 1), "notes": r.notes, "scores": r.scores, "regions": r.regions,
+            "not_available": r.errors,
         })
         for m, why in r.errors.items():
             print(f"face {r.index + 1}: {m} not available: {why}", file=sys.stderr)

@@ -176,6 +176,7 @@ def main(args: argparse.Namespace) -> dict:
     if unknown:
         raise SystemExit(f"--arch {args.arch} does not take {', '.join('--' + k for k in unknown)}")
     model = create_model(args.arch, **kwargs)
+    lineage: tuple[dict, ...] = ()  # the runs this one fine-tunes, oldest first (ModelSpec.lineage)
     if args.init:
         from fer_core.checkpoints import load_checkpoint
 
@@ -183,7 +184,7 @@ def main(args: argparse.Namespace) -> dict:
         if init_spec.arch != args.arch:
             raise SystemExit(f"--init {args.init} is a {init_spec.arch}, not a {args.arch}")
         model.load_state_dict(init_model.state_dict())
-    lineage = (*init_spec.lineage, init_spec.as_stage()) if args.init else ()
+        lineage = (*init_spec.lineage, init_spec.as_stage())
     print(f"{args.arch}: {count_parameters(model) / 1e6:.2f}M parameters on {device}")
     spec = ModelSpec(
         arch=args.arch, classes=EMOTIONS, input_size=args.input_size, grayscale=args.grayscale,
