@@ -145,7 +145,7 @@ def test_analyze_bad_inputs(predictor, tmp_path):
     import io
 
     buf = io.BytesIO()
-    Image.new("1", (9000, 6000)).save(buf, format="PNG")
+    Image.new("1", (12000, 10000)).save(buf, format="PNG")
     with pytest.raises(ImageTooLarge):
         analyze(buf.getvalue(), predictor=predictor)
 
