@@ -49,7 +49,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
     from .explain import EXPLAINERS
     from .faces import SMALL_FACE_PX
-    from .inference import analyze, load_predictor
+    from .inference import SMALL_FACE, UNSURE, analyze, load_predictor
     from .overlay import grid, overlay
 
     predictor = load_predictor(args.model, precision=args.precision)
@@ -83,10 +83,10 @@ def cmd_explain(args: argparse.Namespace) -> int:
         })
         for m, why in r.errors.items():
             print(f"face {r.index + 1}: {m} not available: {why}", file=sys.stderr)
-        if "small face" in r.notes:
+        if SMALL_FACE in r.notes:
             print(f"face {r.index + 1}: only {r.source_side:.0f} px across; below {SMALL_FACE_PX} px accuracy falls "
                   "(README: small faces)", file=sys.stderr)
-        if "unsure" in r.notes:
+        if UNSURE in r.notes:
             print(f"face {r.index + 1}: unsure, no emotion got half of the probability", file=sys.stderr)
     (out / f"{stem}.json").write_text(json.dumps(report, indent=2))
     print(f"{len(results)} face(s); wrote PNGs and {stem}.json to {out}", file=sys.stderr)

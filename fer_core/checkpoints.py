@@ -63,11 +63,15 @@ class ModelSpec:
         """This run as one entry of a fine-tune's `lineage`."""
         return {"args": self.args, "git_commit": self.git_commit, "metrics": self.metrics, "history": list(self.history)}
 
+    def runs(self) -> tuple[dict[str, Any], ...]:
+        """Every training stage, oldest first: the `lineage`, then this run (`as_stage`)."""
+        return (*self.lineage, self.as_stage())
+
     def stages(self) -> list[dict[str, Any]]:
         """Every epoch of every stage, oldest first: the history rows with "stage" (1, 2, ...) and
         "total_epoch" (epochs counted from the first stage's start)."""
         rows, done = [], 0
-        for n, stage in enumerate((*self.lineage, self.as_stage()), start=1):
+        for n, stage in enumerate(self.runs(), start=1):
             history = stage.get("history") or []
             rows += [{**h, "stage": n, "total_epoch": done + h["epoch"]} for h in history]
             done += max((h["epoch"] for h in history), default=0)

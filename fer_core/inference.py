@@ -24,13 +24,14 @@ from .quantize import int8_for_inference, int8_supported
 
 DEFAULT_CHECKPOINT = "fernet"
 UNSURE_BELOW = 0.5  # a top probability under this gets a word: no class reached half (six classes, no neutral)
+SMALL_FACE, UNSURE = "small face", "unsure"  # the words of face_notes, which readers of FaceResult.notes test for
 
 
 def face_notes(source_side: float, confidence: float) -> list[str]:
     """What a reader should know before trusting one face's answer: "small face" (under SMALL_FACE_PX
     across in the photo, where accuracy falls) and "unsure" (no class got UNSURE_BELOW). The app, the
     CLI's CSV and its explain report say the same."""
-    return (["small face"] if source_side < SMALL_FACE_PX else []) + (["unsure"] if confidence < UNSURE_BELOW else [])
+    return ([SMALL_FACE] if source_side < SMALL_FACE_PX else []) + ([UNSURE] if confidence < UNSURE_BELOW else [])
 
 
 def probs_from_logits(logits: torch.Tensor, temperature: float | torch.Tensor = 1.0) -> np.ndarray:

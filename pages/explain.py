@@ -10,6 +10,7 @@ from fer_core.errors import FerError, NoFaceFound
 from fer_core.examples import EXAMPLES
 from fer_core.explain import EXPLAINERS
 from fer_core.faces import SMALL_FACE_PX
+from fer_core.inference import SMALL_FACE, UNSURE
 from fer_core.overlay import COLORMAPS, grid, overlay
 from fer_core.regions import region_sentence
 
@@ -81,11 +82,11 @@ with st.spinner("Explaining…"):
 with right:
     st.subheader(f"Face {idx + 1}: **{r.prediction}** ({r.confidence:.0%})")
     st.plotly_chart(ui.probs_chart(r.probs, highlight=r.target), width="stretch")
-    if "unsure" in r.notes:
+    if UNSURE in r.notes:
         st.caption("**Unsure**: no emotion gets half of the probability. The model knows only these six and no "
                    "neutral, so a calm or mixed face is spread over them. The percentages are calibrated on "
                    "validation faces: where it says 40%, it is right about 40% of the time.")
-    if "small face" in r.notes:
+    if SMALL_FACE in r.notes:
         st.warning(f"A small face: {r.source_side:.0f} px across in the photo. Below {SMALL_FACE_PX} px the model "
                    "lacks the detail it learned from, and its accuracy falls (README: small faces).",
                    icon="🔍")

@@ -66,7 +66,7 @@ def stage_line(n: int, stage: dict) -> str:
             + f"; best validation macro-F1 {stage['metrics'].get('val_macro_f1', float('nan')):.4f}")
 
 
-stages = [*spec.lineage, spec.as_stage()]
+stages = spec.runs()
 if len(stages) > 1:
     st.markdown("**Trained in stages**, each fine-tuning the one before (`train.py --init`):\n"
                 + "\n".join(stage_line(n, s) for n, s in enumerate(stages, start=1)))

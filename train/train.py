@@ -184,7 +184,7 @@ def main(args: argparse.Namespace) -> dict:
         if init_spec.arch != args.arch:
             raise SystemExit(f"--init {args.init} is a {init_spec.arch}, not a {args.arch}")
         model.load_state_dict(init_model.state_dict())
-        lineage = (*init_spec.lineage, init_spec.as_stage())
+        lineage = init_spec.runs()
     print(f"{args.arch}: {count_parameters(model) / 1e6:.2f}M parameters on {device}")
     spec = ModelSpec(
         arch=args.arch, classes=EMOTIONS, input_size=args.input_size, grayscale=args.grayscale,
