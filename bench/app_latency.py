@@ -104,7 +104,11 @@ def main() -> None:
             browser.close()
     finally:
         proc.terminate()
-        proc.wait(10)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:  # a script still running can hold a slow machine's server past 20 s
+            proc.kill()
+            proc.wait()
 
 
 IMAGES = '[data-testid="stImage"] img'
