@@ -5,7 +5,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 import ui
-from fer_core.errors import FerError
+from fer_core.errors import FerError, NoFaceFound
 from fer_core.reference import PAPER, PAPER_ACCURACY, PEER_ACCURACY, PEERS
 
 st.title("Compare models")
@@ -54,7 +54,7 @@ if ckpts and ds:
                            title=f"Per-class recall on {ds} test"), width="stretch")
     pick = st.selectbox("Confusion matrix of", [n for n, r in ckpts.items() if ds in r])
     cm = pd.DataFrame(ckpts[pick][ds]["confusion"], index=ui.EMOTIONS, columns=ui.EMOTIONS)
-    norm = cm.div(cm.sum(1).clip(lower=1), axis=0)
+    norm = cm.div(cm.sum(axis=1).clip(lower=1), axis=0)
     fig = go.Figure(go.Heatmap(z=norm.values, x=list(ui.EMOTIONS), y=list(ui.EMOTIONS), colorscale="Blues",
                                text=cm.values, texttemplate="%{text}", zmin=0, zmax=1))
     fig.update_layout(xaxis_title="predicted", yaxis_title="true", yaxis_autorange="reversed", height=420,
@@ -63,20 +63,53 @@ if ckpts and ds:
 
 st.header("Run every model on one face")
 up = st.file_uploader("A photo with a face", key="compare_photo")
+whole = st.toggle("Whole image is one face (skip detection)", value=False, key="compare_whole")
 if up is not None:
     from fer_core.overlay import overlay
 
     name, data = ui.read_upload(up)
     names = ui.checkpoint_names()
+    try:  # every model gets the same faces: the detector does not depend on the model
+        with st.spinner("Finding faces…"):
+            faces = ui.cached_faces(data, names[0], None, whole)
+    except NoFaceFound as exc:
+        st.warning(f"{name}: {exc}")
+        st.stop()
+    except FerError as exc:
+        st.error(f"{name}: {exc}")
+        st.stop()
+    idx = 0
+    if len(faces) > 1:
+        left, _ = st.columns([2, 3])
+        photo = left.empty()
+        idx = left.selectbox("Face", range(len(faces)), format_func=lambda i: f"Face {i + 1}", key="compare_face")
+        photo.image(ui.boxed_photo(data, tuple(f.box.as_tuple() for f in faces), idx), width="stretch",
+                    caption=f"{name}: {len(faces)} faces, face {idx + 1} in red")
+    table = st.empty()  # filled once every model has run
+    rows = []
     cols = st.columns(min(4, len(names)) or 1)
     for i, n in enumerate(names):
         with cols[i % len(cols)]:
             try:
-                r = ui.cached_explanation(data, n, None, False, 0, ("gradcam",), None, ui.OCCLUSION_WINDOW,
+                r = ui.cached_explanation(data, n, None, whole, idx, ("gradcam",), None, ui.OCCLUSION_WINDOW,
                                           ui.OCCLUSION_STRIDE)
-            except FerError as exc:
-                st.error(f"{name}: {exc}")
-                break
+            except FerError as exc:  # one model's failure (a broken checkpoint) leaves the others shown
+                st.error(f"{n}: {exc}")
+                continue
+            rows.append({"model": n, "prediction": r.prediction, "confidence": r.confidence,
+                         **dict(zip(ui.EMOTIONS, map(float, r.probs)))})
             st.markdown(f"**{n}**: {r.prediction} ({r.confidence:.0%})")
-            st.image(overlay(r.face, r.maps["gradcam"]), caption="Grad-CAM", width="stretch")
+            if "gradcam" in r.maps:
+                st.image(overlay(r.face, r.maps["gradcam"]), caption="Grad-CAM", width="stretch")
             st.plotly_chart(ui.probs_chart(r.probs), width="stretch", key=f"cmp_{n}")
+    if rows:
+        with table.container():
+            df = pd.DataFrame(rows)
+            st.dataframe(df, hide_index=True, width="stretch", column_config={
+                c: st.column_config.NumberColumn(format="percent") for c in ("confidence", *ui.EMOTIONS)})
+            agree = (df["prediction"] == df["prediction"].iloc[0]).sum()
+            st.caption(f"{agree} of {len(df)} models agree with {df['model'].iloc[0]}: {df['prediction'].iloc[0]}. "
+                       "Calibrated probabilities; the zoo models are weaker (table above), so a split vote is no "
+                       "surprise.")
+            st.download_button("Every model's probabilities (CSV)", df.to_csv(index=False),
+                               f"{name.rsplit('.', 1)[0]}_face{idx + 1}_models.csv", "text/csv", on_click="ignore")

@@ -234,6 +234,9 @@ def test_batch_with_zip_and_bad_files(app_env, astronaut):
 
 
 def test_compare_and_model_card(app_env, astronaut):
+    from fer_core.inference import DEFAULT_CHECKPOINT
+    from fer_core.labels import EMOTIONS
+
     at = _app("pages/compare.py")
     at.run()
     _no_exception(at)
@@ -242,6 +245,25 @@ def test_compare_and_model_card(app_env, astronaut):
     assert "gimefive" in set(quoted["model"]) and quoted["raf-db acc %"].notna().all()
     at.file_uploader(key="compare_photo").set_value(("face.png", _png(astronaut), "image/png")).run()
     _no_exception(at)
+    models = at.dataframe[-1].value  # every model on the one face, the default first
+    assert list(models["model"]) == [DEFAULT_CHECKPOINT, "baseline"]
+    assert np.allclose(models[list(EMOTIONS)].sum(axis=1), 1, atol=1e-4)
+    assert len(at.get("download_button")) == 1
+    from fer_core.examples import group_photo, no_face
+
+    at.file_uploader(key="compare_photo").set_value(("group.png", _png(group_photo()), "image/png")).run()
+    _no_exception(at)
+    assert len(at.selectbox(key="compare_face").options) == 3
+    first = at.dataframe[-1].value
+    at.selectbox(key="compare_face").set_value(2).run()
+    _no_exception(at)
+    assert not np.allclose(at.dataframe[-1].value[list(EMOTIONS)], first[list(EMOTIONS)])
+    at.file_uploader(key="compare_photo").set_value(("empty.png", _png(no_face()), "image/png")).run()
+    _no_exception(at)
+    assert any("empty.png" in w.value for w in at.warning)
+    at.toggle(key="compare_whole").set_value(True).run()  # the whole image as the face: scored after all
+    _no_exception(at)
+    assert len(at.dataframe[-1].value) == 2
     at = _app("pages/model_card.py")
     at.run()
     _no_exception(at)
