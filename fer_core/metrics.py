@@ -40,19 +40,28 @@ def classification_report(y_true, y_pred, num_classes: int = len(EMOTIONS)) -> d
     }
 
 
-def expected_calibration_error(probs: np.ndarray, y_true, n_bins: int = 15) -> float:
-    """ECE of the top-1 confidence with equal-width bins, in [0, 1]."""
+def reliability(probs: np.ndarray, y_true, n_bins: int = 15) -> dict:
+    """The top-1 confidence in equal-width bins over (0, 1]: per bin its face count, mean confidence and accuracy
+    (None where empty) — a reliability diagram's data, and the bins `expected_calibration_error` weighs."""
     probs = np.asarray(probs, dtype=np.float64)
-    y_true = np.asarray(y_true)
     conf = probs.max(1)
-    correct = (probs.argmax(1) == y_true).astype(np.float64)
+    correct = (probs.argmax(1) == np.asarray(y_true)).astype(np.float64)
     edges = np.linspace(0, 1, n_bins + 1)
-    ece = 0.0
+    out = {"edges": edges.tolist(), "count": [], "confidence": [], "accuracy": []}
     for lo, hi in zip(edges[:-1], edges[1:]):
         m = (conf > lo) & (conf <= hi)
-        if m.any():
-            ece += m.mean() * abs(correct[m].mean() - conf[m].mean())
-    return float(ece)
+        out["count"].append(int(m.sum()))
+        out["confidence"].append(float(conf[m].mean()) if m.any() else None)
+        out["accuracy"].append(float(correct[m].mean()) if m.any() else None)
+    return out
+
+
+def expected_calibration_error(probs: np.ndarray, y_true, n_bins: int = 15) -> float:
+    """ECE of the top-1 confidence with equal-width bins, in [0, 1]: the bins' |accuracy - confidence|
+    weighted by their share of the faces."""
+    r = reliability(probs, y_true, n_bins)
+    n = sum(r["count"])
+    return 0.0 if not n else float(sum(c / n * abs(a - f) for c, a, f in zip(r["count"], r["accuracy"], r["confidence"]) if c))
 
 
 def fit_temperature(logits: np.ndarray, y_true, *, grid: np.ndarray | None = None) -> float:

@@ -1,6 +1,7 @@
 """Model card: what each checkpoint was trained on, how, its curves, limits and intended use."""
 import pandas as pd
 import plotly.express as px
+import plotly.graph_objects as go
 import streamlit as st
 
 import ui
@@ -118,6 +119,25 @@ if res:
     st.subheader("Per-class recall on the test splits")
     rec = pd.DataFrame({ds: res[ds]["recall"] for ds in ("raf-db", "fer2013") if ds in res}, index=ui.EMOTIONS)
     st.dataframe(rec.map(lambda v: f"{v:.0%}"), width="stretch")
+rel = {ds: res[ds] for ds in ("raf-db", "fer2013") if "reliability" in res.get(ds, {})}
+if rel:
+    st.subheader("Are its percentages honest?")
+    fig = go.Figure(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="perfectly calibrated",
+                               line={"dash": "dot", "color": "gray"}))
+    for ds, r in rel.items():
+        bins = [(c, a, n) for c, a, n in zip(*(r["reliability"][k] for k in ("confidence", "accuracy", "count"))) if n]
+        conf, acc, count = (list(v) for v in zip(*bins))
+        fig.add_trace(go.Scatter(
+            x=conf, y=acc, mode="lines+markers", customdata=count, name=f"{ds} test (ECE {r['ece_after']:.1%})",
+            marker={"size": [min(22, 4 + n ** 0.5 / 2) for n in count]},
+            hovertemplate="confidence %{x:.2f}<br>right %{y:.0%}<br>%{customdata} faces<extra></extra>"))
+    fig.update_layout(xaxis_title="the model's confidence (calibrated)", yaxis_title="share answered right",
+                      xaxis_range=[0, 1.02], yaxis_range=[0, 1.02], height=420)
+    st.plotly_chart(fig, width="stretch")
+    st.caption("Test faces grouped by the top probability the app shows (15 equal bins; a larger dot holds more "
+               "faces). On the dotted line a 70% answer is right 70% of the time. Expected calibration error "
+               + ", ".join(f"{ds} {r['ece_before']:.1%} before temperature scaling → {r['ece_after']:.1%} after"
+                           for ds, r in rel.items()) + " (`python train/evaluate.py`).")
 
 st.subheader("Intended use and limitations")
 st.markdown(

@@ -274,6 +274,11 @@ def test_compare_and_model_card(app_env, astronaut):
     curve = json.loads(at.get("plotly_chart")[0].proto.spec)  # the loss tab: both stages on one epoch axis
     assert [_plotly_values(t["x"]).tolist() for t in curve["data"]] == [[1, 2, 3], [1, 2, 3]]
     assert [sh["x0"] for sh in curve["layout"]["shapes"]] == [2.5]  # the fine-tune starts after epoch 2
+    charts = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    diagram = next(c for c in charts if c["data"][0].get("name") == "perfectly calibrated")
+    points = diagram["data"][1]  # the test set evaluate.py scored: one dot per non-empty bin, sized by its faces
+    counts = json.load(open(app_env / "results.json"))["checkpoints"][DEFAULT_CHECKPOINT]["raf-db"]["reliability"]["count"]
+    assert sum(_plotly_values(points["customdata"])) == sum(counts) > 0 and points["name"].startswith("raf-db test")
 
 
 def _video_bytes(tmp_path, astronaut, frames=12):

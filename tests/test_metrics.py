@@ -47,3 +47,18 @@ def test_paired_macro_f1_difference_matches_the_report_and_brackets_it():
     assert same["difference"] == 0 and same["ci95"] == (0.0, 0.0) and same["a_better"] == 0.0
     with pytest.raises(ValueError):
         paired_macro_f1_difference(y, a, b[:-1])
+
+
+def test_reliability_bins_and_ece_by_hand():
+    from fer_core.metrics import expected_calibration_error, reliability
+
+    # four faces at 0.9 confidence (three right), two at 0.55 (both wrong): bins (0.8, 0.9] and (0.5, 0.6]
+    probs = np.array([[0.9, 0.1, 0, 0, 0, 0]] * 4 + [[0.55, 0.45, 0, 0, 0, 0]] * 2)
+    y = np.array([0, 0, 0, 1, 1, 1])
+    r = reliability(probs, y, n_bins=10)
+    assert r["count"] == [0, 0, 0, 0, 0, 2, 0, 0, 4, 0] and len(r["edges"]) == 11
+    assert r["accuracy"][8] == 0.75 and r["confidence"][8] == pytest.approx(0.9)
+    assert r["accuracy"][5] == 0.0 and r["accuracy"][0] is None
+    ece = 4 / 6 * abs(0.75 - 0.9) + 2 / 6 * 0.55
+    assert expected_calibration_error(probs, y, n_bins=10) == pytest.approx(ece)
+    assert expected_calibration_error(np.zeros((0, 6)), np.zeros(0)) == 0.0

@@ -21,7 +21,7 @@ from fer_core.checkpoints import CHECKPOINT_DIR, list_checkpoints, resolve_check
 from fer_core.device import cpu_summary, median_ms  # noqa: E402
 from fer_core.data import datasets_root, load_labelled_folder, load_uint8  # noqa: E402
 from fer_core.inference import load_predictor, probs_from_logits  # noqa: E402
-from fer_core.metrics import classification_report, expected_calibration_error  # noqa: E402
+from fer_core.metrics import classification_report, expected_calibration_error, reliability  # noqa: E402
 from fer_core.models import count_parameters  # noqa: E402
 from fer_core.preprocess import grayscale_mask  # noqa: E402
 from fer_core.training import predict_logits  # noqa: E402
@@ -65,8 +65,9 @@ def evaluate_on(predictor, x_u8: torch.Tensor, y: torch.Tensor) -> dict:
     yt = y.numpy()
     rep = classification_report(yt, logits.argmax(1).numpy())
     rep["ece_before"] = expected_calibration_error(probs_from_logits(logits), yt)
-    rep["ece_after"] = expected_calibration_error(
-        probs_from_logits(logits, predictor.face_temperatures(grayscale_mask(x_u8, spec))), yt)
+    calibrated = probs_from_logits(logits, predictor.face_temperatures(grayscale_mask(x_u8, spec)))
+    rep["ece_after"] = expected_calibration_error(calibrated, yt)
+    rep["reliability"] = reliability(calibrated, yt)  # the model card's reliability diagram (same bins as the ECE)
     return rep
 
 
