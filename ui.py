@@ -216,7 +216,9 @@ def probs_chart(probs: np.ndarray, classes=EMOTIONS, highlight: str | None = Non
 
     colors = ["#ff7f0e" if c == highlight else "#1f77b4" for c in classes]
     fig = go.Figure(go.Bar(x=[float(p) for p in probs], y=list(classes), orientation="h", marker_color=colors,
-                           text=[f"{p:.0%}" for p in probs], textposition="auto"))
+                           text=[f"{p:.0%}" for p in probs],
+                           # per bar: plotly's "auto" dropped the label of a bar too thin to measure (a 0.001% class)
+                           textposition=["inside" if p >= 0.5 else "outside" for p in probs]))
     fig.update_layout(height=240, margin=dict(l=0, r=0, t=10, b=0), xaxis=dict(range=[0, 1], tickformat=".0%"),
                       yaxis=dict(autorange="reversed"))
     return fig
@@ -224,7 +226,6 @@ def probs_chart(probs: np.ndarray, classes=EMOTIONS, highlight: str | None = Non
 
 def read_upload(upload) -> tuple[str, bytes]:
     return upload.name, upload.getvalue()
-
 
 
 def results_path_text() -> str:

@@ -152,11 +152,16 @@ def shots(page, url: str, out: Path, tmp: Path) -> None:
     page.get_by_text("Dominant emotion per segment").wait_for(timeout=180_000)
     page.wait_for_timeout(2500)
     page.screenshot(path=str(out / "video.png"), full_page=True)
-    for name, title in (("compare", "Compare models"), ("model_card", "Model card")):
-        page.goto(f"{url}/{name}")
-        page.get_by_text(title).first.wait_for(timeout=30_000)
-        page.wait_for_timeout(3000)
-        page.screenshot(path=str(out / f"{name}.png"), full_page=True)
+    page.goto(f"{url}/compare")
+    page.get_by_text("Compare models").first.wait_for(timeout=30_000)
+    page.locator('input[type="file"]').first.set_input_files(str(g))  # every model on one face of a group
+    page.get_by_text("Calibrated probabilities, as each").wait_for(timeout=180_000)
+    page.wait_for_timeout(3000)
+    page.screenshot(path=str(out / "compare.png"), full_page=True)
+    page.goto(f"{url}/model_card")
+    page.get_by_text("Are its percentages honest?").wait_for(timeout=60_000)
+    page.wait_for_timeout(3000)
+    page.screenshot(path=str(out / "model_card.png"), full_page=True)
 
 
 if __name__ == "__main__":

@@ -105,11 +105,13 @@ if up is not None:
     if rows:
         with table.container():
             df = pd.DataFrame(rows)
-            st.dataframe(df, hide_index=True, width="stretch", column_config={
-                c: st.column_config.NumberColumn(format="percent") for c in ("confidence", *ui.EMOTIONS)})
-            agree = (df["prediction"] == df["prediction"].iloc[0]).sum()
-            st.caption(f"{agree} of {len(df)} models agree with {df['model'].iloc[0]}: {df['prediction'].iloc[0]}. "
-                       "Calibrated probabilities; the zoo models are weaker (table above), so a split vote is no "
-                       "surprise.")
+            shown = df.assign(**{c: 100 * df[c] for c in ("confidence", *ui.EMOTIONS)})
+            st.dataframe(shown, hide_index=True, width="stretch", column_config={
+                c: st.column_config.NumberColumn(format="%.1f%%") for c in ("confidence", *ui.EMOTIONS)})
+            first, said = df["model"].iloc[0], df["prediction"].iloc[0]
+            agree = int((df["prediction"] == said).sum())
+            st.caption((f"All {len(df)} models say {said}." if agree == len(df) else
+                        f"{agree} of {len(df)} models agree with {first} ({said}); the zoo models are weaker (table "
+                        "above), so a split vote is common.") + " Calibrated probabilities, as each model's card says.")
             st.download_button("Every model's probabilities (CSV)", df.to_csv(index=False),
                                f"{name.rsplit('.', 1)[0]}_face{idx + 1}_models.csv", "text/csv", on_click="ignore")
