@@ -95,7 +95,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 def cmd_video(args: argparse.Namespace) -> int:
     from .inference import load_predictor
-    from .video import analyze_video
+    from .video import analyze_video, face_summary
 
     predictor = load_predictor(args.model, precision=args.precision)
     bar = _progress_bar(None, "frames")
@@ -110,6 +110,8 @@ def cmd_video(args: argparse.Namespace) -> int:
         overlay=args.overlay, smooth=args.smooth, progress=progress,
     )
     bar.close()
+    rows = summary.pop("rows")  # one per face per analysed frame: the --csv timeline, not the terminal's
+    summary["per_face"] = face_summary(rows)
     print(json.dumps(summary, indent=2))
     return 0
 

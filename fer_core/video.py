@@ -296,3 +296,17 @@ def dominant_segments(rows: list[dict], face: int) -> list[dict]:
         else:
             segs.append({"emotion": r["prediction"], "start_s": r["time_s"], "end_s": r["time_s"], "frames": 1})
     return segs
+
+
+def face_summary(rows: list[dict]) -> list[dict]:
+    """Per tracked face over the clip: when it was seen (first/last s), in how many analysed frames, its most
+    frequent prediction, each emotion's share of those frames as the prediction and its mean probability."""
+    out = []
+    for face in sorted({r["face"] for r in rows}):
+        mine = [r for r in rows if r["face"] == face]
+        top = [sum(r["prediction"] == e for r in mine) / len(mine) for e in EMOTIONS]
+        out.append({"face": face, "first_s": mine[0]["time_s"], "last_s": mine[-1]["time_s"], "frames": len(mine),
+                    "most_often": EMOTIONS[int(np.argmax(top))],
+                    **{f"{e}_share": v for e, v in zip(EMOTIONS, top)},
+                    **{f"{e}_mean": float(np.mean([r[e] for r in mine])) for e in EMOTIONS}})
+    return out

@@ -8,7 +8,7 @@ import streamlit as st
 
 import ui
 from fer_core.errors import FerError
-from fer_core.video import MAX_DURATION_S, TIMELINE_COLUMNS, analyze_video, dominant_segments
+from fer_core.video import MAX_DURATION_S, TIMELINE_COLUMNS, analyze_video, dominant_segments, face_summary
 
 MAX_VIDEO_MB = 50
 st.title("Emotions over time")
@@ -68,6 +68,16 @@ if not rows:
     st.warning("No face was found in any analysed frame.")
 else:
     df = pd.DataFrame(rows)
+    per_face = pd.DataFrame(face_summary(rows))
+    st.markdown("**Each face over the clip** (share of its analysed frames with each emotion as the prediction)")
+    shares = [f"{e}_share" for e in ui.EMOTIONS]
+    st.dataframe(per_face[["face", "first_s", "last_s", "frames", "most_often", *shares]], hide_index=True,
+                 width="stretch", column_config={
+                     "face": st.column_config.NumberColumn("face", format="#%d"),
+                     "first_s": st.column_config.NumberColumn("seen from (s)", format="%.1f"),
+                     "last_s": st.column_config.NumberColumn("to (s)", format="%.1f"),
+                     **{f"{e}_share": st.column_config.ProgressColumn(e, min_value=0.0, max_value=1.0, format="percent")
+                        for e in ui.EMOTIONS}})
     faces = sorted(df["face"].unique())
     face = st.selectbox("Face", faces, format_func=lambda f: f"Face #{f}")
     long = df[df["face"] == face].melt(id_vars=["time_s"], value_vars=list(ui.EMOTIONS), var_name="emotion",
@@ -79,6 +89,9 @@ else:
     st.plotly_chart(fig, width="stretch")
     st.markdown("**Dominant emotion per segment**")
     st.dataframe(pd.DataFrame(dominant_segments(rows, int(face))), hide_index=True, width="stretch")
-    st.download_button("Timeline (CSV)", df[TIMELINE_COLUMNS].to_csv(index=False), "timeline.csv", "text/csv",
+    t1, t2 = st.columns(2)
+    t1.download_button("Timeline (CSV)", df[TIMELINE_COLUMNS].to_csv(index=False), "timeline.csv", "text/csv",
                        on_click="ignore")
+    t2.download_button("Per-face summary (CSV)", per_face.to_csv(index=False), "faces.csv", "text/csv",
+                       on_click="ignore", help="each face's share of frames and mean probability per emotion")
 st.download_button("Annotated video (mp4)", video_bytes, "annotated.mp4", "video/mp4", on_click="ignore")

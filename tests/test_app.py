@@ -277,7 +277,8 @@ def test_compare_and_model_card(app_env, astronaut):
     charts = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
     diagram = next(c for c in charts if c["data"][0].get("name") == "perfectly calibrated")
     points = diagram["data"][1]  # the test set evaluate.py scored: one dot per non-empty bin, sized by its faces
-    counts = json.load(open(app_env / "results.json"))["checkpoints"][DEFAULT_CHECKPOINT]["raf-db"]["reliability"]["count"]
+    written = json.load(open(app_env / "results.json"))["checkpoints"][DEFAULT_CHECKPOINT]
+    counts = written["raf-db"]["reliability"]["count"]
     assert sum(_plotly_values(points["customdata"])) == sum(counts) > 0 and points["name"].startswith("raf-db test")
 
 
@@ -308,6 +309,8 @@ def test_video_page(app_env, astronaut, tmp_path, monkeypatch):
     _no_exception(at)
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Frames"] == "12" and metrics["Faces tracked"] == "1"
+    per_face = next(d.value for d in at.dataframe if "most_often" in d.value)
+    assert per_face["frames"].tolist() == [6] and per_face["happiness_share"].between(0, 1).all()  # every 2nd frame
     import ui
 
     timeline = json.loads(at.get("plotly_chart")[0].proto.spec)

@@ -7,7 +7,7 @@ import pytest
 from fer_core.__main__ import main
 from fer_core.errors import UnreadableVideo
 from fer_core.labels import EMOTIONS
-from fer_core.video import TIMELINE_COLUMNS, analyze_video, dominant_segments
+from fer_core.video import TIMELINE_COLUMNS, analyze_video, dominant_segments, face_summary
 
 
 def make_clip(path, astronaut, frames=10, size=(320, 240), fps=10, with_face=True, fourcc="MJPG"):
@@ -24,11 +24,15 @@ def make_clip(path, astronaut, frames=10, size=(320, 240), fps=10, with_face=Tru
     return path
 
 
-def test_cli_video_end_to_end(tmp_path, astronaut, random_checkpoint):
+def test_cli_video_end_to_end(tmp_path, astronaut, random_checkpoint, capsys):
+    import json
+
     clip = make_clip(tmp_path / "in.avi", astronaut, frames=12)
     out, tl = tmp_path / "out.mp4", tmp_path / "timeline.csv"
     assert main(["video", str(clip), "--model", str(random_checkpoint), "--out", str(out), "--csv", str(tl),
                  "--every", "2", "--overlay", "gradcam", "--smooth", "0.5"]) == 0
+    printed = json.loads(capsys.readouterr().out)  # a summary: the per-frame rows are the CSV's, not the terminal's
+    assert "rows" not in printed and [f["frames"] for f in printed["per_face"]] == [6]
     rows = list(csv.DictReader(open(tl)))
     assert list(rows[0]) == TIMELINE_COLUMNS
     assert [int(r["frame"]) for r in rows] == [0, 2, 4, 6, 8, 10]
@@ -98,3 +102,18 @@ def test_annotation_puts_the_tag_and_score_bars_inside_the_frame():
     assert max(bars) >= 50 and min(bars) <= 5  # fear's bar at 0.9 of its length, the others a sliver
     assert rows[np.argmax(bars)] > rows[0] + 50  # fear, the sixth row, is the long one
     assert color[2:14, 250:310].mean() > 0.5  # the tag sits inside the box's top edge, on the track's colour
+
+
+def test_face_summary_by_hand():
+    def row(face, t, pred, p):
+        return {"face": face, "time_s": t, "prediction": pred, **dict(zip(EMOTIONS, p))}
+
+    happy, sad = [0.7, 0.1, 0.1, 0.05, 0.03, 0.02], [0.1, 0.1, 0.6, 0.1, 0.05, 0.05]
+    rows = [row(1, 0.0, "happiness", happy), row(2, 0.0, "sadness", sad), row(1, 0.5, "happiness", happy),
+            row(1, 1.0, "sadness", sad)]
+    one, two = face_summary(rows)
+    assert [one[k] for k in ("face", "first_s", "last_s", "frames", "most_often")] == [1, 0.0, 1.0, 3, "happiness"]
+    assert one["happiness_share"] == pytest.approx(2 / 3) and one["sadness_share"] == pytest.approx(1 / 3)
+    assert one["happiness_mean"] == pytest.approx((0.7 * 2 + 0.1) / 3) and one["fear_share"] == 0
+    assert (two["frames"], two["most_often"], two["sadness_mean"]) == (1, "sadness", 0.6)
+    assert face_summary([]) == []
