@@ -76,8 +76,9 @@ else:
                      "face": st.column_config.NumberColumn("face", format="#%d"),
                      "first_s": st.column_config.NumberColumn("seen from (s)", format="%.1f"),
                      "last_s": st.column_config.NumberColumn("to (s)", format="%.1f"),
-                     **{f"{e}_share": st.column_config.ProgressColumn(e, min_value=0.0, max_value=1.0, format="percent")
-                        for e in ui.EMOTIONS}})
+                     "most_often": st.column_config.TextColumn("most often"),
+                     **{f"{e}_share": st.column_config.ProgressColumn(e, min_value=0.0, max_value=1.0, format="percent",
+                                                                      width="small") for e in ui.EMOTIONS}})
     faces = sorted(df["face"].unique())
     face = st.selectbox("Face", faces, format_func=lambda f: f"Face #{f}")
     long = df[df["face"] == face].melt(id_vars=["time_s"], value_vars=list(ui.EMOTIONS), var_name="emotion",
