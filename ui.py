@@ -95,6 +95,21 @@ def cached_faces(data: bytes, model: str, target: str | None, whole_image: bool)
     return analyze(data, predictor=get_predictor(model), target=target, whole_image=whole_image)
 
 
+def faces_or_stop(name: str, data: bytes, model: str, target: str | None, whole_image: bool) -> list:
+    """cached_faces() under a spinner; a photo without a face gets a warning, an unreadable one an error, and the
+    page stops there (the rest of the app keeps working)."""
+    from fer_core.errors import FerError, NoFaceFound
+
+    try:
+        with st.spinner("Finding faces…"):
+            return cached_faces(data, model, target, whole_image)
+    except NoFaceFound as exc:
+        st.warning(f"{name}: {exc}")
+    except FerError as exc:
+        st.error(f"{name}: {exc}")
+    st.stop()
+
+
 @st.cache_data(show_spinner=False, max_entries=128)
 def cached_explanation(data: bytes, model: str, target: str | None, whole_image: bool, face: int,
                        methods: tuple[str, ...], layer: str | None, window: int, stride: int):

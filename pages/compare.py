@@ -5,7 +5,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 import ui
-from fer_core.errors import FerError, NoFaceFound
+from fer_core.errors import FerError
 from fer_core.reference import PAPER, PAPER_ACCURACY, PEER_ACCURACY, PEERS
 
 st.title("Compare models")
@@ -69,15 +69,7 @@ if up is not None:
 
     name, data = ui.read_upload(up)
     names = ui.checkpoint_names()
-    try:  # every model gets the same faces: the detector does not depend on the model
-        with st.spinner("Finding faces…"):
-            faces = ui.cached_faces(data, names[0], None, whole)
-    except NoFaceFound as exc:
-        st.warning(f"{name}: {exc}")
-        st.stop()
-    except FerError as exc:
-        st.error(f"{name}: {exc}")
-        st.stop()
+    faces = ui.faces_or_stop(name, data, names[0], None, whole)  # every model's: the detector is the same
     idx = 0
     if len(faces) > 1:
         left, _ = st.columns([2, 3])

@@ -6,7 +6,6 @@ import pandas as pd
 import streamlit as st
 
 import ui
-from fer_core.errors import FerError, NoFaceFound
 from fer_core.examples import EXAMPLES
 from fer_core.explain import EXPLAINERS
 from fer_core.faces import SMALL_FACE_PX
@@ -57,15 +56,7 @@ if data is None:
     st.info("Upload a photo, take a snapshot, or pick an example to begin.")
     st.stop()
 
-try:
-    with st.spinner("Finding faces…"):
-        results = ui.cached_faces(data, model, target, whole)
-except NoFaceFound as exc:
-    st.warning(f"{name}: {exc}")
-    st.stop()
-except FerError as exc:
-    st.error(f"{name}: {exc}")
-    st.stop()
+results = ui.faces_or_stop(name, data, model, target, whole)
 
 boxes = tuple(r.box.as_tuple() for r in results if r.box is not None)
 left, right = st.columns([2, 3])
