@@ -264,6 +264,9 @@ def test_compare_and_model_card(app_env, astronaut):
     at.toggle(key="compare_whole").set_value(True).run()  # the whole image as the face: scored after all
     _no_exception(at)
     assert len(at.dataframe[-1].value) == 2
+    at.file_uploader(key="compare_photo").set_value(("notes.jpg", b"not a photo", "image/jpeg")).run()
+    _no_exception(at)
+    assert any("notes.jpg" in e.value for e in at.error) and len(at.dataframe) == 2  # the measured tables stay
     at = _app("pages/model_card.py")
     at.run()
     _no_exception(at)
