@@ -106,7 +106,7 @@ def main() -> None:
         proc.terminate()
         try:
             proc.wait(20)
-        except subprocess.TimeoutExpired:  # a script still running can hold a slow machine's server past 20 s
+        except subprocess.TimeoutExpired:  # a loaded machine's server can take this long to stop
             proc.kill()
             proc.wait()
 

@@ -61,7 +61,8 @@ def expected_calibration_error(probs: np.ndarray, y_true, n_bins: int = 15) -> f
     weighted by their share of the faces."""
     r = reliability(probs, y_true, n_bins)
     n = sum(r["count"])
-    return 0.0 if not n else float(sum(c / n * abs(a - f) for c, a, f in zip(r["count"], r["accuracy"], r["confidence"]) if c))
+    gaps = [c * abs(a - f) for c, a, f in zip(r["count"], r["accuracy"], r["confidence"]) if c]
+    return float(sum(gaps) / n) if n else 0.0
 
 
 def fit_temperature(logits: np.ndarray, y_true, *, grid: np.ndarray | None = None) -> float:

@@ -126,6 +126,8 @@ if rel:
                                line={"dash": "dot", "color": "gray"}))
     for ds, r in rel.items():
         bins = [(c, a, n) for c, a, n in zip(*(r["reliability"][k] for k in ("confidence", "accuracy", "count"))) if n]
+        if not bins:
+            continue
         conf, acc, count = (list(v) for v in zip(*bins))
         fig.add_trace(go.Scatter(
             x=conf, y=acc, mode="lines+markers", customdata=count, name=f"{ds} test (ECE {r['ece_after']:.1%})",

@@ -46,8 +46,8 @@ def _serve(checkpoints: Path):
     try:
         yield url
     finally:
-        # a server still running a script (faithfulness scores after the last map) can take longer than 10 s to
-        # stop on a slow machine (the stop machine's CI, session 25): ask, then kill; its shutdown is not tested
+        # on a loaded machine a server can take over 10 s to stop (the stop machine's CI after session 25; 4-5 s
+        # here beside three busy processes, under 1 s alone): ask, then kill; its shutdown is not what is tested
         proc.terminate()
         try:
             proc.wait(20)
