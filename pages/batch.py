@@ -54,6 +54,35 @@ def _thumb(face):
     return cv2.resize(face, (64, 64), interpolation=cv2.INTER_AREA)
 
 
+def explain_face_of(filepath: str, face: int) -> None:
+    """The maps of one scored face (its file found again among the uploads, a zip member re-read from memory)."""
+    from fer_core.errors import FerError
+    from fer_core.explain import EXPLAINERS
+    from fer_core.overlay import overlay
+
+    data = next((item.data for item in items_from_uploads(uploads) if item.name == filepath), None)
+    if data is None:  # the uploads changed since the table was made
+        st.info("That file is no longer among the uploads.")
+        return
+    idx = face - 1
+    try:
+        if idx >= len(ui.cached_faces(data, model, None, whole)):  # analyze() keeps a photo's 50 largest faces
+            st.info("Only a photo's 50 largest faces can be explained here.")
+            return
+        with st.spinner("Explaining…"):
+            r = ui.cached_explanation(data, model, None, whole, idx, tuple(ui.DEFAULT_METHODS), None,
+                                      ui.OCCLUSION_WINDOW, ui.OCCLUSION_STRIDE)
+    except FerError as exc:
+        st.error(f"{filepath}: {exc}")
+        return
+    cols = st.columns(1 + len(r.maps))
+    cols[0].plotly_chart(ui.probs_chart(r.probs, highlight=r.target), width="stretch", key="batch_why_probs")
+    for col, (m, cam) in zip(cols[1:], r.maps.items()):
+        col.image(overlay(r.face, cam), caption=EXPLAINERS[m].label, width="stretch")
+    st.caption("The Explain page takes the same photo further: another class as the target, other methods and "
+               "layers, faithfulness scores, region shares and downloads.")
+
+
 signature = (tuple((u.name, ui.digest(u.getvalue())) for u in uploads), model, whole)
 if st.session_state.get("batch_signature") != signature:  # score only when the inputs changed
     st.session_state["batch_rows"] = run_batch(model, whole, uploads)
@@ -90,6 +119,13 @@ if len(good):
                        **{c: st.column_config.ProgressColumn(c, min_value=0.0, max_value=1.0, format="%.2f")
                           for c in ui.EMOTIONS}},
     )
+    # keyed by (file, face), so a pick stays the same face when the filters above change the table
+    labels = {(f, int(n)): f"{f} · face {int(n)}: {p} {c:.0%}"
+              for f, n, p, c in view[["filepath", "face", "prediction", "confidence"]].itertuples(index=False)}
+    pick = st.selectbox("Why? Explain one face", list(labels), index=None, key="batch_why", format_func=labels.get,
+                        placeholder="pick a face to see its Grad-CAM, CAM and occlusion maps")
+    if pick is not None:
+        explain_face_of(*pick)
     g1, g2 = st.columns(2)
     counts = view["prediction"].value_counts().reindex(ui.EMOTIONS, fill_value=0).reset_index()
     counts.columns = ["emotion", "faces"]

@@ -231,6 +231,12 @@ def test_batch_with_zip_and_bad_files(app_env, astronaut):
     x, y = (_plotly_values(conf["data"][0][k]) for k in "xy")
     assert len(x) == 20 and x.min() < 0.05 and x.max() > 0.95  # bins over 0-1, not over the data
     assert y.sum() == 4
+    why = at.selectbox(key="batch_why")
+    assert why.value is None and not at.image  # nothing explained until a face is picked
+    assert any(label.startswith("set.zip/good/one.png · face 1: ") for label in why.options)
+    why.set_value(("set.zip/good/one.png", 1)).run()  # a zip member, found again in memory
+    _no_exception(at)
+    assert [c for i in at.image for c in i.captions] == ["Grad-CAM", "CAM", "Occlusion"]
 
 
 def test_compare_and_model_card(app_env, astronaut):
