@@ -99,7 +99,7 @@ def main() -> None:
                 # the probability chart (plotly) draws after the maps' captions on a first upload
                 page.locator(".js-plotly-plot .main-svg").first.wait_for(timeout=30_000)
                 page.wait_for_timeout(1000)
-                page.screenshot(path=str(out / "explain.png"), full_page=True)
+                whole_page_shot(page, out / "explain.png")
                 shots(page, url, out, tmp)
             browser.close()
     finally:
@@ -125,6 +125,18 @@ SCORES_IN = """() => [...document.querySelectorAll('[data-testid="stElementConta
   && !document.body.innerText.includes('Scoring faithfulness')"""
 
 
+def whole_page_shot(page, path: Path, max_height: int = 4000) -> None:
+    """Streamlit scrolls inside its main block, so a full-page screenshot stops at the window's height: the window
+    is made as tall as the page (up to max_height px) for the shot, then restored."""
+    size = dict(page.viewport_size)
+    blocks = '[data-testid="stMain"], [data-testid="stAppViewContainer"]'
+    height = page.evaluate(f"() => Math.max(...[...document.querySelectorAll('{blocks}')].map(e => e.scrollHeight))")
+    page.set_viewport_size({"width": size["width"], "height": min(max_height, max(size["height"], int(height)))})
+    page.wait_for_timeout(1500)  # charts redraw at the new size
+    page.screenshot(path=str(path))
+    page.set_viewport_size(size)
+
+
 def shots(page, url: str, out: Path, tmp: Path) -> None:
     import cv2
 
@@ -137,7 +149,7 @@ def shots(page, url: str, out: Path, tmp: Path) -> None:
     page.locator('input[type="file"]').first.set_input_files([str(g), str(tmp / "face0.png"), str(bad)])
     page.get_by_text("Faces scored").wait_for(timeout=120_000)
     page.wait_for_timeout(2500)
-    page.screenshot(path=str(out / "batch.png"), full_page=True)
+    whole_page_shot(page, out / "batch.png")
     clip = tmp / "clip.avi"
     vw = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 10, (640, 480))
     face = cv2.resize(astronaut()[20:300, 120:330, ::-1], (200, 260))
@@ -151,17 +163,17 @@ def shots(page, url: str, out: Path, tmp: Path) -> None:
     page.locator('input[type="file"]').first.set_input_files(str(clip))
     page.get_by_text("Dominant emotion per segment").wait_for(timeout=180_000)
     page.wait_for_timeout(2500)
-    page.screenshot(path=str(out / "video.png"), full_page=True)
+    whole_page_shot(page, out / "video.png")
     page.goto(f"{url}/compare")
     page.get_by_text("Compare models").first.wait_for(timeout=30_000)
     page.locator('input[type="file"]').first.set_input_files(str(g))  # every model on one face of a group
     page.get_by_text("Calibrated probabilities, as each").wait_for(timeout=180_000)
     page.wait_for_timeout(3000)
-    page.screenshot(path=str(out / "compare.png"), full_page=True)
+    whole_page_shot(page, out / "compare.png")
     page.goto(f"{url}/model_card")
     page.get_by_text("Are its percentages honest?").wait_for(timeout=60_000)
     page.wait_for_timeout(3000)
-    page.screenshot(path=str(out / "model_card.png"), full_page=True)
+    whole_page_shot(page, out / "model_card.png")
 
 
 if __name__ == "__main__":
