@@ -24,6 +24,7 @@ from .quantize import int8_for_inference, int8_supported
 
 DEFAULT_CHECKPOINT = "fernet"
 UNSURE_BELOW = 0.5  # a top probability under this gets a word: no class reached half (six classes, no neutral)
+MAX_FACES = 50  # analyze() keeps a photo's largest faces up to this many
 SMALL_FACE, UNSURE = "small face", "unsure"  # the words of face_notes, which readers of FaceResult.notes test for
 
 
@@ -239,7 +240,7 @@ def analyze(
     faithfulness: bool = False,
     road: bool = False,
     method_options: dict[str, dict] | None = None,
-    max_faces: int = 50,
+    max_faces: int = MAX_FACES,
     explain_faces: Sequence[int] | None = None,
 ) -> list[FaceResult]:
     """Detect every face, classify it and explain it with each of `methods`.

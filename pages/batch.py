@@ -58,6 +58,7 @@ def explain_face_of(filepath: str, face: int) -> None:
     """The maps of one scored face (its file found again among the uploads, a zip member re-read from memory)."""
     from fer_core.errors import FerError
     from fer_core.explain import EXPLAINERS
+    from fer_core.inference import MAX_FACES
     from fer_core.overlay import overlay
 
     data = next((item.data for item in items_from_uploads(uploads) if item.name == filepath), None)
@@ -66,8 +67,8 @@ def explain_face_of(filepath: str, face: int) -> None:
         return
     idx = face - 1
     try:
-        if idx >= len(ui.cached_faces(data, model, None, whole)):  # analyze() keeps a photo's 50 largest faces
-            st.info("Only a photo's 50 largest faces can be explained here.")
+        if idx >= len(ui.cached_faces(data, model, None, whole)):  # analyze() keeps the MAX_FACES largest
+            st.info(f"Only a photo's {MAX_FACES} largest faces can be explained here.")
             return
         with st.spinner("Explaining…"):
             r = ui.cached_explanation(data, model, None, whole, idx, tuple(ui.DEFAULT_METHODS), None,
