@@ -16,7 +16,8 @@ import streamlit as st
 
 from fer_core.checkpoints import CHECKPOINT_DIR, list_checkpoints, read_spec
 from fer_core.explain import EXPLAINERS
-from fer_core.inference import DEFAULT_CHECKPOINT, Predictor, analyze, explain_face, load_predictor
+from fer_core.inference import (DEFAULT_CHECKPOINT, Predictor, analyze, classify_faces, explain_face, load_predictor,
+                                locate_faces)
 from fer_core.labels import EMOTIONS
 
 RESULTS_PATH = CHECKPOINT_DIR / "results.json"
@@ -88,11 +89,18 @@ def load_results() -> dict:
     return json.loads(RESULTS_PATH.read_text())
 
 
+@st.cache_data(show_spinner=False, max_entries=32)
+def cached_crops(data: bytes, whole_image: bool) -> list:
+    """The photo decoded and its faces found and cropped: the same for every model, so the Compare page's eight
+    models (or a switch of model on the Explain page) decode and detect once (a 12 MP JPEG: 0.27 s each time here)."""
+    return locate_faces(data, whole_image=whole_image)
+
+
 @st.cache_data(show_spinner=False, max_entries=64)
 def cached_faces(data: bytes, model: str, target: str | None, whole_image: bool) -> list:
     """Every face in uploaded bytes, found and classified but not yet explained (cheap: a group photo's
     maps are made one face at a time, when it is shown); recomputed only when an input changes."""
-    return analyze(data, predictor=get_predictor(model), target=target, whole_image=whole_image)
+    return classify_faces(get_predictor(model), cached_crops(data, whole_image), target=target)
 
 
 def faces_or_stop(name: str, data: bytes, model: str, target: str | None, whole_image: bool) -> list:

@@ -252,23 +252,43 @@ def analyze(
     is reported in `errors`.
     """
     predictor = predictor or load_predictor()
+    found = locate_faces(image, whole_image=whole_image, detector=detector, margin=margin, align=align,
+                         max_faces=max_faces)
+    results = []
+    for r in classify_faces(predictor, found, target=target):
+        if methods and (explain_faces is None or r.index in explain_faces):
+            r = explain_face(predictor, r, methods, layer=layer, faithfulness=faithfulness, road=road,
+                             method_options=method_options)
+        results.append(r)
+    return results
+
+
+def locate_faces(
+    image: ImageSource, *, whole_image: bool = False, detector: str = "auto", margin: float = DEFAULT_MARGIN,
+    align: bool = True, max_faces: int = MAX_FACES,
+) -> list[tuple[FaceBox | None, FaceCrop]]:
+    """analyze()'s first half, the same for every model: read the image and crop its `max_faces` largest faces.
+    Raises UnreadableImage/ImageTooLarge for bad input and NoFaceFound when nothing is detected."""
     rgb = read_image(image)
     found = find_faces(rgb, whole_image=whole_image, detector=detector, margin=margin, align=align)[:max_faces]
     if not found:
         h, w = rgb.shape[:2]
         raise NoFaceFound(f"no face found in the {w}×{h} image; try a larger, frontal face or whole-image mode")
+    return found
+
+
+def classify_faces(predictor: Predictor, found: Sequence[tuple[FaceBox | None, FaceCrop]], *,
+                   target: str | int | None = None) -> list[FaceResult]:
+    """analyze()'s second half: locate_faces()'s crops classified by one model (not yet explained)."""
     probs = predictor.predict([c.face for _, c in found])
     classes = predictor.classes
     results = []
     for i, ((box, crop), p) in enumerate(zip(found, probs)):
         pred = int(np.argmax(p))
         t = pred if target is None else (classes.index(target) if isinstance(target, str) else int(target))
-        r = FaceResult(index=i, box=box, face=crop.face, probs=p, prediction=classes[pred], confidence=float(p[pred]),
-                       target=classes[t], landmarks=crop.landmarks, source_side=crop.source_side)
-        if methods and (explain_faces is None or i in explain_faces):
-            r = explain_face(predictor, r, methods, layer=layer, faithfulness=faithfulness, road=road,
-                             method_options=method_options)
-        results.append(r)
+        results.append(FaceResult(index=i, box=box, face=crop.face, probs=p, prediction=classes[pred],
+                                  confidence=float(p[pred]), target=classes[t], landmarks=crop.landmarks,
+                                  source_side=crop.source_side))
     return results
 
 

@@ -1,5 +1,6 @@
 """Batch: many images, a folder or a zip -> one row per face, filters, charts and the CLI's CSV."""
 import base64
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -27,12 +28,20 @@ if not model or not uploads:
 
 
 def items_from_uploads(ups):
+    """Every upload (a zip's members one by one); a name seen before gets " (2)", " (3)"… so that each row's
+    filepath is one file (two photo.jpg from different folders are two files, and "Why?" must find the right one)."""
+    seen: dict[str, int] = {}
+
+    def unique(item: ImageItem) -> ImageItem:
+        seen[item.name] = n = seen.get(item.name, 0) + 1
+        return item if n == 1 else replace(item, name=f"{item.name} ({n})")
+
     for up in ups:
         data = up.getvalue()
         if up.name.lower().endswith(".zip"):
-            yield from iter_zip(data, up.name)
+            yield from map(unique, iter_zip(data, up.name))
         else:  # any other name may still be an image; read_image decides
-            yield ImageItem(up.name, data)
+            yield unique(ImageItem(up.name, data))
 
 
 def run_batch(model: str, whole: bool, uploads) -> list[dict]:
@@ -80,6 +89,8 @@ def explain_face_of(filepath: str, face: int) -> None:
     cols[0].plotly_chart(ui.probs_chart(r.probs, highlight=r.target), width="stretch", key="batch_why_probs")
     for col, (m, cam) in zip(cols[1:], r.maps.items()):
         col.image(overlay(r.face, cam), caption=EXPLAINERS[m].label, width="stretch")
+    for m, reason in r.errors.items():  # e.g. CAM on a model whose head is not one linear layer
+        st.caption(f"**{EXPLAINERS[m].label}** is not shown for {model}: {reason}.")
     st.caption("The Explain page takes the same photo further: another class as the target, other methods and "
                "layers, faithfulness scores, region shares and downloads.")
 

@@ -239,6 +239,38 @@ def test_batch_with_zip_and_bad_files(app_env, astronaut):
     assert [c for i in at.image for c in i.captions] == ["Grad-CAM", "CAM", "Occlusion"]
 
 
+def test_batch_same_names_are_two_files_and_why_says_what_is_missing(app_env, astronaut):
+    from fer_core.examples import group_photo
+
+    at = _app("pages/batch.py")
+    at.run()
+    at.selectbox(key="batch_model").set_value("baseline")  # an MLP head: no CAM
+    at.file_uploader(key="batch_files").set_value([("a.png", _png(astronaut[:, ::-1]), "image/png"),
+                                                   ("a.png", _png(group_photo()), "image/png")]).run()
+    _no_exception(at)
+    table = next(d.value for d in at.dataframe if "note" in d.value)
+    assert sorted(table["filepath"]) == ["a.png", "a.png (2)", "a.png (2)", "a.png (2)"]
+    at.selectbox(key="batch_why").set_value(("a.png (2)", 3)).run()  # the second a.png's third face
+    _no_exception(at)
+    assert [c for i in at.image for c in i.captions] == ["Grad-CAM", "Occlusion"]
+    assert any("**CAM** is not shown for baseline" in c.value for c in at.caption)
+
+
+def test_compare_finds_the_faces_once_for_every_model(app_env, astronaut, monkeypatch):
+    sys.path.insert(0, str(ROOT))
+    import ui
+
+    calls = []
+    real = ui.locate_faces
+    monkeypatch.setattr(ui, "locate_faces", lambda data, **kw: calls.append(kw) or real(data, **kw))
+    at = _app("pages/compare.py")
+    at.run()
+    photo = np.ascontiguousarray(astronaut[7:, ::-1])  # bytes no other test cached
+    at.file_uploader(key="compare_photo").set_value(("turned.png", _png(photo), "image/png")).run()
+    _no_exception(at)
+    assert len(at.dataframe[-1].value) == 2 and len(calls) == 1  # two models, one detection
+
+
 def test_compare_and_model_card(app_env, astronaut):
     from fer_core.inference import DEFAULT_CHECKPOINT
     from fer_core.labels import EMOTIONS
