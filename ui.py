@@ -103,9 +103,11 @@ def cached_faces(data: bytes, model: str, target: str | None, whole_image: bool)
     return classify_faces(get_predictor(model), cached_crops(data, whole_image), target=target)
 
 
-def faces_or_stop(name: str, data: bytes, model: str, target: str | None, whole_image: bool) -> list:
-    """cached_faces() under a spinner; a photo without a face gets a warning, an unreadable one an error, and the
-    page stops there (the rest of the app keeps working)."""
+def faces_or_stop(name: str, data: bytes, model: str, target: str | None, whole_image: bool,
+                  whole_key: str | None = None) -> list:
+    """cached_faces() under a spinner; a photo without a face gets a warning (and, given the key of the page's
+    whole-image toggle, a button that switches it on), an unreadable one an error, and the page stops there (the
+    rest of the app keeps working)."""
     from fer_core.errors import FerError, NoFaceFound
 
     try:
@@ -113,6 +115,9 @@ def faces_or_stop(name: str, data: bytes, model: str, target: str | None, whole_
             return cached_faces(data, model, target, whole_image)
     except NoFaceFound as exc:
         st.warning(f"{name}: {exc}")
+        if whole_key:  # a face cropped so tight (or drawn) that no detector sees it: one click, not a hunt
+            st.button("Use the whole image as the face", key=f"{whole_key}_button", icon=":material/crop_free:",
+                      on_click=st.session_state.update, args=({whole_key: True},))
     except FerError as exc:
         st.error(f"{name}: {exc}")
     st.stop()

@@ -69,7 +69,7 @@ if up is not None:
 
     name, data = ui.read_upload(up)
     names = ui.checkpoint_names()
-    faces = ui.faces_or_stop(name, data, names[0], None, whole)  # the boxes; every model reuses the crops
+    faces = ui.faces_or_stop(name, data, names[0], None, whole, "compare_whole")  # every model reuses its crops
     idx = 0
     if len(faces) > 1:
         left, _ = st.columns([2, 3])

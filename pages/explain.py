@@ -25,7 +25,7 @@ with st.sidebar:
         layer = ui.layer_ui(model)
     alpha = st.slider("Overlay opacity", 0.0, 1.0, 0.5, 0.05)
     cmap = st.selectbox("Colormap", list(COLORMAPS))
-    whole = st.toggle("Whole image is one face (skip detection)", value=False)
+    whole = st.toggle("Whole image is one face (skip detection)", value=False, key="explain_whole")
     faith = st.toggle("Faithfulness scores", value=True,
                       help="Deletion/insertion AUC and the model-randomisation sanity check, per map. One face's "
                            "sanity value comes from one random re-initialisation and moves with it (for "
@@ -56,7 +56,7 @@ if data is None:
     st.info("Upload a photo, take a snapshot, or pick an example to begin.")
     st.stop()
 
-results = ui.faces_or_stop(name, data, model, target, whole)
+results = ui.faces_or_stop(name, data, model, target, whole, "explain_whole")
 
 boxes = tuple(r.box.as_tuple() for r in results if r.box is not None)
 left, right = st.columns([2, 3])

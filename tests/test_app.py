@@ -185,6 +185,11 @@ def test_explain_uploads(app_env, astronaut):
     at.file_uploader[0].set_value(("coffee.png", _png(no_face()), "image/png")).run()
     _no_exception(at)
     assert any("no face found" in w.value for w in at.warning)
+    assert not at.toggle(key="explain_whole").value
+    at.button(key="explain_whole_button").click().run()  # the warning's one-click way out
+    _no_exception(at)
+    assert at.toggle(key="explain_whole").value and not at.warning
+    assert any(s.value.startswith("Face 1:") for s in at.subheader)  # the whole picture, classified
 
 
 def test_explain_baseline_says_why_no_cam(app_env):
