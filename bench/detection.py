@@ -5,6 +5,7 @@ crop it makes score as well as the benchmark's crop?
   python bench/detection.py --sides 48 960 --sample 0 --data raf-db
   python bench/detection.py --sides 256 640 --noise 25     # a grainy photo: Gaussian noise after resizing
   python bench/detection.py --sides 256 960 --context 0.5  # a face with surroundings, not a pre-cropped one
+  python bench/detection.py --sides 224 960 --tight 0.7    # a face cropped tighter than the benchmark's
 
 Each test face (a tight crop) is resized so its longer side is N px — a thumbnail, a phone photo of a
 face, a close-up selfie — then goes through `find_faces` (detector, margin, alignment) and the default
@@ -41,7 +42,12 @@ from fer_core.inference import DEFAULT_CHECKPOINT, find_faces, load_predictor  #
 from fer_core.metrics import expected_calibration_error  # noqa: E402
 
 
-def resized(img: np.ndarray, side: int, noise: float = 0.0, seed: int = 0, context: float = 0.0) -> np.ndarray:
+def resized(img: np.ndarray, side: int, noise: float = 0.0, seed: int = 0, context: float = 0.0,
+            tight: float = 1.0) -> np.ndarray:
+    if tight < 1:  # the central share: forehead, chin and cheeks cut off
+        h, w = img.shape[:2]
+        ch, cw = max(1, round(tight * h)), max(1, round(tight * w))
+        img = img[(h - ch) // 2:(h - ch) // 2 + ch, (w - cw) // 2:(w - cw) // 2 + cw]
     if context:
         pad = round(context * max(img.shape[:2]))
         img = cv2.copyMakeBorder(img, pad, pad, pad, pad, cv2.BORDER_REFLECT_101)
@@ -65,6 +71,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--noise", type=float, default=0.0, help="sigma of Gaussian noise added after resizing (0-255)")
     p.add_argument("--context", type=float, default=0.0,
                    help="mirror each crop outwards by this share of its side first (a face with surroundings)")
+    p.add_argument("--tight", type=float, default=1.0,
+                   help="keep only this central share of each crop's side first (a face cropped tighter than the "
+                        "benchmark's); the whole-image row is the benchmark's crop")
     p.add_argument("--sample", type=int, default=400, help="a fixed, seeded sample of N images per set (0 = all)")
     p.add_argument("--detector", default="auto", help="auto, yunet or haar")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
@@ -82,6 +91,7 @@ def main(args: argparse.Namespace) -> dict:
         labels = np.array([folder.labels[i] for i in keep])
         noise = f", noise sigma {args.noise:g}" if args.noise else ""
         context = f", context {args.context:g}" if args.context else ""
+        context += f", central {args.tight:g} of each crop" if args.tight < 1 else ""
         print(f"\n{ds} test, {len(labels)} faces, {args.model}, detector {args.detector}{noise}{context}")
         print("| face size | found | accuracy of found | accuracy (all) | ECE of found (calibrated) | eyes apart | "
               "detection ms/image |")
@@ -89,7 +99,8 @@ def main(args: argparse.Namespace) -> dict:
         for side in [None, *args.sides]:
             crops, ys, eyes, seconds = [], [], [], 0.0
             for n, (img, y) in enumerate(zip(images, labels)):
-                img = img if side is None else resized(img, side, args.noise, seed=n, context=args.context)
+                img = img if side is None else resized(img, side, args.noise, seed=n, context=args.context,
+                                                       tight=args.tight)
                 t = time.perf_counter()
                 found = find_faces(img, whole_image=side is None, detector=args.detector)
                 seconds += time.perf_counter() - t

@@ -64,10 +64,30 @@ def test_grainy_face_found(astronaut):
     assert len(detect_faces(grainy)) == 1
 
 
+@pytest.mark.parametrize("side", [64, 224, 600])
+def test_face_cropped_tighter_than_a_benchmark_found(astronaut, side, monkeypatch):
+    """The central half of the face's box (eyes, nose, mouth; forehead and chin cut off): yuface finds it only
+    inside a plain border, and the box it returns is mapped back inside the image."""
+    import cv2
+
+    import fer_core.faces as faces
+
+    box = detect_faces(astronaut)[0]
+    cx, cy, r = box.x + box.w // 2, box.y + box.h // 2, box.w // 4
+    tight = cv2.resize(astronaut[cy - r:cy + r, cx - r:cx + r], (side, side), interpolation=cv2.INTER_CUBIC)
+    found = detect_faces(tight)
+    assert len(found) == 1
+    f = found[0]
+    assert f.x >= 0 and f.y >= 0 and f.x + f.w <= side and f.y + f.h <= side and f.area > 0.5 * side * side
+    assert all(0 <= x <= side and 0 <= y <= side / 2 for x, y in f.landmarks[:2])  # the eyes, in the picture's frame
+    monkeypatch.setattr(faces, "TIGHT_PAD", 0.0)
+    assert detect_faces(tight) == []  # what this test is about: without the border, nothing
+
+
 @pytest.mark.parametrize("name", ["coffee", "chelsea", "rocket", "brick", "grass", "gravel", "coins", "horse", "moon",
                                   "clock", "immunohistochemistry", "colorwheel", "logo"])
 def test_faceless_pictures_stay_faceless(name):
-    """No extra look (small-image upscaling, the 256-px copy, the smoothed retry) invents a face.
+    """No extra look (small-image upscaling, the 256-px copy, the smoothed retry, the bordered copy) invents a face.
     (scikit-image's hubble_deep_field is left out: yuface already took a galaxy for a face at 0.69.)"""
     import skimage.data
 
