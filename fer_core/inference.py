@@ -25,14 +25,16 @@ from .quantize import int8_for_inference, int8_supported
 DEFAULT_CHECKPOINT = "fernet"
 UNSURE_BELOW = 0.5  # a top probability under this gets a word: no class reached half (six classes, no neutral)
 MAX_FACES = 50  # analyze() keeps a photo's largest faces up to this many
-SMALL_FACE, UNSURE = "small face", "unsure"  # the words of face_notes, which readers of FaceResult.notes test for
+SMALL_FACE, UNSURE, CUT_OFF = "small face", "unsure", "cut-off face"  # face_notes' words (FaceResult.notes)
 
 
-def face_notes(source_side: float, confidence: float) -> list[str]:
+def face_notes(source_side: float, confidence: float, cut_off: bool = False) -> list[str]:
     """What a reader should know before trusting one face's answer: "small face" (under SMALL_FACE_PX
-    across in the photo, where accuracy falls) and "unsure" (no class got UNSURE_BELOW). The app, the
-    CLI's CSV and its explain report say the same."""
-    return ([SMALL_FACE] if source_side < SMALL_FACE_PX else []) + ([UNSURE] if confidence < UNSURE_BELOW else [])
+    across in the photo, where accuracy falls), "cut-off face" (the picture cuts the face off, so the crop was
+    framed: FaceCrop.widened; 5-7 points lower on validation faces cut to their central 70%) and "unsure" (no
+    class got UNSURE_BELOW). The app, the CLI's CSV and its explain report say the same."""
+    return ([SMALL_FACE] if source_side < SMALL_FACE_PX else []) + ([CUT_OFF] if cut_off else []) + (
+        [UNSURE] if confidence < UNSURE_BELOW else [])
 
 
 def probs_from_logits(logits: torch.Tensor, temperature: float | torch.Tensor = 1.0) -> np.ndarray:
@@ -210,10 +212,11 @@ class FaceResult:
     regions: dict[str, dict[str, float]] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
     source_side: float = float("nan")  # the crop's side in the photo's pixels (FaceCrop.source_side)
+    cut_off: bool = False  # the picture cut the face off and the crop was framed (FaceCrop.widened)
 
     @property
     def notes(self) -> list[str]:
-        return face_notes(self.source_side, self.confidence)
+        return face_notes(self.source_side, self.confidence, self.cut_off)
 
 
 def find_faces(
@@ -288,7 +291,7 @@ def classify_faces(predictor: Predictor, found: Sequence[tuple[FaceBox | None, F
         t = pred if target is None else (classes.index(target) if isinstance(target, str) else int(target))
         results.append(FaceResult(index=i, box=box, face=crop.face, probs=p, prediction=classes[pred],
                                   confidence=float(p[pred]), target=classes[t], landmarks=crop.landmarks,
-                                  source_side=crop.source_side))
+                                  source_side=crop.source_side, cut_off=crop.widened))
     return results
 
 

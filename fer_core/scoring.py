@@ -93,7 +93,7 @@ def score_items(
     keep_faces: bool = False,
 ) -> list[dict]:
     """One row per face: filepath, face, x, y, w, h, the six probabilities, prediction, confidence,
-    crop_px (the face's side in the photo's pixels) and note (`face_notes`: "small face", "unsure").
+    crop_px (the face's side in the photo's pixels) and note (`face_notes`: "small face", "cut-off face", "unsure").
 
     A file that cannot be read, or holds no face, gets one row with `error` and no scores; the run
     goes on. Faces are classified in batches across files. With `keep_faces`, rows carry the crop
@@ -111,7 +111,7 @@ def score_items(
             k = int(np.argmax(p))
             row["prediction"], row["confidence"] = predictor.classes[k], float(p[k])
             row["crop_px"] = round(crop.source_side, 1)
-            row["note"] = ", ".join(face_notes(crop.source_side, float(p[k])))
+            row["note"] = ", ".join(face_notes(crop.source_side, float(p[k]), crop.widened))
             if keep_faces:
                 row["_face"] = crop.face
         pending.clear()

@@ -9,7 +9,7 @@ import ui
 from fer_core.examples import EXAMPLES
 from fer_core.explain import EXPLAINERS
 from fer_core.faces import SMALL_FACE_PX
-from fer_core.inference import SMALL_FACE, UNSURE
+from fer_core.inference import CUT_OFF, SMALL_FACE, UNSURE
 from fer_core.overlay import COLORMAPS, grid, overlay
 from fer_core.regions import region_sentence
 
@@ -81,6 +81,10 @@ with right:
         st.warning(f"A small face: {r.source_side:.0f} px across in the photo. Below {SMALL_FACE_PX} px the model "
                    "lacks the detail it learned from, and its accuracy falls (README: small faces).",
                    icon="🔍")
+    if CUT_OFF in r.notes:
+        st.warning("A face cut off by the picture's edges (forehead or chin missing): the model learned from "
+                   "whole faces, so the crop below was framed in the picture's mean colour to show it at their "
+                   "size. Accuracy is lower on such faces (README: faces cropped tight).", icon="✂️")
     if r.target != r.prediction:
         st.caption(f"Maps below explain **{r.target}**, not the prediction.")
 

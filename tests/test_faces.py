@@ -137,6 +137,40 @@ def test_crop_frames_a_face_in_a_photo_tighter_than_a_pre_cropped_one(astronaut)
     assert 80 * 0.94 < half.face.shape[0] < 100  # between the two framings
 
 
+def test_a_face_cropped_too_tight_is_widened_in_a_plain_frame():
+    """Eyes 0.6 of a filled image apart (forehead and chin cut off): the crop grows until they are EYES_TO
+    apart, the new border in the picture's mean colour; eyes 0.45 apart (a benchmark's crop) are left as they are."""
+    from fer_core.faces import EYES_TO, FaceBox
+
+    image = np.full((100, 100, 3), (200, 150, 100), np.uint8)
+    image[40:60, 40:60] = 0
+    mean = image.reshape(-1, 3).mean(0)
+    eyes = ((20.0, 40.0), (80.0, 40.0), (50.0, 60.0), (30.0, 80.0), (70.0, 80.0))
+    crop = crop_face(image, FaceBox(0, 0, 100, 100, 0.9, eyes), max_side=500)
+    side = crop.face.shape[0]
+    assert side == round(60 / EYES_TO) and abs(crop.eyes_apart - EYES_TO) < 0.01
+    assert np.allclose(crop.face[1, 1], mean, atol=1) and np.allclose(crop.face[-2, -2], mean, atol=1)
+    assert (crop.face[side // 2, side // 2] == 0).all() and crop.widened  # the picture in the middle
+    usual = ((27.5, 40.0), (72.5, 40.0), (50.0, 60.0), (30.0, 80.0), (70.0, 80.0))
+    kept = crop_face(image, FaceBox(0, 0, 100, 100, 0.9, usual), max_side=500)
+    assert kept.face.shape[:2] == (100, 100) and not kept.widened
+
+
+def test_a_tight_photo_is_noted_as_a_cut_off_face(astronaut, predictor):
+    import cv2
+
+    from fer_core.inference import CUT_OFF
+    from fer_core.scoring import ImageItem, score_items
+
+    box = detect_faces(astronaut)[0]
+    cx, cy, r = box.x + box.w // 2, box.y + box.h // 2, box.w // 3
+    tight = cv2.resize(astronaut[cy - r:cy + r, cx - r:cx + r], (224, 224), interpolation=cv2.INTER_CUBIC)
+    assert CUT_OFF in analyze(tight, predictor=predictor)[0].notes
+    assert CUT_OFF not in analyze(astronaut, predictor=predictor)[0].notes
+    rows = score_items([ImageItem("tight.png", tight), ImageItem("photo.png", astronaut)], predictor)
+    assert [CUT_OFF in row["note"] for row in rows] == [True, False]
+
+
 def test_no_face_and_tiny_images(predictor):
     assert detect_faces(no_face()) == []
     with pytest.raises(NoFaceFound):
