@@ -31,7 +31,7 @@ SMALL_FACE, UNSURE, CUT_OFF = "small face", "unsure", "cut-off face"  # face_not
 def face_notes(source_side: float, confidence: float, cut_off: bool = False) -> list[str]:
     """What a reader should know before trusting one face's answer: "small face" (under SMALL_FACE_PX
     across in the photo, where accuracy falls), "cut-off face" (the picture cuts the face off, so the crop was
-    framed: FaceCrop.widened; 5-7 points lower on validation faces cut to their central 70%) and "unsure" (no
+    framed: FaceCrop.widened; 4-9 points lower on test faces cut to their central 70%) and "unsure" (no
     class got UNSURE_BELOW). The app, the CLI's CSV and its explain report say the same."""
     return ([SMALL_FACE] if source_side < SMALL_FACE_PX else []) + ([CUT_OFF] if cut_off else []) + (
         [UNSURE] if confidence < UNSURE_BELOW else [])

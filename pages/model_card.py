@@ -156,6 +156,9 @@ st.markdown(
   (fear, disgust) are the weakest.
 - **Small faces**: a face under 24 px across in the photo has lost detail the model uses, and every few
   pixels below that cost several points of accuracy (README: small faces); the Explain page marks them.
+- **Cut-off faces**: a photo that cuts off forehead and chin (a close-up, a tight crop from another dataset) is
+  framed wider for the model, but what is cut off is gone: 4–9 points lower on test faces cut to their central
+  70% (README: faces cropped tight); the Explain page and the CSV mark them.
 - **Privacy**: photos are read in memory and never saved; a video is decoded from a temporary folder that is
   removed when its analysis ends. Recent results are cached in the server's memory; nothing is sent anywhere.
 - **Explanations are approximations**: maps from different methods disagree; Guided Grad-CAM and Eigen-CAM fail
