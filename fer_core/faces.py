@@ -256,6 +256,8 @@ def crop_face(
 
 
 def whole_image_crop(image: np.ndarray, *, max_side: int = CROP_MAX_SIDE) -> FaceCrop:
-    """Treat the whole image as one face (pre-cropped datasets): centre square, template landmarks."""
+    """Treat the whole image as one face (pre-cropped datasets): all of it, made square by repeating its edge
+    pixels (on non-square validation faces as good as a mean-colour or mirrored border, and better than cutting a
+    centre square or stretching, except where the extra length is background; session 27), template landmarks."""
     h, w = image.shape[:2]
     return crop_face(image, FaceBox(0, 0, w, h), margin=0.0, align=False, max_side=max_side)
