@@ -25,7 +25,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     bar = _progress_bar(len(items), "scoring")
     rows = score_items(
         items, predictor, whole_image=args.whole_image, detector=args.detector, batch_size=args.batch_size,
-        progress=lambda n, name: bar.update(1),
+        progress=lambda n, name: bar.update(1), whole_if_no_face=args.whole_if_no_face,
     )
     bar.close()
     columns = score_columns(not args.whole_image)
@@ -163,6 +163,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("paths", nargs="+", help="image files, folders (recursive) or .zip archives")
     _model_args(s)
     s.add_argument("--whole-image", action="store_true", help="treat each image as one face crop (no detection)")
+    s.add_argument("--whole-if-no-face", action="store_true",
+                   help="score an image in which no face is found as one whole-image face (its note says so) "
+                        "instead of a 'no face found' error row: for folders of face crops")
     s.add_argument("--output", "-o", help="CSV file to write (default: standard output)")
     s.add_argument("--batch-size", type=int, default=64, help="faces per forward pass")
     s.add_argument("--detector", default="auto", choices=["auto", "yunet", "haar"], help="face detector")

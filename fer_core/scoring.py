@@ -16,6 +16,7 @@ from .io import is_image_name, read_image
 from .labels import EMOTIONS
 
 NO_FACE = "no face found (for a photo that is already a tight face crop, use whole-image mode)"
+WHOLE_FALLBACK = "no face found: the whole image scored"  # the note of score_items(whole_if_no_face=True)'s rows
 MAX_MEMBER_BYTES = 64 * 1024 * 1024  # a zip member larger than this is refused (zip bombs)
 MAX_MEMBERS = 20_000
 
@@ -91,27 +92,30 @@ def score_items(
     batch_size: int = 64,
     progress: Callable[[int, str], None] | None = None,
     keep_faces: bool = False,
+    whole_if_no_face: bool = False,
 ) -> list[dict]:
     """One row per face: filepath, face, x, y, w, h, the six probabilities, prediction, confidence,
     crop_px (the face's side in the photo's pixels) and note (`face_notes`: "small face", "cut-off face", "unsure").
 
     A file that cannot be read, or holds no face, gets one row with `error` and no scores; the run
-    goes on. Faces are classified in batches across files. With `keep_faces`, rows carry the crop
-    under the key "_face" (for thumbnails).
+    goes on. With `whole_if_no_face`, a file with no face found is scored as one whole-image face instead, its
+    note saying so (a folder of face crops, some too tight or odd for the detector). Faces are classified in
+    batches across files. With `keep_faces`, rows carry the crop under the key "_face" (for thumbnails).
     """
     rows: list[dict] = []
-    pending: list[tuple[dict, FaceCrop]] = []
+    pending: list[tuple[dict, FaceCrop, bool]] = []  # (row, crop, scored whole because no face was found)
 
     def flush() -> None:
         if not pending:
             return
-        probs = predictor.predict([c.face for _, c in pending], batch_size=batch_size)
-        for (row, crop), p in zip(pending, probs):
+        probs = predictor.predict([c.face for _, c, _ in pending], batch_size=batch_size)
+        for (row, crop, fallback), p in zip(pending, probs):
             row.update({c: float(v) for c, v in zip(predictor.classes, p)})
             k = int(np.argmax(p))
             row["prediction"], row["confidence"] = predictor.classes[k], float(p[k])
             row["crop_px"] = round(crop.source_side, 1)
-            row["note"] = ", ".join(face_notes(crop.source_side, float(p[k]), crop.widened))
+            notes = face_notes(crop.source_side, float(p[k]), crop.widened)
+            row["note"] = ", ".join([WHOLE_FALLBACK] * fallback + notes)
             if keep_faces:
                 row["_face"] = crop.face
         pending.clear()
@@ -128,6 +132,9 @@ def score_items(
         except FerError as exc:  # unreadable, too large, ...
             rows.append({"filepath": item.name, "error": str(exc)})
             continue
+        fallback = not found and whole_if_no_face
+        if fallback:
+            found = find_faces(image, whole_image=True)
         if not found:
             rows.append({"filepath": item.name, "error": NO_FACE})
             continue
@@ -136,7 +143,7 @@ def score_items(
             if box is not None:
                 row.update({"x": box.x, "y": box.y, "w": box.w, "h": box.h})
             rows.append(row)
-            pending.append((row, crop))
+            pending.append((row, crop, fallback))
         if len(pending) >= batch_size:
             flush()
     flush()

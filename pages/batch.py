@@ -8,7 +8,7 @@ import plotly.express as px
 import streamlit as st
 
 import ui
-from fer_core.scoring import ImageItem, iter_zip, score_columns, score_items
+from fer_core.scoring import WHOLE_FALLBACK, ImageItem, iter_zip, score_columns, score_items
 
 st.title("Batch scoring")
 st.caption("Upload many photos, a whole folder or a .zip. Each face gets a row; files that cannot be "
@@ -18,6 +18,9 @@ st.caption("Upload many photos, a whole folder or a .zip. Each face gets a row; 
 with st.sidebar:
     model = ui.model_select_ui(key="batch_model")
     whole = st.toggle("Whole image is one face (skip detection)", value=False, key="batch_whole")
+    fallback = st.toggle("No face found: score the whole image", value=False, key="batch_fallback", disabled=whole,
+                         help="For a folder of face crops: an image in which the detector finds no face is scored "
+                              "as one face instead of listed as a problem; its note says so.")
 
 files = st.file_uploader("Images or .zip archives", accept_multiple_files=True, key="batch_files")
 folder = st.file_uploader("…or a whole folder", accept_multiple_files="directory", key="batch_folder")
@@ -44,10 +47,10 @@ def items_from_uploads(ups):
             yield unique(ImageItem(up.name, data))
 
 
-def run_batch(model: str, whole: bool, uploads) -> list[dict]:
+def run_batch(model: str, whole: bool, fallback: bool, uploads) -> list[dict]:
     items = list(items_from_uploads(uploads))
     bar = st.progress(0.0, text="Scoring…")
-    rows = score_items(items, ui.get_predictor(model), whole_image=whole, keep_faces=True,
+    rows = score_items(items, ui.get_predictor(model), whole_image=whole, keep_faces=True, whole_if_no_face=fallback,
                        progress=lambda n, name: bar.progress(n / len(items), text=f"{n}/{len(items)} {name}"))
     bar.empty()
     for r in rows:
@@ -63,8 +66,9 @@ def _thumb(face):
     return cv2.resize(face, (64, 64), interpolation=cv2.INTER_AREA)
 
 
-def explain_face_of(filepath: str, face: int) -> None:
-    """The maps of one scored face (its file found again among the uploads, a zip member re-read from memory)."""
+def explain_face_of(filepath: str, face: int, whole: bool) -> None:
+    """The maps of one scored face (its file found again among the uploads, a zip member re-read from memory);
+    `whole`: the file was scored as one whole-image face."""
     from fer_core.errors import FerError
     from fer_core.explain import EXPLAINERS
     from fer_core.inference import MAX_FACES
@@ -95,9 +99,9 @@ def explain_face_of(filepath: str, face: int) -> None:
                "layers, faithfulness scores, region shares and downloads.")
 
 
-signature = (tuple((u.name, ui.digest(u.getvalue())) for u in uploads), model, whole)
+signature = (tuple((u.name, ui.digest(u.getvalue())) for u in uploads), model, whole, fallback)
 if st.session_state.get("batch_signature") != signature:  # score only when the inputs changed
-    st.session_state["batch_rows"] = run_batch(model, whole, uploads)
+    st.session_state["batch_rows"] = run_batch(model, whole, fallback, uploads)
     st.session_state["batch_signature"] = signature
 rows = st.session_state["batch_rows"]
 df = pd.DataFrame(rows)
@@ -137,7 +141,8 @@ if len(good):
     pick = st.selectbox("Why? Explain one face", list(labels), index=None, key="batch_why", format_func=labels.get,
                         placeholder="pick a face to see its Grad-CAM, CAM and occlusion maps")
     if pick is not None:
-        explain_face_of(*pick)
+        picked = good[(good["filepath"] == pick[0]) & (good["face"] == pick[1])]
+        explain_face_of(*pick, bool(whole or picked["note"].fillna("").str.contains(WHOLE_FALLBACK, regex=False).any()))
     g1, g2 = st.columns(2)
     counts = view["prediction"].value_counts().reindex(ui.EMOTIONS, fill_value=0).reset_index()
     counts.columns = ["emotion", "faces"]

@@ -276,6 +276,23 @@ def test_batch_same_names_are_two_files_and_why_says_what_is_missing(app_env, as
     assert any("**CAM** is not shown for baseline" in c.value for c in at.caption)
 
 
+def test_batch_scores_a_faceless_crop_whole_when_asked(app_env, astronaut):
+    at = _app("pages/batch.py")
+    at.run()
+    blank = np.full((90, 70, 3), 128, np.uint8)
+    at.file_uploader(key="batch_files").set_value([("face.png", _png(astronaut), "image/png"),
+                                                   ("blank.png", _png(blank), "image/png")]).run()
+    assert {m.label: m.value for m in at.metric}["Problems"] == "1"
+    at.toggle(key="batch_fallback").set_value(True).run()
+    _no_exception(at)
+    assert {m.label: m.value for m in at.metric}["Problems"] == "0"
+    table = next(d.value for d in at.dataframe if "note" in d.value)
+    assert table.set_index("filepath")["note"]["blank.png"].startswith("no face found: the whole image scored")
+    at.selectbox(key="batch_why").set_value(("blank.png", 1)).run()  # explained as it was scored: whole
+    _no_exception(at)
+    assert not at.error and [c for i in at.image for c in i.captions] == ["Grad-CAM", "CAM", "Occlusion"]
+
+
 def test_compare_finds_the_faces_once_for_every_model(app_env, astronaut, monkeypatch):
     sys.path.insert(0, str(ROOT))
     import ui

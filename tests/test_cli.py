@@ -64,6 +64,26 @@ def test_score_whole_image_batches(tmp_path, astronaut, random_checkpoint):
     assert all(r["prediction"] in EMOTIONS for r in rows)
 
 
+def test_score_whole_if_no_face(tmp_path, astronaut, random_checkpoint):
+    """A folder of crops, one the detector cannot see (a blank): with --whole-if-no-face it is scored whole,
+    its note says so and the photo with a face is scored as before (a detected box, no such note)."""
+    from fer_core.scoring import WHOLE_FALLBACK
+
+    folder = tmp_path / "crops"
+    folder.mkdir()
+    Image.fromarray(astronaut).save(folder / "a_face.png")
+    Image.fromarray(np.full((90, 70, 3), 128, np.uint8)).save(folder / "b_blank.png")
+    plain, fallback = tmp_path / "plain.csv", tmp_path / "fallback.csv"
+    assert main(["score", str(folder), "--model", str(random_checkpoint), "-o", str(plain)]) == 0
+    assert main(["score", str(folder), "--whole-if-no-face", "--model", str(random_checkpoint), "-o",
+                 str(fallback)]) == 0
+    before, after = _read(plain), _read(fallback)
+    assert before[1]["error"].startswith("no face found") and before[1]["prediction"] == ""
+    assert after[1]["error"] == "" and after[1]["prediction"] in EMOTIONS and after[1]["x"] == ""
+    assert after[1]["note"].startswith(WHOLE_FALLBACK) and float(after[1]["crop_px"]) == 90
+    assert after[0] == before[0] and WHOLE_FALLBACK not in after[0]["note"]
+
+
 def test_score_batched_equals_single(astronaut, predictor):
     faces = [astronaut[50 + i:250, 150:300] for i in range(5)]
     batched = predictor.predict(faces)
