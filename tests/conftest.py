@@ -23,6 +23,19 @@ def astronaut() -> np.ndarray:
 
 
 @pytest.fixture(scope="session")
+def close_up(astronaut) -> np.ndarray:
+    """The astronaut's face cut to the central two thirds of its detected box, at 224 px: a close-up that cuts off
+    forehead and chin (a "cut-off face")."""
+    import cv2
+
+    from fer_core.faces import detect_faces
+
+    box = detect_faces(astronaut)[0]
+    cx, cy, r = box.x + box.w // 2, box.y + box.h // 2, box.w // 3
+    return cv2.resize(astronaut[cy - r:cy + r, cx - r:cx + r], (224, 224), interpolation=cv2.INTER_CUBIC)
+
+
+@pytest.fixture(scope="session")
 def random_checkpoint(tmp_path_factory) -> Path:
     """An untrained default-architecture checkpoint (fast, deterministic)."""
     from fer_core.checkpoints import ModelSpec, save_checkpoint
