@@ -3,7 +3,6 @@ the Explain page, waits for the probabilities and three maps, and saves a screen
 import contextlib
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -15,18 +14,15 @@ import torch
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "bench"))
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from app_latency import free_port, stop_server  # noqa: E402
 
 
 @contextlib.contextmanager
 def _serve(checkpoints: Path):
     """`streamlit run` on a free port; yields its URL, stops it afterwards."""
-    port = _free_port()
+    port = free_port()
     env = dict(os.environ, FER_CHECKPOINTS=str(checkpoints))
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(port),
@@ -46,14 +42,7 @@ def _serve(checkpoints: Path):
     try:
         yield url
     finally:
-        # on a loaded machine a server can take over 10 s to stop (the stop machine's CI after session 25; 4-5 s
-        # here beside three busy processes, under 1 s alone): ask, then kill; its shutdown is not what is tested
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_server(proc)  # its shutdown is not what is tested
 
 
 @pytest.fixture(scope="module")
