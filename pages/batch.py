@@ -141,8 +141,8 @@ if len(good):
     pick = st.selectbox("Why? Explain one face", list(labels), index=None, key="batch_why", format_func=labels.get,
                         placeholder="pick a face to see its Grad-CAM, CAM and occlusion maps")
     if pick is not None:
-        picked = good[(good["filepath"] == pick[0]) & (good["face"] == pick[1])]
-        explain_face_of(*pick, bool(whole or picked["note"].fillna("").str.contains(WHOLE_FALLBACK, regex=False).any()))
+        notes = good.loc[(good["filepath"] == pick[0]) & (good["face"] == pick[1]), "note"]
+        explain_face_of(*pick, whole or any(WHOLE_FALLBACK in str(n) for n in notes))  # explained as it was scored
     g1, g2 = st.columns(2)
     counts = view["prediction"].value_counts().reindex(ui.EMOTIONS, fill_value=0).reset_index()
     counts.columns = ["emotion", "faces"]
