@@ -164,7 +164,7 @@ def test_explain_warns_under_maps_that_fail_the_sanity_check(app_env):
     assert sum("Fails the sanity check" in w.value for w in at.warning) == 1  # Eigen-CAM's, not Grad-CAM's
 
 
-def test_explain_uploads(app_env, astronaut):
+def test_explain_uploads(app_env, astronaut, close_up):
     import cv2
 
     at = _app("pages/explain.py")
@@ -177,6 +177,9 @@ def test_explain_uploads(app_env, astronaut):
     at.file_uploader[0].set_value(("tiny.png", _png(tiny), "image/png")).run()
     _no_exception(at)
     assert any("A small face: 14 px" in w.value for w in at.warning)
+    at.file_uploader[0].set_value(("close-up.png", _png(close_up), "image/png")).run()  # forehead and chin cut off
+    _no_exception(at)
+    assert any("cut off by the picture's edges" in w.value for w in at.warning)
     at.file_uploader[0].set_value(("notes.jpg", b"this is text, not a photo", "image/jpeg")).run()
     _no_exception(at)
     assert any("not an image" in e.value for e in at.error)
@@ -190,14 +193,6 @@ def test_explain_uploads(app_env, astronaut):
     _no_exception(at)
     assert at.toggle(key="explain_whole").value and not at.warning
     assert any(s.value.startswith("Face 1:") for s in at.subheader)  # the whole picture, classified
-
-
-def test_explain_says_a_face_was_cut_off(app_env, close_up):
-    at = _app("pages/explain.py")
-    at.run()
-    at.file_uploader[0].set_value(("close-up.png", _png(close_up), "image/png")).run()
-    _no_exception(at)
-    assert any("cut off by the picture's edges" in w.value for w in at.warning)
 
 
 def test_explain_baseline_says_why_no_cam(app_env):
