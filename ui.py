@@ -103,6 +103,20 @@ def cached_faces(data: bytes, model: str, target: str | None, whole_image: bool)
     return classify_faces(get_predictor(model), cached_crops(data, whole_image), target=target)
 
 
+def whole_toggle(whole_key: str) -> bool:
+    """A page's "Whole image is one face" toggle. Switched on by faces_or_stop's button, it holds for that picture
+    only (new_picture switches it back off); switched by hand, it stays as the user set it."""
+    return st.toggle("Whole image is one face (skip detection)", value=False, key=whole_key,
+                     on_change=st.session_state.pop, args=(f"{whole_key}_by_button", None))
+
+
+def new_picture(whole_key: str) -> None:
+    """on_change of a page's picture inputs: a whole-image toggle that faces_or_stop's button switched on for the
+    last picture goes back off, so the next photo's faces are found (a group photo is not scored as one face)."""
+    if st.session_state.pop(f"{whole_key}_by_button", False):
+        st.session_state[whole_key] = False
+
+
 def faces_or_stop(name: str, data: bytes, model: str, target: str | None, whole_image: bool,
                   whole_key: str | None = None) -> list:
     """cached_faces() under a spinner; a photo without a face gets a warning (and, given the key of the page's
@@ -117,7 +131,7 @@ def faces_or_stop(name: str, data: bytes, model: str, target: str | None, whole_
         st.warning(f"{name}: {exc}")
         if whole_key:  # a face cropped so tight (or drawn) that no detector sees it: one click, not a hunt
             st.button("Use the whole image as the face", key=f"{whole_key}_button", icon=":material/crop_free:",
-                      on_click=st.session_state.update, args=({whole_key: True},))
+                      on_click=st.session_state.update, args=({whole_key: True, f"{whole_key}_by_button": True},))
     except FerError as exc:
         st.error(f"{name}: {exc}")
     st.stop()

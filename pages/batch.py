@@ -17,7 +17,7 @@ st.caption("Upload many photos, a whole folder or a .zip. Each face gets a row; 
 
 with st.sidebar:
     model = ui.model_select_ui(key="batch_model")
-    whole = st.toggle("Whole image is one face (skip detection)", value=False, key="batch_whole")
+    whole = ui.whole_toggle("batch_whole")
     fallback = st.toggle("No face found: score the whole image", value=False, key="batch_fallback", disabled=whole,
                          help="For a folder of face crops: an image in which the detector finds no face is scored "
                               "as one face instead of listed as a problem; its note says so.")

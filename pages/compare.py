@@ -62,8 +62,8 @@ if ckpts and ds:
     st.plotly_chart(fig, width="stretch")
 
 st.header("Run every model on one face")
-up = st.file_uploader("A photo with a face", key="compare_photo")
-whole = st.toggle("Whole image is one face (skip detection)", value=False, key="compare_whole")
+up = st.file_uploader("A photo with a face", key="compare_photo", on_change=ui.new_picture, args=("compare_whole",))
+whole = ui.whole_toggle("compare_whole")
 if up is not None:
     from fer_core.overlay import overlay
 

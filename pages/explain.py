@@ -25,7 +25,7 @@ with st.sidebar:
         layer = ui.layer_ui(model)
     alpha = st.slider("Overlay opacity", 0.0, 1.0, 0.5, 0.05)
     cmap = st.selectbox("Colormap", list(COLORMAPS))
-    whole = st.toggle("Whole image is one face (skip detection)", value=False, key="explain_whole")
+    whole = ui.whole_toggle("explain_whole")
     faith = st.toggle("Faithfulness scores", value=True,
                       help="Deletion/insertion AUC and the model-randomisation sanity check, per map. One face's "
                            "sanity value comes from one random re-initialisation and moves with it (for "
@@ -38,18 +38,20 @@ with st.sidebar:
 if not model:
     st.stop()
 
-source = st.radio("Image source", ["Upload", "Camera", "Example"], horizontal=True, label_visibility="collapsed")
+changed = {"on_change": ui.new_picture, "args": ("explain_whole",)}  # a new picture: its faces are looked for
+source = st.radio("Image source", ["Upload", "Camera", "Example"], horizontal=True, label_visibility="collapsed",
+                  **changed)
 data, name = None, None
 if source == "Upload":
-    up = st.file_uploader("Photo (JPEG, PNG, HEIC, AVIF, WebP, BMP, TIFF, GIF)", key="photo")
+    up = st.file_uploader("Photo (JPEG, PNG, HEIC, AVIF, WebP, BMP, TIFF, GIF)", key="photo", **changed)
     if up is not None:
         name, data = ui.read_upload(up)
 elif source == "Camera":
-    shot = st.camera_input("Take a snapshot")
+    shot = st.camera_input("Take a snapshot", **changed)
     if shot is not None:
         name, data = "camera.jpg", shot.getvalue()
 else:
-    ex = st.selectbox("Example", list(EXAMPLES))
+    ex = st.selectbox("Example", list(EXAMPLES), **changed)
     name, data = f"{ex}.png", ui.png_bytes(EXAMPLES[ex]())
 
 if data is None:

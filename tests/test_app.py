@@ -193,6 +193,11 @@ def test_explain_uploads(app_env, astronaut, close_up):
     _no_exception(at)
     assert at.toggle(key="explain_whole").value and not at.warning
     assert any(s.value.startswith("Face 1:") for s in at.subheader)  # the whole picture, classified
+    at.file_uploader[0].set_value(("face.png", _png(astronaut), "image/png")).run()  # the button held for one picture
+    assert not at.toggle(key="explain_whole").value and any(s.value.startswith("Face 1:") for s in at.subheader)
+    at.toggle(key="explain_whole").set_value(True).run()  # set by hand, it stays for the next picture
+    at.file_uploader[0].set_value(("coffee.png", _png(no_face()), "image/png")).run()
+    assert at.toggle(key="explain_whole").value and not at.warning
 
 
 def test_explain_baseline_says_why_no_cam(app_env):
