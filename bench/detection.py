@@ -7,6 +7,7 @@ crop it makes score as well as the benchmark's crop?
   python bench/detection.py --sides 256 960 --context 0.5  # a face with surroundings, not a pre-cropped one
   python bench/detection.py --sides 224 960 --tight 0.7    # a face cropped tighter than the benchmark's
   python bench/detection.py --sides 64 --sample 0 --whole-if-no-face   # `score --whole-if-no-face` on the crops
+  python bench/detection.py --sides 224 --context 0.5 --plain --turn 1   # turned a quarter anticlockwise, no EXIF
 
 Each test face (a tight crop) is resized so its longer side is N px — a thumbnail, a phone photo of a
 face, a close-up selfie — then goes through `find_faces` (detector, margin, alignment) and the default
@@ -19,7 +20,8 @@ in crowded scenes; it catches the size range where a detector stops seeing a fac
 
 With `--context F` each test crop is first mirrored outwards by F of its side on every side
 (reflection padding), so the face no longer fills the frame, as in a photo of a person: a proxy for
-how our crop frames a face that has surroundings (the mirrored surroundings are not real ones).
+how our crop frames a face that has surroundings (the mirrored surroundings are not real ones, and hold mirrored
+faces, some upside down); with `--plain` the border is the crop's mean colour instead (one face on a plain ground).
 """
 from __future__ import annotations
 
@@ -45,16 +47,19 @@ from fer_core.metrics import expected_calibration_error  # noqa: E402
 
 
 def resized(img: np.ndarray, side: int, noise: float = 0.0, seed: int = 0, context: float = 0.0,
-            tight: float = 1.0) -> np.ndarray:
+            tight: float = 1.0, turn: int = 0, plain: bool = False) -> np.ndarray:
     if tight < 1:  # the central share: forehead, chin and cheeks cut off
         h, w = img.shape[:2]
         ch, cw = max(1, round(tight * h)), max(1, round(tight * w))
         img = img[(h - ch) // 2:(h - ch) // 2 + ch, (w - cw) // 2:(w - cw) // 2 + cw]
     if context:
         pad = round(context * max(img.shape[:2]))
-        img = cv2.copyMakeBorder(img, pad, pad, pad, pad, cv2.BORDER_REFLECT_101)
+        mean = [int(v) for v in img.reshape(-1, img.shape[2]).mean(0)]
+        img = cv2.copyMakeBorder(img, pad, pad, pad, pad, cv2.BORDER_CONSTANT if plain else cv2.BORDER_REFLECT_101,
+                                 value=mean)
     s = side / max(img.shape[:2])
     out = cv2.resize(img, None, fx=s, fy=s, interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_CUBIC)
+    out = np.ascontiguousarray(np.rot90(out, turn)) if turn % 4 else out  # quarter turns anticlockwise
     return _noise(out, np.random.default_rng(seed), noise) if noise else out
 
 
@@ -73,9 +78,14 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--noise", type=float, default=0.0, help="sigma of Gaussian noise added after resizing (0-255)")
     p.add_argument("--context", type=float, default=0.0,
                    help="mirror each crop outwards by this share of its side first (a face with surroundings)")
+    p.add_argument("--plain", action="store_true",
+                   help="--context's border is the crop's mean colour, not mirrored (one face, on a plain ground)")
     p.add_argument("--tight", type=float, default=1.0,
                    help="keep only this central share of each crop's side first (a face cropped tighter than the "
                         "benchmark's); the whole-image row is the benchmark's crop")
+    p.add_argument("--turn", type=int, default=0, choices=range(4),
+                   help="turn each picture this many quarter turns anticlockwise last (a photo whose EXIF orientation "
+                        "was lost); the whole-image row is the benchmark's upright crop")
     p.add_argument("--whole-if-no-face", action="store_true",
                    help="score a face the detector misses as the whole image (`score --whole-if-no-face`) in "
                         "'accuracy (all)' instead of counting it wrong")
@@ -95,9 +105,10 @@ def main(args: argparse.Namespace) -> dict:
         images = [cv2.cvtColor(cv2.imread(str(folder.paths[i])), cv2.COLOR_BGR2RGB) for i in keep]
         labels = np.array([folder.labels[i] for i in keep])
         noise = f", noise sigma {args.noise:g}" if args.noise else ""
-        context = f", context {args.context:g}" if args.context else ""
+        context = f", context {args.context:g}{' plain' if args.plain else ''}" if args.context else ""
         context += f", central {args.tight:g} of each crop" if args.tight < 1 else ""
         context += ", misses scored whole" if args.whole_if_no_face else ""
+        context += f", turned {90 * args.turn}° anticlockwise" if args.turn else ""
         print(f"\n{ds} test, {len(labels)} faces, {args.model}, detector {args.detector}{noise}{context}")
         print("| face size | found | accuracy of found | accuracy (all) | ECE of found (calibrated) | eyes apart | "
               "detection ms/image |")
@@ -106,7 +117,8 @@ def main(args: argparse.Namespace) -> dict:
             crops, ys, eyes, seconds, whole_crops, whole_ys = [], [], [], 0.0, [], []
             for n, (img, y) in enumerate(zip(images, labels)):
                 img = img if side is None else resized(img, side, args.noise, seed=n, context=args.context,
-                                                       tight=args.tight)
+                                                       tight=args.tight, turn=args.turn,
+                                                       plain=args.plain)
                 t = time.perf_counter()
                 found = find_faces(img, whole_image=side is None, detector=args.detector)
                 seconds += time.perf_counter() - t

@@ -16,6 +16,15 @@ NOISY_MIN_SCORE = 0.7
 # and then, still when nothing was found, on a copy framed by a plain border of this share of its side: a face
 # cropped tighter than the benchmarks' (forehead and chin cut off) fills the frame past what the CNN finds
 TIGHT_PAD = 0.25
+# A picture turned a quarter or upside down (a phone photo whose EXIF orientation was lost): when no face in it
+# scores TURN_BELOW, yuface also looks at it turned the three other ways, and a face that scores TURN_AT there is
+# taken (over a less confident upright twin). The CNN finds many turned faces as they are, but with landmarks in
+# upright order (eyes above mouth) wherever the eyes are, so their crop is not turned back and the answer is wrong;
+# it scores them lower (validation faces on a plain ground: median 0.90 upright, 0.74 turned). Chosen on 1,200
+# validation faces with a plain border at 224 px (session 28, docs/experiments.md): accuracy upright 74.0 -> 74.1,
+# turned a quarter / upside down 3-9 -> 68; it looks again for a quarter of upright ones (0.85: 13%, upside down
+# 66). A face seen only turned needs TURN_AT too: at 0.8, 5 of 275 faceless pictures and crops got a face.
+TURN_BELOW, TURN_AT = 0.88, 0.85
 CROP_MAX_SIDE = 224  # face crops (and their explanation maps) are at most this many pixels
 # How a face is framed for the model. yuface's box is ~2.65 eye distances wide on a face it sees whole (FER2013
 # faces whose box is not cut by the image edge: 2.71; scikit-image's astronaut: 2.60), so a crop of 0.94 of
@@ -77,7 +86,7 @@ def _yuface_available() -> bool:
 
 
 def detect_faces(
-    image: np.ndarray, *, min_score: float = 0.6, min_size: int = 12, detector: str = "auto"
+    image: np.ndarray, *, min_score: float = 0.6, min_size: int = 12, detector: str = "auto", turns: bool = True
 ) -> list[FaceBox]:
     """Every face in an RGB uint8 image (H, W, 3), largest first.
 
@@ -90,7 +99,9 @@ def detect_faces(
     from it too (a 256-px face with noise sigma 25: 84% of RAF-DB test faces found, 58% of FER2013's),
     so when nothing was found it tries once more on a smoothed 256-px copy, and then on a 256-px frame holding
     a smaller copy inside a border of the image's mean colour, for a face cropped tighter than a benchmark's
-    (`bench/detection.py --tight 0.7`: test faces with 15% cut from each side).
+    (`bench/detection.py --tight 0.7`: test faces with 15% cut from each side). With `turns`, a picture in which
+    no face scores TURN_BELOW is also looked at turned a quarter either way and upside down: a face found so (at
+    TURN_AT) has its box and landmarks mapped back, so its crop (aligned on the eyes) comes out upright.
     """
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(f"expected an RGB uint8 image (H, W, 3), got {image.dtype} {image.shape}")
@@ -100,6 +111,30 @@ def detect_faces(
         use = "yunet" if _yuface_available() else "haar"
     if use not in ("yunet", "haar"):
         raise ValueError(f"unknown detector {detector!r}; choose from auto, yunet, haar")
+    out = _detect_all_looks(image, use, min_score, min_size)
+    if use == "yunet" and turns and max((f.score for f in out), default=0.0) < TURN_BELOW:
+        for k in (1, 2, 3):
+            turned = _detect_all_looks(np.ascontiguousarray(np.rot90(image, k)), use, max(min_score, TURN_AT), min_size)
+            for box in (_unturned(f, k, w, h) for f in turned):
+                twins = [f for f in out if _iou(box, f) > 0.4]
+                if not twins or max(f.score for f in twins) < box.score:
+                    out = [f for f in out if all(f is not t for t in twins)] + [box]
+    return sorted(out, key=lambda f: f.area, reverse=True)
+
+
+def _unturned(box: FaceBox, k: int, w: int, h: int) -> FaceBox:
+    """A box found in np.rot90(image, k) (k quarter turns anticlockwise) in the w x h image's own pixels."""
+    def back(x: float, y: float) -> tuple[float, float]:
+        return ((w - y, x), (w - x, h - y), (y, h - x))[k - 1]
+
+    (x0, y0), (x1, y1) = back(box.x, box.y), back(box.x + box.w, box.y + box.h)
+    lm = tuple(back(x, y) for x, y in box.landmarks) if box.landmarks else None
+    return FaceBox(round(min(x0, x1)), round(min(y0, y1)), round(abs(x1 - x0)), round(abs(y1 - y0)), box.score, lm)
+
+
+def _detect_all_looks(image: np.ndarray, use: str, min_score: float, min_size: int) -> list[FaceBox]:
+    """detect_faces' looks at one upright picture (its docstring says which), the boxes in the picture's pixels."""
+    h, w = image.shape[:2]
     side = max(h, w)
     # (scale, smoothing sigma, border as a share of the side); the last two only when nothing was found
     passes = [(min(DETECT_MAX_SIDE, max(DETECT_MIN_SIDE, side)) / side, 0.0, 0.0)]
@@ -140,7 +175,7 @@ def detect_faces(
             if twins and max(k.score for k in twins) >= box.score:
                 continue
             out = [k for k in out if all(k is not t for t in twins)] + [box]
-    return sorted(out, key=lambda f: f.area, reverse=True)
+    return out
 
 
 def _iou(a: FaceBox, b: FaceBox) -> float:

@@ -266,7 +266,7 @@ def _analyse_frame(rgb: np.ndarray, predictor: Predictor, tracker: Tracker, smoo
     scale = min(1.0, DETECT_MAX_SIDE / max(rgb.shape[:2]))
     small = cv2.resize(rgb, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else rgb
     boxes = []
-    for b in detect_faces(small):
+    for b in detect_faces(small, turns=False):  # a turned video would be turned on every frame: 4x the detection
         lm = tuple((x / scale, y / scale) for x, y in b.landmarks) if b.landmarks else None
         boxes.append(FaceBox(round(b.x / scale), round(b.y / scale), round(b.w / scale), round(b.h / scale), b.score, lm))
     matched = tracker.update(boxes)

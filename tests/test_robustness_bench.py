@@ -49,3 +49,21 @@ def test_detection_bench_frames_a_crop_with_surroundings_and_scores_the_central_
     crop = central(found, framed.shape)
     assert crop is found[int(np.argmin(dist))][1] and min(dist) < 40
     assert 0.38 < crop.eyes_apart < 0.45  # the old 5% margin: 0.36
+
+
+def test_detection_bench_plain_border_and_turned_picture(astronaut):
+    """--plain: the border is the crop's mean colour (one face, no mirrored ones); --turn k: the picture turned k
+    quarter turns anticlockwise last, whose one face the detector turns back upright."""
+    from detection import central, resized
+
+    from fer_core.inference import find_faces
+
+    tight = astronaut[60:180, 165:285]
+    plain = resized(tight, 400, context=0.5, plain=True)
+    assert (plain[0, 0] == tight.reshape(-1, 3).mean(0).astype(int)).all()
+    turned = resized(tight, 400, context=0.5, plain=True, turn=1)
+    assert (turned == np.rot90(plain)).all()
+    found = find_faces(turned)
+    assert len(found) == 1 and len(find_faces(resized(tight, 400, context=0.5))) > 1  # mirrored faces around it
+    crop, upright = central(found, turned.shape).face, find_faces(plain)[0][1].face
+    assert crop.shape == upright.shape and np.abs(crop.astype(float) - upright).mean() < 12  # not sideways
