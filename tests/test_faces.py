@@ -52,6 +52,17 @@ def test_turned_picture_gives_an_upright_crop(astronaut, k):
     assert error[0] < 12 < 40 < error[1]  # mean pixel difference from the upright crop: 8 turned back, 46-53 not
 
 
+def test_large_turned_image_boxes_mapped_back(astronaut):
+    """The turned looks at a big photo work on one 960-px copy: box and landmarks come back in the photo's pixels."""
+    import cv2
+
+    big = cv2.resize(astronaut, (2048, 2048))
+    f, t = detect_faces(big)[0], detect_faces(np.ascontiguousarray(np.rot90(big)))[0]  # a quarter anticlockwise
+    assert t.score > 0.9 and abs(t.x - f.y) < 20 and abs(t.y - (2048 - f.x - f.w)) < 20 and (t.w, t.h) == (f.h, f.w)
+    (lx, ly), (rx, ry) = t.landmarks[:2]  # the eyes, one above the other now: the one on the left when upright, below
+    assert abs(lx - rx) < 20 and ly - ry > 150
+
+
 def _tight_face(image):
     """The image cut to its largest detected face's box."""
     box = detect_faces(image)[0]
