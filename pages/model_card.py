@@ -6,7 +6,7 @@ import streamlit as st
 
 import ui
 from fer_core.checkpoints import read_spec
-from fer_core.faces import COARSE_SIDE, DEFAULT_MARGIN
+from fer_core.faces import COARSE_SIDE, DEFAULT_MARGIN, TURN_BELOW
 
 st.title("Model card")
 name = ui.model_select_ui(key="card_model", label="Checkpoint")
@@ -30,7 +30,9 @@ lines = [
     f"- faces: a square {1 + 2 * DEFAULT_MARGIN:.2f} times the detector's box, so the eyes are about 0.40 of the "
     "crop apart as in the training faces, eyes levelled; a face that already fills the picture keeps its framing "
     f"(whole image for pre-cropped sets); the detector also looks at a {COARSE_SIDE}-px copy, so a face that "
-    "fills a large photo is found, and at a smoothed one when a grainy photo showed it none",
+    "fills a large photo is found, at a smoothed one when a grainy photo showed it none, and at the picture turned "
+    f"a quarter either way and upside down when no face scored {TURN_BELOW} (a photo whose EXIF orientation was "
+    "lost), so a turned face is cropped upright",
     "- calibration: logits ÷ temperature {:.3f} for colour faces, {:.3f} for black-and-white ones (fitted on the "
     "validation split's logits of the {} model that predicts here)".format(*predictor.temperatures,
                                                                          predictor.precision),
