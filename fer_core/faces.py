@@ -18,9 +18,9 @@ NOISY_MIN_SCORE = 0.7
 TIGHT_PAD = 0.25
 # A picture turned a quarter or upside down (a phone photo whose EXIF orientation was lost): when no face in it
 # scores TURN_BELOW, yuface also looks at it turned the three other ways, and a face that scores TURN_AT there is
-# taken (over a less confident upright twin). The CNN finds many turned faces as they are, but with landmarks in
-# upright order (eyes above mouth) wherever the eyes are, so their crop is not turned back and the answer is wrong;
-# it scores them lower (validation faces on a plain ground: median 0.90 upright, 0.74 turned). Chosen on 1,200
+# taken (over a less confident upright twin). The CNN finds many turned faces as they are, but (small and soft ones
+# above all) with landmarks in upright order wherever the eyes are, so the crop is not turned back and the answer is
+# wrong; it scores them lower (validation faces on a plain ground: median 0.90 upright, 0.74 turned). Chosen on 1,200
 # validation faces with a plain border at 224 px (session 28, docs/experiments.md): accuracy upright 74.0 -> 74.1,
 # turned a quarter / upside down 3-9 -> 68; it looks again for a quarter of upright ones (0.85: 13%, upside down
 # 66). A face seen only turned needs TURN_AT too: at 0.8, 5 of 275 faceless pictures and crops got a face.
@@ -116,7 +116,8 @@ def detect_faces(
         scale, small = 1.0, image  # turned, a big photo is looked at through one 960-px copy (12 MP: 1 s less)
         if max(h, w) > DETECT_MAX_SIDE:
             scale = DETECT_MAX_SIDE / max(h, w)
-            small = cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+            size = (max(1, round(w * scale)), max(1, round(h * scale)))
+            small = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
         for k in (1, 2, 3):
             turned = _detect_all_looks(np.ascontiguousarray(np.rot90(small, k)), use, max(min_score, TURN_AT), min_size)
             for box in (_unturned(f, k, small.shape[1], small.shape[0], scale) for f in turned):
