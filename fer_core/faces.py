@@ -120,10 +120,8 @@ def detect_faces(
             small = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
         for k in (1, 2, 3):
             turned = _detect_all_looks(np.ascontiguousarray(np.rot90(small, k)), use, max(min_score, TURN_AT), min_size)
-            for box in (_unturned(f, k, small.shape[1], small.shape[0], scale) for f in turned):
-                twins = [f for f in out if _iou(box, f) > 0.4]
-                if not twins or max(f.score for f in twins) < box.score:
-                    out = [f for f in out if all(f is not t for t in twins)] + [box]
+            for f in turned:
+                out = _with_face(out, _unturned(f, k, small.shape[1], small.shape[0], scale), out)
     return sorted(out, key=lambda f: f.area, reverse=True)
 
 
@@ -178,11 +176,17 @@ def _detect_all_looks(image: np.ndarray, use: str, min_score: float, min_size: i
                 continue
             lm = tuple(((px - pad) / scale, (py - pad) / scale) for px, py in b.landmarks) if b.landmarks else None
             box = FaceBox(round(x0), round(y0), round(x1 - x0), round(y1 - y0), b.score, lm)
-            twins = [k for k in earlier if _iou(box, k) > 0.4]
-            if twins and max(k.score for k in twins) >= box.score:
-                continue
-            out = [k for k in out if all(k is not t for t in twins)] + [box]
+            out = _with_face(out, box, earlier)
     return out
+
+
+def _with_face(out: list[FaceBox], box: FaceBox, among: list[FaceBox]) -> list[FaceBox]:
+    """`out` with `box` added, unless a face of `among` that it overlaps (IoU > 0.4: the same face, found by another
+    look) is at least as confident; the twins it beats leave `out`."""
+    twins = [f for f in among if _iou(box, f) > 0.4]
+    if twins and max(f.score for f in twins) >= box.score:
+        return out
+    return [f for f in out if all(f is not t for t in twins)] + [box]
 
 
 def _iou(a: FaceBox, b: FaceBox) -> float:
