@@ -296,7 +296,7 @@ def test_compare_finds_the_faces_once_for_every_model(app_env, astronaut, monkey
     at = _app("pages/compare.py")
     at.run()
     photo = np.ascontiguousarray(astronaut[7:, ::-1])  # bytes no other test cached
-    at.file_uploader(key="compare_photo").set_value(("turned.png", _png(photo), "image/png")).run()
+    at.file_uploader(key="compare_photo").set_value(("mirrored.png", _png(photo), "image/png")).run()
     _no_exception(at)
     assert len(at.dataframe[-1].value) == 2 and len(calls) == 1  # two models, one detection
 
