@@ -413,3 +413,39 @@ def test_promote_margin_refuses_a_gain_smaller_than_it(tmp_path, monkeypatch, ca
     out = capsys.readouterr().out
     assert "paired bootstrap over the 600 faces" in out and "by more than 0.2" in out
     assert promote.main(args([str(rival), "--no-int8", "--margin", "0.05"])) is True
+
+
+def test_soup_averages_fine_tunes_of_one_network(tmp_path, monkeypatch):
+    """train/soup.py: the uniform soup's weights are the mean of its ingredients'; the greedy soup starts from the
+    best-scoring ingredient and records what it kept; runs validated on other faces are refused."""
+    import soup
+    import torch
+    import train as train_script
+
+    from fer_core.checkpoints import read_spec, update_spec
+
+    monkeypatch.setenv("FER_CACHE", str(tmp_path / "cache"))
+    data = make_folder(tmp_path / "train", n_per_class=4)
+    base = ["--data", str(data), "--batch-size", "8", "--val-fraction", "0.25", "--epochs", "1", "--arch", "baseline",
+            "--split-seed", "0"]
+    runs = []
+    for seed in (1, 2):
+        runs.append(tmp_path / f"r{seed}.safetensors")
+        train_script.main(train_script.get_args_parser().parse_args(base + ["--seed", str(seed), "--out", str(runs[-1])]))
+    parse = soup.get_args_parser().parse_args
+    uniform = tmp_path / "uniform.safetensors"
+    report = soup.main(parse([*map(str, runs), "--method", "uniform", "--out", str(uniform), "--dtype", "float32"]))
+    (a, _), (b, _), (u, spec) = (load_checkpoint(p) for p in (*runs, uniform))
+    for key, value in u.state_dict().items():
+        if value.is_floating_point():
+            torch.testing.assert_close(value, (a.state_dict()[key] + b.state_dict()[key]) / 2)
+    assert sorted(spec.args["soup"]) == ["r1.safetensors", "r2.safetensors"] and spec.args["soup_seeds"] != [1, 1]
+    assert spec.metrics["val_macro_f1"] == pytest.approx(report["val_macro_f1"]) and spec.temperature > 0
+    greedy = tmp_path / "greedy.safetensors"
+    report = soup.main(parse([*map(str, runs), "--out", str(greedy)]))
+    best = max(report["own"], key=report["own"].get)
+    assert report["kept"][0] == best and report["val_macro_f1"] >= report["own"][best]
+    assert read_spec(greedy).args["soup_method"] == "greedy"
+    update_spec(runs[1], args={**read_spec(runs[1]).args, "split_seed": 7})
+    with pytest.raises(SystemExit, match="same network, input or validation split"):
+        soup.main(parse([*map(str, runs), "--out", str(tmp_path / "no.safetensors")]))
