@@ -22,14 +22,16 @@ re-encoded once (RAF-DB colour at JPEG quality 95, FER2013 grayscale at 90: a me
 by a few hundredths of a point; re-score here (`train/duo.py`, `train/evaluate.py`) before keeping
 anything. A lent machine returns at most 8 files a call: every run's checkpoint, each fine-tune's and
 logs.tar.gz must fit (four runs with fine-tunes lost the logs in session 16), each under 16 MiB (session 18
-split a width-56 checkpoint with `split -b 15000000` in the command and joined it here). The whole tree sent
+split a width-56 checkpoint with `split -b 15000000` in the command and joined it here), 64 MiB together: five
+width-48 float16 checkpoints (12.6 MB each). Session 29 trained eight, had the sweep write them to /tmp with
+`--out`, copied five to $OUT and fetched the rest in a second call on the warm machine (0.4 s). The whole tree sent
 is at most 64 MiB: the pack is 56.4 MiB, 48.6 at `pack --quality 85` (mean change 1.2 / 0.8 grey levels),
 43.3 at 80, 40.7 at 70 — room for one 12.6 MB teacher, not two. Two calls on a warm machine (it waits ~30 s
 idle) send each under the limit: the first carries `.gpu` and copies the pack to `/tmp/keep` (kept while warm),
 the second carries the teachers (`.teach/`) and reads `--data /tmp/keep/data.npz`. An ignored folder a call does
 not name in carry is not there, even warm (session 19): carry the teachers in every call that reads them; a
 run's outputs under --work in /tmp stay, so a third call can fine-tune them (`--init /tmp/device_sweep/run/...`).
-Sessions 14, 16, 18 and 19 (docs/experiments.md) used it.
+Sessions 14, 16, 18, 19 and 29 (docs/experiments.md) used it.
 """
 from __future__ import annotations
 
