@@ -137,9 +137,55 @@ def read_spec(path: str | os.PathLike) -> ModelSpec:
     if "spec" not in meta:
         raise CheckpointError(f"{path.name} has no model spec in its metadata; not a fer_core checkpoint")
     try:
-        return ModelSpec.from_json(meta["spec"])
+        spec = ModelSpec.from_json(meta["spec"])
     except (json.JSONDecodeError, TypeError) as exc:
         raise CheckpointError(f"{path.name} has a malformed model spec ({exc})") from exc
+    return _with_recorded_lineage(path, spec)
+
+
+def lineage_file(path: str | os.PathLike) -> Path:
+    """Where a lineage recorded after a checkpoint was made lives: fernet.safetensors -> fernet.lineage.json."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}.lineage.json")
+
+
+def _run_id(spec: ModelSpec) -> dict[str, Any]:
+    """What tells one run from another well enough to keep a lineage file from being read for a later run that
+    replaced the checkpoint (promote.py writes over it, not over the file beside it)."""
+    return {"git_commit": spec.git_commit, "seed": spec.args.get("seed"), "init": spec.args.get("init"),
+            "val_macro_f1": spec.metrics.get("val_macro_f1")}
+
+
+def _with_recorded_lineage(path: Path, spec: ModelSpec) -> ModelSpec:
+    side = lineage_file(path)
+    if spec.lineage or not side.is_file():
+        return spec
+    try:
+        recorded = json.loads(side.read_text())
+    except (OSError, json.JSONDecodeError):
+        return spec
+    if recorded.get("run") != _run_id(spec):  # written for the run this checkpoint held before
+        return spec
+    return spec.with_updates(lineage=tuple(recorded.get("lineage", ())))
+
+
+def record_lineage(path: str | os.PathLike, parent: str | os.PathLike) -> Path:
+    """Record, beside a checkpoint made before train.py kept lineages, the run it was fine-tuned from (`parent`:
+    that run's checkpoint; its own lineage, then it), so its model card shows every stage without rewriting the
+    weights (git would keep a second copy of them). read_spec reads it back for this run only."""
+    path = resolve_checkpoint(path)
+    spec, up = read_spec(path), read_spec(parent)
+    init = spec.args.get("init")
+    if spec.lineage:
+        raise CheckpointError(f"{path.name} already records the runs it was fine-tuned from")
+    if not init:
+        raise CheckpointError(f"{path.name} was not fine-tuned from another run (no --init in its arguments)")
+    if Path(str(up.args.get("out", ""))).name != Path(str(init)).name:
+        raise CheckpointError(f"{path.name} was fine-tuned from {init}, but {Path(parent).name} was written as "
+                              f"{up.args.get('out')}")
+    side = lineage_file(path)
+    side.write_text(json.dumps({"run": _run_id(spec), "lineage": [*up.lineage, up.as_stage()]}, indent=1) + "\n")
+    return side
 
 
 def load_checkpoint(name_or_path: str | os.PathLike) -> tuple[FerNet, ModelSpec]:

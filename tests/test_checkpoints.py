@@ -102,3 +102,38 @@ def test_frozen_predictions_match_eager(random_checkpoint):
     assert eager.runtime == "eager"
     for batch in (faces[:1], faces):
         np.testing.assert_allclose(frozen.predict(batch), eager.predict(batch), atol=1e-5)
+
+
+def test_lineage_recorded_after_the_fact(tmp_path):
+    """A fine-tune saved without its parent's record gets it from a file beside it (train/lineage.py), read back
+    for that run only: a later run saved over the checkpoint does not inherit it, and a parent whose --out is not
+    the fine-tune's --init is refused."""
+    from fer_core.checkpoints import lineage_file, record_lineage
+
+    model = create_model("baseline")
+    history = ({"epoch": 1, "val_macro_f1": 0.3}, {"epoch": 2, "val_macro_f1": 0.4})
+    parent = save_checkpoint(model, ModelSpec(arch="baseline", args={"out": "/tmp/x/p.safetensors", "seed": 1},
+                                              history=history), tmp_path / "p.safetensors")
+    child_spec = ModelSpec(arch="baseline", args={"init": "/tmp/x/p.safetensors", "seed": 2}, git_commit="abc",
+                           metrics={"val_macro_f1": 0.5}, history=({"epoch": 1, "val_macro_f1": 0.5},))
+    child = save_checkpoint(model, child_spec, tmp_path / "c.safetensors")
+    assert read_spec(child).lineage == ()
+    side = record_lineage(child, parent)
+    assert side == lineage_file(child) == tmp_path / "c.lineage.json"
+    spec = read_spec(child)
+    assert [s["args"]["seed"] for s in spec.runs()] == [1, 2]
+    assert [r["total_epoch"] for r in spec.stages()] == [1, 2, 3]
+    _, loaded = load_checkpoint(child)
+    assert loaded.lineage == spec.lineage
+    with pytest.raises(CheckpointError, match="already records"):
+        record_lineage(child, parent)
+    other = child_spec.with_updates(args={**child_spec.args, "seed": 3})  # another run promoted over the file
+    save_checkpoint(model, other, child)
+    assert read_spec(child).lineage == ()
+    stranger = save_checkpoint(model, ModelSpec(arch="baseline", args={"out": "/tmp/y/q.safetensors"}),
+                               tmp_path / "q.safetensors")
+    twin = save_checkpoint(model, child_spec, tmp_path / "d.safetensors")
+    with pytest.raises(CheckpointError, match="was fine-tuned from /tmp/x/p.safetensors"):
+        record_lineage(twin, stranger)
+    with pytest.raises(CheckpointError, match="not fine-tuned"):
+        record_lineage(parent, parent)
