@@ -49,7 +49,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
     from .explain import EXPLAINERS
     from .faces import SMALL_FACE_PX
-    from .inference import CUT_OFF, SMALL_FACE, UNSURE, analyze, load_predictor
+    from .inference import CUT_OFF, SMALL_FACE, TURNED, UNSURE, analyze, load_predictor
     from .overlay import grid, overlay
 
     predictor = load_predictor(args.model, precision=args.precision)
@@ -89,6 +89,9 @@ def cmd_explain(args: argparse.Namespace) -> int:
         if CUT_OFF in r.notes:
             print(f"face {r.index + 1}: the picture cuts the face off; the crop was framed to show it whole, and "
                   "accuracy is lower on such faces (README: faces cropped tight)", file=sys.stderr)
+        if TURNED in r.notes:
+            print(f"face {r.index + 1}: found with the picture turned; its crop was turned upright (README: turned "
+                  "photos)", file=sys.stderr)
         if UNSURE in r.notes:
             print(f"face {r.index + 1}: unsure, no emotion got half of the probability", file=sys.stderr)
     (out / f"{stem}.json").write_text(json.dumps(report, indent=2))

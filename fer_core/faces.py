@@ -68,6 +68,7 @@ class FaceBox:
     h: int
     score: float = 1.0
     landmarks: tuple[tuple[float, float], ...] | None = None
+    turn: int = 0  # quarter turns (anticlockwise) of the picture it was found in; 0: upright (detect_faces' turns)
 
     @property
     def area(self) -> int:
@@ -134,7 +135,7 @@ def _unturned(box: FaceBox, k: int, w: int, h: int, scale: float = 1.0) -> FaceB
 
     (x0, y0), (x1, y1) = back(box.x, box.y), back(box.x + box.w, box.y + box.h)
     lm = tuple(back(x, y) for x, y in box.landmarks) if box.landmarks else None
-    return FaceBox(round(min(x0, x1)), round(min(y0, y1)), round(abs(x1 - x0)), round(abs(y1 - y0)), box.score, lm)
+    return FaceBox(round(min(x0, x1)), round(min(y0, y1)), round(abs(x1 - x0)), round(abs(y1 - y0)), box.score, lm, k)
 
 
 def _detect_all_looks(image: np.ndarray, use: str, min_score: float, min_size: int) -> list[FaceBox]:

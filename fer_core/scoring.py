@@ -95,7 +95,8 @@ def score_items(
     whole_if_no_face: bool = False,
 ) -> list[dict]:
     """One row per face: filepath, face, x, y, w, h, the six probabilities, prediction, confidence,
-    crop_px (the face's side in the photo's pixels) and note (`face_notes`: "small face", "cut-off face", "unsure").
+    crop_px (the face's side in the photo's pixels) and note (`face_notes`: "small face", "cut-off face", "turned
+    photo", "unsure").
 
     A file that cannot be read, or holds no face, gets one row with `error` and no scores; the run
     goes on. With `whole_if_no_face`, a file with no face found is scored as one whole-image face instead, its
@@ -103,18 +104,19 @@ def score_items(
     batches across files. With `keep_faces`, rows carry the crop under the key "_face" (for thumbnails).
     """
     rows: list[dict] = []
-    pending: list[tuple[dict, FaceCrop, bool]] = []  # (row, crop, scored whole because no face was found)
+    # (row, crop, scored whole because no face was found, found in the picture turned)
+    pending: list[tuple[dict, FaceCrop, bool, bool]] = []
 
     def flush() -> None:
         if not pending:
             return
-        probs = predictor.predict([c.face for _, c, _ in pending], batch_size=batch_size)
-        for (row, crop, fallback), p in zip(pending, probs):
+        probs = predictor.predict([c.face for _, c, _, _ in pending], batch_size=batch_size)
+        for (row, crop, fallback, turned), p in zip(pending, probs):
             row.update({c: float(v) for c, v in zip(predictor.classes, p)})
             k = int(np.argmax(p))
             row["prediction"], row["confidence"] = predictor.classes[k], float(p[k])
             row["crop_px"] = round(crop.source_side, 1)
-            notes = face_notes(crop.source_side, float(p[k]), crop.widened)
+            notes = face_notes(crop.source_side, float(p[k]), crop.widened, turned)
             row["note"] = ", ".join([WHOLE_FALLBACK] * fallback + notes)
             if keep_faces:
                 row["_face"] = crop.face
@@ -143,7 +145,7 @@ def score_items(
             if box is not None:
                 row.update({"x": box.x, "y": box.y, "w": box.w, "h": box.h})
             rows.append(row)
-            pending.append((row, crop, fallback))
+            pending.append((row, crop, fallback, bool(box and box.turn)))
         if len(pending) >= batch_size:
             flush()
     flush()

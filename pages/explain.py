@@ -9,7 +9,7 @@ import ui
 from fer_core.examples import EXAMPLES
 from fer_core.explain import EXPLAINERS
 from fer_core.faces import SMALL_FACE_PX
-from fer_core.inference import CUT_OFF, SMALL_FACE, UNSURE
+from fer_core.inference import CUT_OFF, SMALL_FACE, TURNED, UNSURE
 from fer_core.overlay import COLORMAPS, grid, overlay
 from fer_core.regions import region_sentence
 
@@ -87,6 +87,10 @@ with right:
         st.warning("A face cut off by the picture's edges (forehead or chin missing): the model learned from "
                    "whole faces, so the crop below was framed in the picture's mean colour to show it at their "
                    "size. Accuracy is lower on such faces (README: faces cropped tight).", icon="✂️")
+    if TURNED in r.notes:
+        st.info("This face was found with the photo turned sideways or upside down (its orientation tag may have "
+                "been lost), so the crop below was turned upright. Accuracy is a little lower on such faces "
+                "(README: turned photos).", icon="🔄")
     if r.target != r.prediction:
         st.caption(f"Maps below explain **{r.target}**, not the prediction.")
 

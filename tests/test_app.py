@@ -180,6 +180,10 @@ def test_explain_uploads(app_env, astronaut, close_up):
     at.file_uploader[0].set_value(("close-up.png", _png(close_up), "image/png")).run()  # forehead and chin cut off
     _no_exception(at)
     assert any("cut off by the picture's edges" in w.value for w in at.warning)
+    assert not any("turned sideways" in i.value for i in at.info)
+    at.file_uploader[0].set_value(("turned.png", _png(np.ascontiguousarray(np.rot90(astronaut, 3))), "image/png")).run()
+    _no_exception(at)
+    assert any("turned sideways or upside down" in i.value for i in at.info)
     at.file_uploader[0].set_value(("notes.jpg", b"this is text, not a photo", "image/jpeg")).run()
     _no_exception(at)
     assert any("not an image" in e.value for e in at.error)

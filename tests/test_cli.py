@@ -22,6 +22,7 @@ def test_score_folder_with_bad_file_and_zip(tmp_path, astronaut, random_checkpoi
     (folder / "b_broken.jpg").write_bytes(b"this is not a jpeg")
     Image.fromarray(astronaut[::2, ::2]).save(folder / "nested" / "c_small.jpg")
     Image.fromarray(np.full((100, 100, 3), 128, np.uint8)).save(folder / "d_blank.png")
+    Image.fromarray(np.ascontiguousarray(np.rot90(astronaut))).save(folder / "e_turned.png")  # EXIF orientation lost
     zpath = tmp_path / "more.zip"
     with zipfile.ZipFile(zpath, "w") as zf:
         zf.write(folder / "a_first.png", "../../evil/a.png")
@@ -43,6 +44,7 @@ def test_score_folder_with_bad_file_and_zip(tmp_path, astronaut, random_checkpoi
     assert abs(sum(float(good[c]) for c in EMOTIONS) - 1) < 1e-4
     assert header[-3:] == ["crop_px", "note", "error"] and float(good["crop_px"]) > 50  # the astronaut's face, ~98 px
     assert good["note"] == ("unsure" if float(good["confidence"]) < 0.5 else "")
+    assert by_name["e_turned.png"]["note"].startswith("turned photo") and int(by_name["e_turned.png"]["y"]) > 200
     assert by_name["b_broken.jpg"]["error"] and by_name["b_broken.jpg"]["happiness"] == ""
     assert by_name["c_small.jpg"]["error"] == ""  # the file after the bad one was still scored
     assert by_name["d_blank.png"]["error"].startswith("no face found")
@@ -164,3 +166,4 @@ def test_face_notes():
     assert face_notes(20.0, 0.9) == ["small face"]
     assert face_notes(200.0, 0.3) == ["unsure"]
     assert face_notes(20.0, 0.49) == ["small face", "unsure"]
+    assert face_notes(20.0, 0.49, cut_off=True, turned=True) == ["small face", "cut-off face", "turned photo", "unsure"]

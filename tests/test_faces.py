@@ -46,6 +46,7 @@ def test_turned_picture_gives_an_upright_crop(astronaut, k):
     assert len(plain) == 1 and plain[0].score < TURN_BELOW
     faces = detect_faces(turned)
     assert len(faces) == 1 and faces[0].score > 0.9  # found once: the turned look replaced its sideways twin
+    assert (faces[0].turn, plain[0].turn) == (4 - k, 0)  # found in the picture turned back: a "turned photo" note
     upright = crop_face(astronaut, detect_faces(astronaut)[0]).face.astype(float)
     error = [np.abs(cv2.resize(crop_face(turned, b).face, upright.shape[:2][::-1]) - upright).mean() for b in (
         faces[0], plain[0])]
