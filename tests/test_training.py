@@ -105,13 +105,17 @@ def test_promote_keeps_only_better_on_validation(tmp_path, monkeypatch):
 
     assert promote.main(args([str(runs["good"])])) is True
     dest = tmp_path / "checkpoints" / "baseline.safetensors"
+    stale = tmp_path / "checkpoints" / "baseline.lineage.json"  # train/lineage.py's record for the run replaced
+    stale.write_text("{}")
     assert read_spec(dest).metrics["val_macro_f1"] == 0.6
     assert dest.stat().st_size < runs["good"].stat().st_size * 0.6  # stored as float16
     loaded, _ = load_checkpoint(dest)
     assert next(loaded.parameters()).dtype == torch.float32  # and restored as float32
     assert promote.main(args([str(runs["worse"])])) is False
     assert read_spec(dest).metrics["val_macro_f1"] == 0.6
+    assert stale.is_file()  # kept while its run stays
     assert promote.main(args([str(runs["worse"]), "--force"])) is True
+    assert not stale.exists()
     assert read_spec(dest).metrics["val_macro_f1"] == 0.5
     bare = save_checkpoint(model, ModelSpec(arch="baseline"), tmp_path / "bare.safetensors")
     with pytest.raises(SystemExit, match="no validation macro-F1"):

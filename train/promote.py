@@ -24,7 +24,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from fer_core.checkpoints import CHECKPOINT_DIR, load_checkpoint, read_spec, save_checkpoint  # noqa: E402
+from fer_core.checkpoints import CHECKPOINT_DIR, lineage_file, load_checkpoint, read_spec, save_checkpoint  # noqa: E402
 from fer_core.metrics import paired_macro_f1_difference  # noqa: E402
 
 
@@ -67,8 +67,9 @@ def main(args: argparse.Namespace) -> bool:
             print("not better on validation" + (f" by more than {args.margin}" if args.margin else "")
                   + ": kept the committed checkpoint")
             return False
-    model, spec = load_checkpoint(args.run)
+    model, spec = load_checkpoint(args.run)  # its spec holds its recorded lineage, if any (train/lineage.py)
     save_checkpoint(model, spec, dest, dtype=getattr(torch, args.dtype))
+    lineage_file(dest).unlink(missing_ok=True)  # recorded for the run this one replaces
     print(f"wrote {dest} ({dest.stat().st_size / 1e6:.1f} MB, {args.dtype})")
     if not args.no_int8:
         from quantize import calibrate_checkpoint  # train/ is on sys.path when run as a script
