@@ -161,6 +161,9 @@ st.markdown(
 - **Cut-off faces**: a photo that cuts off forehead and chin (a close-up, a tight crop from another dataset) is
   framed wider for the model, but what is cut off is gone: 4–9 points lower on test faces cut to their central
   70% (README: faces cropped tight); the Explain page and the CSV mark them.
+- **Turned photos**: a photo turned sideways or upside down (its orientation tag lost) is also searched turned,
+  and a face found so is cropped upright: 2–7 points lower than upright on turned test faces, and a turned face
+  the detector is unsure of is missed (README: turned photos); the Explain page and the CSV mark them.
 - **Privacy**: photos are read in memory and never saved; a video is decoded from a temporary folder that is
   removed when its analysis ends. Recent results are cached in the server's memory; nothing is sent anywhere.
 - **Explanations are approximations**: maps from different methods disagree; Guided Grad-CAM and Eigen-CAM fail
