@@ -7,7 +7,7 @@
 # Here, first (the tree sent must stay under 64 MiB: checkpoints/ is 137 MB):
 #   python train/device_sweep.py pack --out .gpu/data.npz --quality 80
 #   mkdir -p .teach && cp checkpoints/fernet_duo.safetensors .teach/t_fernet_duo.safetensors \
-#     && cp checkpoints/fernet.safetensors .teach/t_fernet.safetensors && cp train/lent_gpu.sh .teach/
+#     && cp checkpoints/fernet.safetensors .teach/t_fernet.safetensors
 #   mv checkpoints /work/ckpt_aside              # back after the calls: mv /work/ckpt_aside checkpoints
 # Then, one call each, back to back (a warm machine waits ~30 s; an ignored folder is there only in the call
 # whose carry names it):
