@@ -12,9 +12,6 @@ from typing import Callable
 
 import torch
 from torch import nn
-from torchvision import models as tvm
-from torchvision.models.resnet import BasicBlock as _BasicBlock
-from torchvision.models.resnet import ResNet
 
 from .labels import NUM_CLASSES
 
@@ -232,22 +229,25 @@ class TorchvisionNet(FerNet):
         return self.net.fc
 
 
-def _resnet(builder: Callable, num_classes: int, dropout: float) -> FerNet:
+def _resnet(depth: int, num_classes: int, dropout: float) -> FerNet:
     # as in the GiMeFive paper: the stock torchvision network, from scratch, on 64 px faces
-    # (layer4 is 2x2 there, so explanations default to layer3's 4x4 map)
-    net = builder(weights=None, num_classes=num_classes)
+    # (layer4 is 2x2 there, so explanations default to layer3's 4x4 map). torchvision is imported here, not with
+    # this module: it costs ~1.2 s, and the default model (fernet) does not need it
+    from torchvision import models as tvm
+
+    net = getattr(tvm, f"resnet{depth}")(weights=None, num_classes=num_classes)
     net.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
     return TorchvisionNet(net, ["layer1", "layer2", "layer3", "layer4"], "layer3")
 
 
 @register_model("resnet18", "torchvision ResNet18 from scratch at 64 px (GiMeFive paper's baseline)")
 def resnet18(*, num_classes: int = NUM_CLASSES, dropout: float = 0.0) -> FerNet:
-    return _resnet(tvm.resnet18, num_classes, dropout)
+    return _resnet(18, num_classes, dropout)
 
 
 @register_model("resnet34", "torchvision ResNet34 from scratch at 64 px (GiMeFive paper's baseline)")
 def resnet34(*, num_classes: int = NUM_CLASSES, dropout: float = 0.0) -> FerNet:
-    return _resnet(tvm.resnet34, num_classes, dropout)
+    return _resnet(34, num_classes, dropout)
 
 
 @register_model(
@@ -267,28 +267,66 @@ def fernet(*, num_classes: int = NUM_CLASSES, dropout: float = 0.1, width: int =
     if not 0.0 <= drop_path < 1.0:
         raise ValueError(f"drop_path must be in [0, 1), not {drop_path}")
 
-    block = StochasticDepthBlock if drop_path > 0 else _BasicBlock
-    net = ResNet(_BasicBlock, [2, 2, 2, 2], num_classes=num_classes)
-    w = (width, width * 2, width * 4, width * 8)
-    net.inplanes = w[0]
-    net.conv1 = nn.Conv2d(3, w[0], 3, stride=2, padding=1, bias=False)
-    net.bn1 = nn.BatchNorm2d(w[0])
-    net.maxpool = nn.Identity()
-    net.layer1 = net._make_layer(block, w[0], 2)
-    net.layer2 = net._make_layer(block, w[1], 2, stride=2)
-    net.layer3 = net._make_layer(block, w[2], 2, stride=2)
-    net.layer4 = net._make_layer(block, w[3], 2, stride=last_stride)
+    block = StochasticDepthBlock if drop_path > 0 else BasicBlock
+    net = ResNetBody((width, width * 2, width * 4, width * 8), (1, 2, 2, last_stride), block, num_classes, dropout)
     if drop_path > 0:
         blocks = [b for layer in (net.layer1, net.layer2, net.layer3, net.layer4) for b in layer]
         for i, b in enumerate(blocks):
             b.drop_prob = drop_path * (i + 1) / len(blocks)
-    net.fc = nn.Linear(w[3], num_classes)
-    net.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
     return TorchvisionNet(net, ["layer1", "layer2", "layer3", "layer4"], "layer4")
 
 
-class StochasticDepthBlock(_BasicBlock):
-    """torchvision's BasicBlock (same parameters, same state-dict keys) whose residual branch is
+class BasicBlock(nn.Module):
+    """A ResNet basic block (He et al. 2016): two 3x3 convolutions with batch norm, and a shortcut (a strided 1x1
+    convolution + batch norm where the shape changes). Its modules are named as torchvision's, so checkpoints
+    trained when fernet was built from torchvision's ResNet load unchanged."""
+
+    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(inplanes, planes, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.relu = nn.ReLU()
+        self.conv2 = nn.Conv2d(planes, planes, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.downsample = downsample
+        self.stride = stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # in torchvision's order, shortcut after the branch and added in place: the int8 copy's graph (its
+        # observers are numbered in call order, and checkpoints store their ranges by number) stays the same
+        out = self.bn2(self.conv2(self.relu(self.bn1(self.conv1(x)))))
+        out += x if self.downsample is None else self.downsample(x)
+        return self.relu(out)
+
+
+class ResNetBody(nn.Module):
+    """fernet's network: a stride-2 3x3 stem without max-pool (`maxpool` is an identity, kept for the layout), four
+    stages of two blocks at `widths` and `strides`, global average pool, dropout and one linear layer, with
+    torchvision ResNet's attribute names (TorchvisionNet reads them; the state-dict keys stay as they were)."""
+
+    def __init__(self, widths: tuple[int, ...], strides: tuple[int, ...], block: type[BasicBlock], num_classes: int,
+                 dropout: float, blocks: int = 2) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, widths[0], 3, stride=2, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(widths[0])
+        self.relu = nn.ReLU()
+        self.maxpool = nn.Identity()
+        inplanes = widths[0]
+        for n, (planes, stride) in enumerate(zip(widths, strides), start=1):
+            shortcut = None
+            if stride != 1 or inplanes != planes:
+                shortcut = nn.Sequential(nn.Conv2d(inplanes, planes, 1, stride=stride, bias=False),
+                                         nn.BatchNorm2d(planes))
+            layers = [block(inplanes, planes, stride, shortcut)] + [block(planes, planes) for _ in range(blocks - 1)]
+            setattr(self, f"layer{n}", nn.Sequential(*layers))
+            inplanes = planes
+        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        self.fc = nn.Linear(inplanes, num_classes)
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+
+
+class StochasticDepthBlock(BasicBlock):
+    """A BasicBlock (same parameters, same state-dict keys) whose residual branch is
     dropped, while training, for each face with probability `drop_prob`, the kept ones scaled by
     1 / (1 - drop_prob)."""
 
@@ -389,6 +427,8 @@ def fernet_duo(*, num_classes: int = NUM_CLASSES, dropout: float = 0.1, width: i
 class VGG(FerNet):
     def __init__(self, num_classes: int, dropout: float) -> None:
         super().__init__()
+        from torchvision import models as tvm  # imported here: see _resnet
+
         net = tvm.vgg16_bn(weights=None)
         self.features = net.features
         self.pool = nn.AdaptiveAvgPool2d(3)

@@ -1,3 +1,7 @@
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -87,3 +91,15 @@ def test_import_is_light():
     code = "import sys, fer_core; print(sorted(m for m in ('torch', 'streamlit', 'matplotlib', 'cv2') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_the_default_model_runs_without_importing_torchvision():
+    """fernet is built from our own ResNet body, so loading and running the default does not pay torchvision's
+    ~1.2 s import (the zoo's resnet18/34 and vgg16 still import it when built)."""
+    code = ("import sys, numpy as np\nfrom fer_core.inference import load_predictor\n"
+            "p = load_predictor('fernet')\np.predict([np.zeros((64, 64, 3), np.uint8)])\n"
+            "print('torchvision' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         cwd=str(Path(__file__).resolve().parent.parent))
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "False"
