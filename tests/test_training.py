@@ -435,7 +435,8 @@ def test_soup_averages_fine_tunes_of_one_network(tmp_path, monkeypatch):
     runs = []
     for seed in (1, 2):
         runs.append(tmp_path / f"r{seed}.safetensors")
-        train_script.main(train_script.get_args_parser().parse_args(base + ["--seed", str(seed), "--out", str(runs[-1])]))
+        train_script.main(train_script.get_args_parser().parse_args(
+            base + ["--seed", str(seed), "--out", str(runs[-1])]))
     parse = soup.get_args_parser().parse_args
     uniform = tmp_path / "uniform.safetensors"
     report = soup.main(parse([*map(str, runs), "--method", "uniform", "--out", str(uniform), "--dtype", "float32"]))
@@ -450,6 +451,7 @@ def test_soup_averages_fine_tunes_of_one_network(tmp_path, monkeypatch):
     best = max(report["own"], key=report["own"].get)
     assert report["kept"][0] == best and report["val_macro_f1"] >= report["own"][best]
     assert read_spec(greedy).args["soup_method"] == "greedy"
+    assert read_spec(greedy).args["seed"] == {"r1.safetensors": 1, "r2.safetensors": 2}[best]  # the best one's record
     update_spec(runs[1], args={**read_spec(runs[1]).args, "split_seed": 7})
     with pytest.raises(SystemExit, match="same network, input or validation split"):
         soup.main(parse([*map(str, runs), "--out", str(tmp_path / "no.safetensors")]))

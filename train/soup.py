@@ -12,7 +12,8 @@ share the split, the architecture and the input), then the mean of all of them (
   validation macro-F1 does not fall (the greedy soup picks on validation, so compare it with a margin).
 Every floating tensor is averaged, batch-norm statistics included. The soup's temperatures (colour and
 black-and-white faces) are fitted on its validation logits like train/train.py's, its metrics are its validation
-scores here, and its spec records the ingredients (`args["soup"]`) and keeps the first one's lineage.
+scores here, and its spec records the ingredients (`args["soup"]`, `args["soup_seeds"]`) and otherwise is the
+best kept ingredient's (arguments, curves, lineage).
 Never a test split. Promote it like a run: python train/promote.py runs/soup.safetensors --name fernet --margin M
 """
 from __future__ import annotations
@@ -113,12 +114,13 @@ def soup(paths: list[str], method: str = "greedy", log=print):
     rep = classification_report(yv, z.argmax(1))
     cal = calibrate(z, yv, grayscale_mask(xv, spec0).numpy())
     temp, temp_gray = cal.pop("temperature"), cal.pop("temperature_gray")
-    metrics = {**spec0.metrics, "val_accuracy": rep["accuracy"], "val_macro_f1": rep["macro_f1"],
+    base = specs[kept[0]]  # the best ingredient kept: its arguments, curves and lineage stand for the soup's
+    metrics = {**base.metrics, "val_accuracy": rep["accuracy"], "val_macro_f1": rep["macro_f1"],
                "val_recall": rep["recall"], **cal}
     metrics.pop("best_epoch", None)
-    args = {**spec0.args, "soup": [names[j] for j in kept], "soup_method": method,
+    args = {**base.args, "soup": [names[j] for j in kept], "soup_method": method,
             "soup_seeds": [specs[j].args.get("seed") for j in kept]}
-    spec = spec0.with_updates(temperature=temp, temperature_gray=temp_gray, metrics=metrics, args=args, int8={})
+    spec = base.with_updates(temperature=temp, temperature_gray=temp_gray, metrics=metrics, args=args, int8={})
     log(f"{method} soup of {len(kept)} of {len(paths)}: val macro-F1 {rep['macro_f1']:.4f} "
         f"(best ingredient {max(own):.4f}), accuracy {rep['accuracy']:.4f}; temperature {temp:.3f} / {temp_gray:.3f}")
     return model, spec, {"own": dict(zip(names, own)), "uniform": uniform, "kept": [names[j] for j in kept],
