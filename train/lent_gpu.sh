@@ -12,7 +12,8 @@
 # Then, one call each, back to back (a warm machine waits ~30 s; an ignored folder is there only in the call
 # whose carry names it):
 #   carry [".gpu"]:   bash train/lent_gpu.sh keep           # the pack to /tmp/keep (~44 s with the start)
-#   carry [".teach"]: bash train/lent_gpu.sh parents        # six parents, ~500 s on an H200
+#   carry [".teach"]: bash train/lent_gpu.sh parents        # six parents, ~500 s on an H200 (timeout_s 600: the
+#                                                           # sweep stops its runs at BUDGET + 20 s, keeping the best)
 #   carry [".teach"]: bash train/lent_gpu.sh finetune       # three fine-tunes of the best parent, ~200 s
 #   carry []:         bash train/lent_gpu.sh fetch          # what is left (run again while files remain)
 # Here, after: python train/promote.py <run> --name fernet --margin 0.004 (re-scored on the original images).
