@@ -89,27 +89,27 @@ def soup(paths: list[str], method: str = "greedy", log=print):
 
     # copies: a float32 state_dict's tensors are the model's own, which load_state_dict below overwrites
     states = [{k: t.detach().float().clone() for k, t in m.state_dict().items()} for m, _ in loaded]
-    own = [f1(logits_of(s)) for s in states]
+    zs = [logits_of(s) for s in states]
+    own = [f1(z) for z in zs]
     for name, score in zip(names, own):
         log(f"{name}: val macro-F1 {score:.4f}")
     order = sorted(range(len(paths)), key=lambda i: -own[i])
-    z = logits_of(mean_state(states))
+    every = mean_state(states)
+    z = logits_of(every)
     uniform = f1(z)
     log(f"uniform soup of all {len(paths)}: {uniform:.4f}")
     if method == "uniform":
-        kept, best = order, uniform
-    else:
-        kept = [order[0]]
-        z = logits_of(states[order[0]])
-        best = own[order[0]]
+        kept, best, final = order, uniform, every
+    else:  # the weights kept are the ones scored: no second mean, no second pass over the validation faces
+        kept, best, z, final = [order[0]], own[order[0]], zs[order[0]], states[order[0]]
         for i in order[1:]:
-            trial = logits_of(mean_state([states[j] for j in kept + [i]]))
+            trial_state = mean_state([states[j] for j in kept + [i]])
+            trial = logits_of(trial_state)
             score = f1(trial)
             took = score >= best
             log(f"+ {names[i]}: {score:.4f} ({'kept' if took else 'left out'})")
             if took:
-                kept, best, z = kept + [i], score, trial
-    final = mean_state([states[j] for j in kept])
+                kept, best, z, final = kept + [i], score, trial, trial_state
     model.load_state_dict(final)
     rep = classification_report(yv, z.argmax(1))
     cal = calibrate(z, yv, grayscale_mask(xv, spec0).numpy())
