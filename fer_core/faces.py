@@ -112,13 +112,13 @@ def detect_faces(
         use = "yunet" if _yuface_available() else "haar"
     if use not in ("yunet", "haar"):
         raise ValueError(f"unknown detector {detector!r}; choose from auto, yunet, haar")
-    out = _detect_all_looks(image, use, min_score, min_size)
+    scale, small = 1.0, image  # a big photo's 960-px copy: the first look's, and the turned looks' (12 MP: 1 s less)
+    if max(h, w) > DETECT_MAX_SIDE:
+        scale = DETECT_MAX_SIDE / max(h, w)
+        size = (max(1, round(w * scale)), max(1, round(h * scale)))
+        small = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+    out = _detect_all_looks(image, use, min_score, min_size, first=small if scale < 1 else None)
     if use == "yunet" and turns and max((f.score for f in out), default=0.0) < TURN_BELOW:
-        scale, small = 1.0, image  # turned, a big photo is looked at through one 960-px copy (12 MP: 1 s less)
-        if max(h, w) > DETECT_MAX_SIDE:
-            scale = DETECT_MAX_SIDE / max(h, w)
-            size = (max(1, round(w * scale)), max(1, round(h * scale)))
-            small = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
         for k in (1, 2, 3):
             turned = _detect_all_looks(np.ascontiguousarray(np.rot90(small, k)), use, max(min_score, TURN_AT), min_size)
             for f in turned:
@@ -138,8 +138,10 @@ def _unturned(box: FaceBox, k: int, w: int, h: int, scale: float = 1.0) -> FaceB
     return FaceBox(round(min(x0, x1)), round(min(y0, y1)), round(abs(x1 - x0)), round(abs(y1 - y0)), box.score, lm, k)
 
 
-def _detect_all_looks(image: np.ndarray, use: str, min_score: float, min_size: int) -> list[FaceBox]:
-    """detect_faces' looks at one upright picture (its docstring says which), the boxes in the picture's pixels."""
+def _detect_all_looks(image: np.ndarray, use: str, min_score: float, min_size: int,
+                      first: np.ndarray | None = None) -> list[FaceBox]:
+    """detect_faces' looks at one upright picture (its docstring says which), the boxes in the picture's pixels.
+    `first`: the first look's copy (the picture at DETECT_MAX_SIDE) where the caller has made it already."""
     h, w = image.shape[:2]
     side = max(h, w)
     # (scale, smoothing sigma, border as a share of the side); the last two only when nothing was found
@@ -150,13 +152,16 @@ def _detect_all_looks(image: np.ndarray, use: str, min_score: float, min_size: i
         passes.append((COARSE_SIDE / side, NOISY_SIGMA, 0.0))  # a grainy photo
         passes.append((COARSE_SIDE / side / (1 + 2 * TIGHT_PAD), 0.0, TIGHT_PAD))  # a tight crop, framed
     out: list[FaceBox] = []
-    for scale, sigma, border in passes:
+    for n, (scale, sigma, border) in enumerate(passes):
         if (sigma or border) and out:
             break
         earlier = list(out)
         size = (max(1, round(w * scale)), max(1, round(h * scale)))
-        resized = image if scale == 1 else cv2.resize(
-            image, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC)
+        if n == 0 and first is not None:
+            resized = first
+        else:
+            resized = image if scale == 1 else cv2.resize(
+                image, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC)
         if sigma:
             resized = cv2.GaussianBlur(resized, (0, 0), sigma)
         pad = round(border * max(size))
