@@ -8,6 +8,8 @@ crop it makes score as well as the benchmark's crop?
   python bench/detection.py --sides 224 960 --tight 0.7    # a face cropped tighter than the benchmark's
   python bench/detection.py --sides 64 --sample 0 --whole-if-no-face   # `score --whole-if-no-face` on the crops
   python bench/detection.py --sides 224 --context 0.5 --plain --turn 1   # turned a quarter anticlockwise, no EXIF
+  python bench/detection.py --split val --sides 256 --context 0.5 --plain --sample 1000 --model runs/X.safetensors
+                                                   # the same on the model's validation faces (to choose by)
 
 Each test face (a tight crop) is resized so its longer side is N px — a thumbnail, a phone photo of a
 face, a close-up selfie — then goes through `find_faces` (detector, margin, alignment) and the default
@@ -41,32 +43,36 @@ sys.path.insert(0, str(ROOT / "train"))
 from evaluate import sample_indices  # noqa: E402
 from robustness import _noise  # noqa: E402
 from fer_core.data import datasets_root, load_labelled_folder  # noqa: E402
-from fer_core.faces import FaceCrop  # noqa: E402
+from fer_core.framing import central, in_a_photo  # noqa: E402
 from fer_core.inference import DEFAULT_CHECKPOINT, find_faces, load_predictor  # noqa: E402
 from fer_core.metrics import expected_calibration_error  # noqa: E402
 
 
 def resized(img: np.ndarray, side: int, noise: float = 0.0, seed: int = 0, context: float = 0.0,
             tight: float = 1.0, turn: int = 0, plain: bool = False) -> np.ndarray:
-    if tight < 1:  # the central share: forehead, chin and cheeks cut off
-        h, w = img.shape[:2]
-        ch, cw = max(1, round(tight * h)), max(1, round(tight * w))
-        img = img[(h - ch) // 2:(h - ch) // 2 + ch, (w - cw) // 2:(w - cw) // 2 + cw]
-    if context:
-        pad = round(context * max(img.shape[:2]))
-        mean = [int(v) for v in img.reshape(-1, img.shape[2]).mean(0)]
-        img = cv2.copyMakeBorder(img, pad, pad, pad, pad, cv2.BORDER_CONSTANT if plain else cv2.BORDER_REFLECT_101,
-                                 value=mean)
-    s = side / max(img.shape[:2])
-    out = cv2.resize(img, None, fx=s, fy=s, interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_CUBIC)
-    out = np.ascontiguousarray(np.rot90(out, turn)) if turn % 4 else out  # quarter turns anticlockwise
+    """fer_core.framing.in_a_photo, then Gaussian sensor noise of sigma `noise` (seeded)."""
+    out = in_a_photo(img, side, context=context, plain=plain, tight=tight, turn=turn)
     return _noise(out, np.random.default_rng(seed), noise) if noise else out
 
 
-def central(found: list, shape: tuple) -> FaceCrop:
-    """The crop of the face whose box centre is nearest the image's: the test face, not a mirrored half."""
-    h, w = shape[:2]
-    return min(found, key=lambda f: (f[0].x + f[0].w / 2 - w / 2) ** 2 + (f[0].y + f[0].h / 2 - h / 2) ** 2)[1]
+def split_faces(predictor, ds: str, split: str, sample: int) -> tuple[list[np.ndarray], np.ndarray]:
+    """A fixed, seeded sample of a test split's faces (RGB uint8) and labels, or of the predictor's validation
+    faces from the training folder `ds` (its train.py split)."""
+    if split == "test":
+        folder = load_labelled_folder(datasets_root() / ds / "test")
+        keep = sample_indices(len(folder), sample)
+        return ([cv2.cvtColor(cv2.imread(str(folder.paths[i])), cv2.COLOR_BGR2RGB) for i in keep],
+                np.array([folder.labels[i] for i in keep]))
+    from quantize import training_splits
+
+    sources: list[str] = []
+    x, y, _, va = training_splits(predictor.spec, sources)
+    mine = va[[Path(s).parent.name == ds for s in sources]]
+    if not len(mine):
+        raise SystemExit(f"{predictor.spec.arch} was not trained on {ds}: its validation faces come from "
+                         f"{sorted(set(sources))}")
+    mine = mine[sample_indices(len(mine), sample)]
+    return [f.permute(1, 2, 0).numpy().copy() for f in x[mine]], y[mine].numpy()
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -89,6 +95,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--whole-if-no-face", action="store_true",
                    help="score a face the detector misses as the whole image (`score --whole-if-no-face`) in "
                         "'accuracy (all)' instead of counting it wrong")
+    p.add_argument("--split", default="test", choices=["test", "val"],
+                   help="the test splits, or the model's own validation faces (its train.py split, per training "
+                        "folder: where a framing rule may be chosen)")
     p.add_argument("--sample", type=int, default=400, help="a fixed, seeded sample of N images per set (0 = all)")
     p.add_argument("--detector", default="auto", help="auto, yunet or haar")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
@@ -100,16 +109,13 @@ def main(args: argparse.Namespace) -> dict:
     predictor = load_predictor(args.model)
     results: dict = {}
     for ds in args.data:
-        folder = load_labelled_folder(datasets_root() / ds / "test")
-        keep = sample_indices(len(folder), args.sample)
-        images = [cv2.cvtColor(cv2.imread(str(folder.paths[i])), cv2.COLOR_BGR2RGB) for i in keep]
-        labels = np.array([folder.labels[i] for i in keep])
+        images, labels = split_faces(predictor, ds, args.split, args.sample)
         noise = f", noise sigma {args.noise:g}" if args.noise else ""
         context = f", context {args.context:g}{' plain' if args.plain else ''}" if args.context else ""
         context += f", central {args.tight:g} of each crop" if args.tight < 1 else ""
         context += ", misses scored whole" if args.whole_if_no_face else ""
         context += f", turned {90 * args.turn}° anticlockwise" if args.turn else ""
-        print(f"\n{ds} test, {len(labels)} faces, {args.model}, detector {args.detector}{noise}{context}")
+        print(f"\n{ds} {args.split}, {len(labels)} faces, {args.model}, detector {args.detector}{noise}{context}")
         print("| face size | found | accuracy of found | accuracy (all) | ECE of found (calibrated) | eyes apart | "
               "detection ms/image |")
         print("|---|---|---|---|---|---|---|")

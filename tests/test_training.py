@@ -17,7 +17,9 @@ def test_one_epoch_smoke_training(tmp_path, monkeypatch, arch):
     monkeypatch.setenv("FER_CACHE", str(tmp_path / "cache"))
     data = make_folder(tmp_path / "train", n_per_class=6)
     out = tmp_path / "m.safetensors"
-    mixing = ["--mixup", "0.2", "--cutmix", "1.0", "--mix-prob", "0.9"] if arch == "baseline" else []
+    # baseline: mixing, and half the draws framed as the app crops a photo (the drawn faces have no face a detector
+    # sees, so they keep their crops: the plumbing is what runs here; tests/test_framing.py checks the copies)
+    mixing = ["--mixup", "0.2", "--cutmix", "1.0", "--mix-prob", "0.9", "--app-framed", "0.5"] if arch == "baseline" else []
     sam = ["--sam", "0.05"] if arch == "fernet" else []
     args = train_script.get_args_parser().parse_args(
         ["--arch", arch, "--data", str(data), "--epochs", "1", "--batch-size", "8", "--out", str(out),
@@ -31,6 +33,7 @@ def test_one_epoch_smoke_training(tmp_path, monkeypatch, arch):
     assert spec.args["epochs"] == 1 and spec.train_data
     assert spec.args["cutmix"] == (1.0 if arch == "baseline" else 0.0)
     assert spec.args["sam"] == (0.05 if arch == "fernet" else 0.0)
+    assert spec.args["app_framed"] == (0.5 if arch == "baseline" else 0.0)
     json.dumps(spec.metrics)
 
 

@@ -104,6 +104,10 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--lowres", type=float, default=0.0,
                    help="probability of a down-to-16-40-px-and-back-up view (small faces in photos; 0 = off)")
     p.add_argument("--no-augment", action="store_true", help="disable all augmentation")
+    p.add_argument("--app-framed", type=float, default=0.0,
+                   help="share of the training draws that see the face as the app crops it from a photo: set in "
+                        "surroundings, found by the detector and cropped (fer_core.framing.app_framed; made once "
+                        "and cached; the validation faces keep their own crops; 0 = off)")
     return p
 
 
@@ -113,6 +117,24 @@ def resolve_data(item: str) -> tuple[Path, int]:
     if not root.exists():
         root = datasets_root() / name / "train"
     return root, int(rep or 1)
+
+
+def with_app_framed(x_u8: torch.Tensor, y: torch.Tensor, train_idx: np.ndarray, share: float,
+                    seed: int) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+    """The training faces' app-framed copies appended to `x_u8` / `y`, and `train_idx` with `share` of its entries
+    (drawn once, seeded) pointing at the copy of their face instead: an epoch keeps its length, a face repeated per
+    epoch (raf-db:2) may be seen both ways, and no validation face is copied."""
+    from fer_core.framing import app_framed
+
+    faces = np.unique(train_idx)
+    copies, found = app_framed(x_u8, faces, seed=seed)
+    print(f"app-framed copies of {len(faces)} training faces: the detector found {found} "
+          f"({100 * found / max(len(faces), 1):.1f}%; the rest keep their crop); {share:.0%} of the draws use them")
+    where = np.full(len(x_u8), -1)
+    where[faces] = len(x_u8) + np.arange(len(faces))
+    swap = np.random.default_rng(seed).random(len(train_idx)) < share
+    train_idx = np.where(swap, where[train_idx], train_idx)
+    return torch.cat([x_u8, copies]), torch.cat([y, y[faces]]), train_idx
 
 
 def load_teacher(paths: list[str], student: ModelSpec, *, int8: bool = False) -> Ensemble:
@@ -170,6 +192,8 @@ def main(args: argparse.Namespace) -> dict:
               f"per epoch {rep} x {np.bincount(y.numpy()[tr], minlength=6).tolist()}")
     x_u8, y = torch.cat(xs), torch.cat(ys)
     train_idx, val_idx = np.concatenate(tr_parts), np.concatenate(va_parts)
+    if args.app_framed > 0:
+        x_u8, y, train_idx = with_app_framed(x_u8, y, train_idx, args.app_framed, args.seed)
     kwargs = {k: v for k, v in (("dropout", args.dropout), ("width", args.width),
                                 ("last_stride", args.last_stride), ("drop_path", args.drop_path)) if v is not None}
     unknown = sorted(set(kwargs) - model_options(args.arch))
