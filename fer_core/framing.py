@@ -72,8 +72,8 @@ def app_framed(x_u8: torch.Tensor, indices: np.ndarray, *, seed: int = 0, cache:
     in a picture (in_a_photo: surroundings CONTEXT of its side, mirrored or plain, longer side SIDES px, drawn per
     face from `seed`), found by the detector and cropped, then resized to S. A face the detector misses keeps its own
     crop. Returns the copies (in `indices` order) and how many were found. `workers` processes (0: one per CPU) share
-    the detections, `chunk` faces at a time (the two training sets' 30,141 faces took 28 minutes on 2 busy cores in
-    session 30, 30-90 ms a face); the result is cached as .npz under FER_CACHE."""
+    the detections, `chunk` faces at a time (~30 ms a face on an idle core; the two training sets' 30,141 faces took
+    28 minutes on 2 cores shared with other work in session 30); the result is cached as .npz under FER_CACHE."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 

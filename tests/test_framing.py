@@ -1,5 +1,6 @@
 """fer_core.framing: training faces framed as the app crops a face in a photo (train.py --app-framed)."""
 import sys
+import types
 from pathlib import Path
 
 import cv2
@@ -32,7 +33,9 @@ def test_app_framed_copies_are_the_apps_crops_seeded_and_cached(astronaut, tmp_p
     assert len(list(tmp_path.glob("app_framed-*.npz"))) == 1
     again, found_again = app_framed(x, np.array([3, 0, 2]), seed=5, workers=1)  # from the cache
     assert torch.equal(again, copies) and found_again == 3
-    # the draws do not depend on how the work is shared: two processes, a face a chunk, no cache
+    # the draws do not depend on how the work is shared: two processes, a face a chunk, no cache. The workers are
+    # spawned, and a spawned child first runs the parent's __main__ file: after AppTest's tests that is a page script
+    monkeypatch.setitem(sys.modules, "__main__", types.ModuleType("__main__"))
     shared, _ = app_framed(x, np.array([3, 0, 2]), seed=5, workers=2, chunk=1, cache=False)
     assert torch.equal(shared, copies)
     other_seed, _ = app_framed(x, np.array([3, 0, 2]), seed=6, workers=1, cache=False)
