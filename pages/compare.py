@@ -78,9 +78,12 @@ if up is not None:
         photo.image(ui.boxed_photo(data, tuple(f.box.as_tuple() for f in faces), idx), width="stretch",
                     caption=f"{name}: {len(faces)} faces, face {idx + 1} in red")
     table = st.empty()  # filled once every model has run
+    # the first upload loads every checkpoint (10 s for eight on a 2-core CPU, session 30): say which one runs
+    progress = st.empty()
     rows = []
     cols = st.columns(min(4, len(names)) or 1)
     for i, n in enumerate(names):
+        progress.progress(i / len(names), text=f"Model {i + 1} of {len(names)}: {n}")
         with cols[i % len(cols)]:
             try:
                 r = ui.cached_explanation(data, n, None, whole, idx, ("gradcam",), None, ui.OCCLUSION_WINDOW,
@@ -94,6 +97,7 @@ if up is not None:
             if "gradcam" in r.maps:
                 st.image(overlay(r.face, r.maps["gradcam"]), caption="Grad-CAM", width="stretch")
             st.plotly_chart(ui.probs_chart(r.probs), width="stretch", key=f"cmp_{n}")
+    progress.empty()
     if rows:
         with table.container():
             df = pd.DataFrame(rows)

@@ -321,6 +321,7 @@ def test_compare_and_model_card(app_env, astronaut):
     assert list(models["model"]) == [DEFAULT_CHECKPOINT, "baseline"]
     assert np.allclose(models[list(EMOTIONS)].sum(axis=1), 100, atol=1e-2)  # shown in percent
     assert len(at.get("download_button")) == 1
+    assert not at.get("progress")  # the per-model progress bar is gone once every model has run
     from fer_core.examples import group_photo, no_face
 
     at.file_uploader(key="compare_photo").set_value(("group.png", _png(group_photo()), "image/png")).run()
