@@ -55,24 +55,31 @@ def resized(img: np.ndarray, side: int, noise: float = 0.0, seed: int = 0, conte
     return _noise(out, np.random.default_rng(seed), noise) if noise else out
 
 
-def split_faces(predictor, ds: str, split: str, sample: int) -> tuple[list[np.ndarray], np.ndarray]:
-    """A fixed, seeded sample of a test split's faces (RGB uint8) and labels, or of the predictor's validation
-    faces from the training folder `ds` (its train.py split)."""
-    if split == "test":
+def split_faces(ds: str, sample: int, val: tuple | None = None) -> tuple[list[np.ndarray], np.ndarray]:
+    """A fixed, seeded sample of a test split's faces (RGB uint8) and labels, or, given `val` (validation_faces),
+    of the model's validation faces from the training folder `ds` (its train.py split)."""
+    if val is None:
         folder = load_labelled_folder(datasets_root() / ds / "test")
         keep = sample_indices(len(folder), sample)
         return ([cv2.cvtColor(cv2.imread(str(folder.paths[i])), cv2.COLOR_BGR2RGB) for i in keep],
                 np.array([folder.labels[i] for i in keep]))
-    from quantize import training_splits
-
-    sources: list[str] = []
-    x, y, _, va = training_splits(predictor.spec, sources)
+    x, y, va, sources, spec = val
     mine = va[[Path(s).parent.name == ds for s in sources]]
     if not len(mine):
-        raise SystemExit(f"{predictor.spec.arch} was not trained on {ds}: its validation faces come from "
+        raise SystemExit(f"{spec.arch} was not trained on {ds}: its validation faces come from "
                          f"{sorted(set(sources))}")
     mine = mine[sample_indices(len(mine), sample)]
     return [f.permute(1, 2, 0).numpy().copy() for f in x[mine]], y[mine].numpy()
+
+
+def validation_faces(spec) -> tuple:
+    """A model's training folders decoded once, its validation indices, each one's folder and the spec (split_faces'
+    `val`)."""
+    from quantize import training_splits
+
+    sources: list[str] = []
+    x, y, _, va = training_splits(spec, sources)
+    return x, y, va, sources, spec
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -108,8 +115,9 @@ def main(args: argparse.Namespace) -> dict:
     torch.set_num_threads(args.threads)
     predictor = load_predictor(args.model)
     results: dict = {}
+    val = validation_faces(predictor.spec) if args.split == "val" else None  # both folders decoded once
     for ds in args.data:
-        images, labels = split_faces(predictor, ds, args.split, args.sample)
+        images, labels = split_faces(ds, args.sample, val)
         noise = f", noise sigma {args.noise:g}" if args.noise else ""
         context = f", context {args.context:g}{' plain' if args.plain else ''}" if args.context else ""
         context += f", central {args.tight:g} of each crop" if args.tight < 1 else ""

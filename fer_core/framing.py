@@ -41,12 +41,17 @@ def in_a_photo(img: np.ndarray, side: int, *, context: float = 0.0, plain: bool 
     return np.ascontiguousarray(np.rot90(out, turn)) if turn % 4 else out
 
 
-def central(found: list, shape: tuple, *, crop: bool = True):
-    """Of find_faces' (box, crop) pairs, the crop (with `crop=False`, the box) of the face whose box centre is
-    nearest the picture's: the face that was set in it, not a mirrored copy in its surroundings."""
+def nearest_centre(boxes: list, shape: tuple) -> int:
+    """The index of the box whose centre is nearest the picture's: the face that was set in it, not a mirrored copy
+    in its surroundings."""
     h, w = shape[:2]
-    pair = min(found, key=lambda f: (f[0].x + f[0].w / 2 - w / 2) ** 2 + (f[0].y + f[0].h / 2 - h / 2) ** 2)
-    return pair[1] if crop else pair[0]
+    return min(range(len(boxes)), key=lambda i: (boxes[i].x + boxes[i].w / 2 - w / 2) ** 2
+               + (boxes[i].y + boxes[i].h / 2 - h / 2) ** 2)
+
+
+def central(found: list, shape: tuple):
+    """Of find_faces' (box, crop) pairs, the crop of the face nearest the picture's centre (nearest_centre)."""
+    return found[nearest_centre([b for b, _ in found], shape)][1]
 
 
 def _frame_chunk(faces: np.ndarray, draws: list[tuple[float, int, bool]], size: int) -> tuple[np.ndarray, int]:
@@ -59,9 +64,9 @@ def _frame_chunk(faces: np.ndarray, draws: list[tuple[float, int, bool]], size: 
     for j, (face, (context, side, plain)) in enumerate(zip(faces, draws)):
         picture = in_a_photo(face, side, context=context, plain=plain)
         # upright pictures: the app's looks at a turned copy (when no face scores 0.88) would only add time
-        found = [(b, None) for b in detect_faces(picture, turns=False)]
-        if found:
-            out[j] = resize_face(crop_face(picture, central(found, picture.shape, crop=False)).face, size)
+        boxes = detect_faces(picture, turns=False)
+        if boxes:
+            out[j] = resize_face(crop_face(picture, boxes[nearest_centre(boxes, picture.shape)]).face, size)
             found_n += 1
     return out, found_n
 
@@ -73,7 +78,9 @@ def app_framed(x_u8: torch.Tensor, indices: np.ndarray, *, seed: int = 0, cache:
     face from `seed`), found by the detector and cropped, then resized to S. A face the detector misses keeps its own
     crop. Returns the copies (in `indices` order) and how many were found. `workers` processes (0: one per CPU) share
     the detections, `chunk` faces at a time (~30 ms a face on an idle core; the two training sets' 30,141 faces took
-    28 minutes on 2 cores shared with other work in session 30); the result is cached as .npz under FER_CACHE."""
+    28 minutes on 2 cores shared with other work in session 30); the result is cached as .npz under FER_CACHE. The
+    workers are spawned, so a script that calls this needs the usual `if __name__ == "__main__":` guard (train.py
+    has it)."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
