@@ -28,15 +28,15 @@ MAX_FACES = 50  # analyze() keeps a photo's largest faces up to this many
 SMALL_FACE, UNSURE, CUT_OFF, TURNED = "small face", "unsure", "cut-off face", "turned photo"  # face_notes' words
 
 
-def face_notes(source_side: float, confidence: float, cut_off: bool = False, turned: bool = False) -> list[str]:
+def face_notes(source_side: float, confidence: float, cut_off: bool = False, box: FaceBox | None = None) -> list[str]:
     """What a reader should know before trusting one face's answer: "small face" (under SMALL_FACE_PX
     across in the photo, where accuracy falls), "cut-off face" (the picture cuts the face off, so the crop was
     framed: FaceCrop.widened; 4-9 points lower on test faces cut to their central 70%), "turned photo" (the face
-    was found with the picture turned a quarter or upside down, FaceBox.turn, and its crop turned upright: 2-7
+    was found with the picture turned a quarter or upside down: `box`.turn, and its crop turned upright: 2-7
     points lower on turned test faces, README: turned photos) and "unsure" (no class got UNSURE_BELOW). The app,
     the CLI's CSV and its explain report say the same."""
     return ([SMALL_FACE] if source_side < SMALL_FACE_PX else []) + ([CUT_OFF] if cut_off else []) + (
-        [TURNED] if turned else []) + ([UNSURE] if confidence < UNSURE_BELOW else [])
+        [TURNED] if box is not None and box.turn else []) + ([UNSURE] if confidence < UNSURE_BELOW else [])
 
 
 def probs_from_logits(logits: torch.Tensor, temperature: float | torch.Tensor = 1.0) -> np.ndarray:
@@ -218,7 +218,7 @@ class FaceResult:
 
     @property
     def notes(self) -> list[str]:
-        return face_notes(self.source_side, self.confidence, self.cut_off, bool(self.box and self.box.turn))
+        return face_notes(self.source_side, self.confidence, self.cut_off, self.box)
 
 
 def find_faces(

@@ -10,7 +10,7 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 
 from .errors import FerError
-from .faces import DEFAULT_MARGIN, FaceCrop
+from .faces import DEFAULT_MARGIN, FaceBox, FaceCrop
 from .inference import Predictor, face_notes, find_faces
 from .io import is_image_name, read_image
 from .labels import EMOTIONS
@@ -104,19 +104,19 @@ def score_items(
     batches across files. With `keep_faces`, rows carry the crop under the key "_face" (for thumbnails).
     """
     rows: list[dict] = []
-    # (row, crop, scored whole because no face was found, found in the picture turned)
-    pending: list[tuple[dict, FaceCrop, bool, bool]] = []
+    # (row, crop, scored whole because no face was found, the detector's box or None)
+    pending: list[tuple[dict, FaceCrop, bool, FaceBox | None]] = []
 
     def flush() -> None:
         if not pending:
             return
         probs = predictor.predict([c.face for _, c, _, _ in pending], batch_size=batch_size)
-        for (row, crop, fallback, turned), p in zip(pending, probs):
+        for (row, crop, fallback, box), p in zip(pending, probs):
             row.update({c: float(v) for c, v in zip(predictor.classes, p)})
             k = int(np.argmax(p))
             row["prediction"], row["confidence"] = predictor.classes[k], float(p[k])
             row["crop_px"] = round(crop.source_side, 1)
-            notes = face_notes(crop.source_side, float(p[k]), crop.widened, turned)
+            notes = face_notes(crop.source_side, float(p[k]), crop.widened, box)
             row["note"] = ", ".join([WHOLE_FALLBACK] * fallback + notes)
             if keep_faces:
                 row["_face"] = crop.face
@@ -145,7 +145,7 @@ def score_items(
             if box is not None:
                 row.update({"x": box.x, "y": box.y, "w": box.w, "h": box.h})
             rows.append(row)
-            pending.append((row, crop, fallback, bool(box and box.turn)))
+            pending.append((row, crop, fallback, box))
         if len(pending) >= batch_size:
             flush()
     flush()

@@ -50,6 +50,21 @@ class Ensemble(nn.Module):
         return torch.stack([m(x).float() for m in self.members]).mean(0)
 
 
+class Resized(nn.Module):
+    """`model` fed its own input size: a batch of another size is resized (bilinear, antialiased) first, so a
+    teacher trained at 64 px can teach a student that reads 80 px."""
+
+    def __init__(self, model: nn.Module, size: int) -> None:
+        super().__init__()
+        self.model, self.size = model, size
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-1] != self.size or x.shape[-2] != self.size:
+            x = F.interpolate(x.float(), size=(self.size, self.size), mode="bilinear", antialias=True,
+                              align_corners=False).contiguous(memory_format=torch.channels_last)
+        return self.model(x)
+
+
 def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
     """Hinton et al.'s soft-target term: T² · KL(teacher ‖ student) at temperature T, batch-mean."""
     t = temperature

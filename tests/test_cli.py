@@ -160,10 +160,13 @@ def test_cpu_summary_names_the_widest_vector_extension():
 
 
 def test_face_notes():
+    from fer_core.faces import FaceBox
     from fer_core.inference import face_notes
 
     assert face_notes(200.0, 0.9) == []
     assert face_notes(20.0, 0.9) == ["small face"]
     assert face_notes(200.0, 0.3) == ["unsure"]
     assert face_notes(20.0, 0.49) == ["small face", "unsure"]
-    assert face_notes(20.0, 0.49, cut_off=True, turned=True) == ["small face", "cut-off face", "turned photo", "unsure"]
+    turned = FaceBox(0, 0, 40, 40, turn=1)
+    assert face_notes(20.0, 0.49, cut_off=True, box=turned) == ["small face", "cut-off face", "turned photo", "unsure"]
+    assert face_notes(200.0, 0.9, box=FaceBox(0, 0, 40, 40)) == []

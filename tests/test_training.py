@@ -160,6 +160,28 @@ def test_training_with_a_teacher(tmp_path, monkeypatch):
     with pytest.raises(SystemExit, match="student reads"):
         train_script.main(train_script.get_args_parser().parse_args(
             base + ["--out", str(tmp_path / "g.safetensors"), "--grayscale", "--teacher", str(teacher)]))
+    # a student of another input size: the 64-px teacher reads its batches resized back to 64 px
+    big = tmp_path / "s80.safetensors"
+    train_script.main(train_script.get_args_parser().parse_args(
+        base + ["--arch", "fernet", "--width", "8", "--input-size", "80", "--out", str(big), "--teacher", str(teacher)]))
+    assert load_checkpoint(big)[1].input_size == 80
+
+
+def test_a_resized_teacher_reads_its_own_input_size():
+    import torch
+    import torch.nn.functional as F
+
+    from fer_core.models import create_model
+    from fer_core.training import Resized
+
+    torch.manual_seed(0)
+    model = create_model("baseline").eval()
+    x80 = torch.randn(2, 3, 80, 80)
+    with torch.no_grad():
+        want = model(F.interpolate(x80, size=(64, 64), mode="bilinear", antialias=True, align_corners=False))
+        torch.testing.assert_close(Resized(model, 64)(x80), want)
+        x64 = torch.randn(2, 3, 64, 64)
+        torch.testing.assert_close(Resized(model, 64)(x64), model(x64))  # its own size passes unchanged
 
 
 def test_width_is_recorded_and_rebuilt(tmp_path, monkeypatch):

@@ -21,7 +21,7 @@ from fer_core.labels import EMOTIONS  # noqa: E402
 from fer_core.models import count_parameters, create_model, list_models, model_options  # noqa: E402
 from fer_core.preprocess import AugmentOptions  # noqa: E402
 from fer_core.device import bf16_supported, pick_device  # noqa: E402
-from fer_core.training import Ensemble, fit  # noqa: E402
+from fer_core.training import Ensemble, Resized, fit  # noqa: E402
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -138,19 +138,20 @@ def with_app_framed(x_u8: torch.Tensor, y: torch.Tensor, train_idx: np.ndarray, 
 
 
 def load_teacher(paths: list[str], student: ModelSpec, *, int8: bool = False) -> Ensemble:
-    """The teachers as one ensemble; each must read the student's input (size, colour, normalisation). With
-    `int8`, each runs as its int8 TorchScript copy where its checkpoint has a calibration (CPU only)."""
+    """The teachers as one ensemble; each must read the student's input (colour, normalisation); a teacher of
+    another input size gets the student's batch resized to its own (`Resized`). With `int8`, each runs as its int8
+    TorchScript copy where its checkpoint has a calibration (CPU only)."""
     from fer_core.checkpoints import load_checkpoint
     from fer_core.quantize import int8_for_inference
 
     def reads(s: ModelSpec) -> tuple:
-        return s.input_size, s.grayscale, tuple(s.mean), tuple(s.std), tuple(s.classes)
+        return s.grayscale, tuple(s.mean), tuple(s.std), tuple(s.classes)
 
     models = []
     for path in paths:
         model, spec = load_checkpoint(path)
         if reads(spec) != reads(student):
-            raise SystemExit(f"--teacher {path} reads (size, grayscale, mean, std, classes) {reads(spec)}; "
+            raise SystemExit(f"--teacher {path} reads (grayscale, mean, std, classes) {reads(spec)}; "
                              f"the student reads {reads(student)}")
         how = ""
         if int8:
@@ -160,6 +161,8 @@ def load_teacher(paths: list[str], student: ModelSpec, *, int8: bool = False) ->
                 how = ", int8 unavailable (no calibration or engine)"
             else:
                 model, how = quantized, ", int8"
+        if spec.input_size != student.input_size:
+            model, how = Resized(model, spec.input_size), how + f", fed at {spec.input_size} px"
         models.append(model)
         print(f"teacher {path}: {spec.arch}, val macro-F1 {spec.metrics.get('val_macro_f1')}{how}")
     return Ensemble(models)
