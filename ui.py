@@ -56,6 +56,31 @@ def get_predictor(name: str) -> Predictor:
     return predictor
 
 
+_PRELOADING: set[str] = set()  # checkpoints a preload() thread has taken, in this process
+_PRELOAD_LOCK = threading.Lock()
+
+
+def preload(names: list[str]) -> None:
+    """Load checkpoints (and choose each one's prediction copy: 2 s for an int8 one) on a background thread, once
+    per process: the Compare page starts it when it opens, so the first upload does not wait for all eight models
+    (4 s of the first upload's 10 s here, session 31). get_predictor() then finds them in load_predictor's cache."""
+    if os.environ.get("FER_WARM_UP", "1") == "0":  # tests: no background work
+        return
+    with _PRELOAD_LOCK:
+        todo = [n for n in names if n not in _PRELOADING]
+        _PRELOADING.update(todo)
+    if todo:
+        threading.Thread(target=_load_quietly, args=(todo,), name="preload models", daemon=True).start()
+
+
+def _load_quietly(names: list[str]) -> None:
+    for name in names:
+        try:
+            load_predictor(name, frozen=None).prediction_model()
+        except Exception:  # noqa: BLE001 - a broken checkpoint: the page that runs it says why, not this thread
+            continue
+
+
 def warm_up(predictor: Predictor) -> None:
     """A process's first explanation pays for one-off set-up (the first backward pass, the prediction copy's
     first runs at occlusion's batch shapes): 2-5 s on a 2-core CPU, against 0.5-0.7 s later (session 23). Paid

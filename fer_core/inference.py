@@ -181,6 +181,9 @@ class Predictor:
         return probs_from_logits(logits, self.face_temperatures(gray))
 
 
+_LOAD_LOCK = threading.Lock()
+
+
 @functools.lru_cache(maxsize=16)
 def _load_cached(path: str, mtime: float, precision: str, frozen: bool | None) -> Predictor:
     model, spec = load_checkpoint(path)
@@ -192,7 +195,8 @@ def load_predictor(name_or_path: str | os.PathLike = DEFAULT_CHECKPOINT, *, prec
     """Load (once per process, precision and `frozen` choice; see Predictor) a checkpoint by name in
     checkpoints/ or by path."""
     path = resolve_checkpoint(name_or_path)
-    return _load_cached(str(path), path.stat().st_mtime, requested_precision(precision), frozen)
+    with _LOAD_LOCK:  # one load per checkpoint when two threads ask at once (the app preloads on a thread)
+        return _load_cached(str(path), path.stat().st_mtime, requested_precision(precision), frozen)
 
 
 @dataclass(frozen=True)

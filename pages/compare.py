@@ -62,6 +62,7 @@ if ckpts and ds:
     st.plotly_chart(fig, width="stretch")
 
 st.header("Run every model on one face")
+ui.preload(ui.checkpoint_names())  # while the person picks a photo
 up = st.file_uploader("A photo with a face", key="compare_photo", on_change=ui.new_picture, args=("compare_whole",))
 whole = ui.whole_toggle("compare_whole")
 if up is not None:
@@ -78,7 +79,7 @@ if up is not None:
         photo.image(ui.boxed_photo(data, tuple(f.box.as_tuple() for f in faces), idx), width="stretch",
                     caption=f"{name}: {len(faces)} faces, face {idx + 1} in red")
     table = st.empty()  # filled once every model has run
-    # the first upload loads every checkpoint (10 s for eight on a 2-core CPU, session 30): say which one runs
+    # a checkpoint the preload has not reached yet loads here (10 s for all eight on a 2-core CPU): say which runs
     progress = st.empty()
     rows = []
     cols = st.columns(min(4, len(names)) or 1)

@@ -133,6 +133,43 @@ def test_warm_up_explains_and_scores_the_default_methods_once(app_env, predictor
                      ("faith", "occlusion")]
 
 
+def test_preload_loads_each_checkpoint_once_on_a_thread_and_skips_a_broken_one(app_env, monkeypatch):
+    sys.path.insert(0, str(ROOT))
+    import threading
+
+    import ui
+
+    loaded = []
+
+    class Loaded:
+        def prediction_model(self):
+            return None
+
+    def load(name, frozen=False):
+        assert threading.current_thread() is not threading.main_thread() and frozen is None  # as get_predictor
+        loaded.append(name)
+        if name == "broken":
+            raise ValueError("not a checkpoint")
+        return Loaded()
+
+    monkeypatch.setattr(ui, "load_predictor", load)
+    monkeypatch.setattr(ui, "_PRELOADING", set())
+    monkeypatch.setenv("FER_WARM_UP", "1")
+
+    def run(names):
+        before = set(threading.enumerate())
+        ui.preload(names)
+        for t in set(threading.enumerate()) - before:
+            t.join(10)
+
+    run(["a", "broken", "b"])
+    run(["b", "a", "c"])  # the second page view: only what no thread has taken yet
+    assert loaded == ["a", "broken", "b", "c"]
+    monkeypatch.setenv("FER_WARM_UP", "0")  # tests' setting: no background work
+    run(["d"])
+    assert loaded == ["a", "broken", "b", "c"]
+
+
 def test_every_face_zip_has_a_figure_each_and_one_table(app_env, predictor):
     sys.path.insert(0, str(ROOT))
     from dataclasses import replace
