@@ -94,7 +94,8 @@ if up is not None:
                 continue
             rows.append({"model": n, "prediction": r.prediction, "confidence": r.confidence,
                          **dict(zip(ui.EMOTIONS, map(float, r.probs)))})
-            st.markdown(f"**{n}**: {r.prediction} ({r.confidence:.0%})")
+            # two lines for every model, so a long name (cnn_se_residual) does not push its map below the others'
+            st.markdown(f"**{n}**  \n{r.prediction} ({r.confidence:.0%})")
             if "gradcam" in r.maps:
                 st.image(overlay(r.face, r.maps["gradcam"]), caption="Grad-CAM", width="stretch")
             st.plotly_chart(ui.probs_chart(r.probs), width="stretch", key=f"cmp_{n}")
