@@ -63,7 +63,8 @@ _PRELOAD_LOCK = threading.Lock()
 def preload(names: list[str]) -> None:
     """Load checkpoints (and choose each one's prediction copy: 2 s for an int8 one) on a background thread, once
     per process: the Compare page starts it when it opens, so the first upload does not wait for all eight models
-    (4 s of the first upload's 10 s here, session 31). get_predictor() then finds them in load_predictor's cache."""
+    (AppTest, 2 cores, the photo given 8 s after the page opened: 7.4-9.0 s until every model was shown without it,
+    2.2-3.0 s with it; session 31). get_predictor() then finds them in load_predictor's cache."""
     if os.environ.get("FER_WARM_UP", "1") == "0":  # tests: no background work
         return
     with _PRELOAD_LOCK:
