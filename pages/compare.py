@@ -69,7 +69,8 @@ if up is not None:
     from fer_core.overlay import overlay
 
     name, data = ui.read_upload(up)
-    names = ui.checkpoint_names()
+    rank = {n: i for i, n in enumerate(ckpts)}  # the accuracy table's order: the default, then by RAF-DB accuracy
+    names = sorted(ui.checkpoint_names(), key=lambda n: rank.get(n, len(rank)))  # unscored ones last
     faces = ui.faces_or_stop(name, data, names[0], None, whole, "compare_whole")  # every model reuses its crops
     idx = 0
     if len(faces) > 1:
