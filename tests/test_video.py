@@ -50,6 +50,31 @@ def test_high_resolution_is_downscaled(tmp_path, astronaut, predictor):
     assert s["size"] == [640, 480] and s["frames"] == 3
 
 
+def test_a_phone_portrait_clip_is_read_upright(tmp_path, astronaut, predictor):
+    """A phone stores a portrait clip as landscape frames with a rotation tag: OpenCV turns them upright, reports the
+    upright size, and the face is found on every frame (a frame read sideways would be squashed into the reported
+    size, or its face missed: video detection does not look at turned pictures)."""
+    import subprocess
+
+    import imageio_ffmpeg
+
+    ffmpeg = imageio_ffmpeg.get_ffmpeg_exe()
+    portrait = np.ascontiguousarray(astronaut[:, 96:416, ::-1])  # BGR, 512 tall x 320 wide
+    stored = np.ascontiguousarray(np.rot90(portrait, 1))  # the sensor's landscape frame: 320 tall x 512 wide
+    plain, tagged = tmp_path / "plain.mp4", tmp_path / "tagged.mp4"
+    enc = subprocess.run([ffmpeg, "-y", "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "bgr24", "-s", "512x320",
+                          "-r", "10", "-i", "-", "-c:v", "libx264", "-pix_fmt", "yuv420p", str(plain)],
+                         input=stored.tobytes() * 4)
+    assert enc.returncode == 0
+    tag = subprocess.run([ffmpeg, "-y", "-loglevel", "error", "-display_rotation", "-90", "-i", str(plain), "-c",
+                          "copy", str(tagged)])
+    assert tag.returncode == 0
+    s = analyze_video(tagged, predictor=predictor)
+    assert s["size"] == [320, 512] and s["frames"] == 4 and s["faces"] == 1 and s["rows_count"] == 4
+    sideways = analyze_video(plain, predictor=predictor)  # the same frames untagged: the face lies sideways, missed
+    assert sideways["size"] == [512, 320] and sideways["rows_count"] == 0
+
+
 def test_no_faces(tmp_path, astronaut, predictor):
     s = analyze_video(make_clip(tmp_path / "empty.avi", astronaut, frames=4, with_face=False), predictor=predictor)
     assert s["frames"] == 4 and s["rows"] == [] and s["faces"] == 0
