@@ -63,8 +63,8 @@ _PRELOAD_LOCK = threading.Lock()
 def preload(names: list[str]) -> None:
     """Load checkpoints (and choose each one's prediction copy: 2 s for an int8 one) on a background thread, once
     per process: the Compare page starts it when it opens, so the first upload does not wait for all eight models
-    (AppTest, 2 cores, the photo given 8 s after the page opened: 7.4-9.0 s until every model was shown without it,
-    2.2-3.0 s with it; session 31). get_predictor() then finds them in load_predictor's cache."""
+    (`python bench/app_latency.py --compare --think 8`: 2.8-3.0 s until every model is shown, 6.9-7.7 s with
+    `--no-background`; session 31). get_predictor() then finds them in load_predictor's cache."""
     if os.environ.get("FER_WARM_UP", "1") == "0":  # tests: no background work
         return
     with _PRELOAD_LOCK:

@@ -7,10 +7,13 @@ computes after the maps are in, shown under all three maps). Both are checked in
   python bench/app_latency.py [--runs 5] [--screenshots docs/screenshots]
   python bench/app_latency.py --group          # the same timings for a photo of three faces (the first one's maps)
   python bench/app_latency.py --think 10       # the first upload 10 s after the page appeared, as a person's would be
+  python bench/app_latency.py --compare --think 8   # Compare's "every model on one face": upload -> all models shown
+  python bench/app_latency.py --compare --think 8 --no-background   # the same with no preload or warm-up thread
 """
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import socket
 import subprocess
@@ -53,6 +56,11 @@ def main() -> None:
     ap.add_argument("--group", action="store_true", help="upload the three-face group photo instead of one face")
     ap.add_argument("--think", type=float, default=0.0,
                     help="seconds between the first rendered page and the first upload (a person picking a photo)")
+    ap.add_argument("--compare", action="store_true",
+                    help="time the Compare page instead: a fresh server, the page opened, --think s, one photo given, "
+                         "until every model's answer is shown; then a second photo (every model loaded by then)")
+    ap.add_argument("--no-background", action="store_true",
+                    help="run the server with FER_WARM_UP=0: no model preload or warm-up thread (what they save)")
     args = ap.parse_args()
     from playwright.sync_api import sync_playwright
 
@@ -66,8 +74,10 @@ def main() -> None:
         imgs.append(p)
     port = free_port()
     t_spawn = time.perf_counter()
+    env = {**os.environ, **({"FER_WARM_UP": "0"} if args.no_background else {})}
     proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(port),
-                             "--server.headless", "true"], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                             "--server.headless", "true"], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env=env)
     url = f"http://127.0.0.1:{port}"
     try:
         with sync_playwright() as p:
@@ -80,6 +90,10 @@ def main() -> None:
                     break
                 except OSError:
                     time.sleep(0.05)
+            if args.compare:
+                compare_timing(page, url, imgs[:2], args.think)
+                browser.close()
+                return
             page.goto(url)
             page.get_by_text("Why does the model think so?").wait_for(timeout=60_000)
             cold = time.perf_counter() - t_spawn
@@ -129,6 +143,27 @@ MAPS_LOADED = f"""([before, caption]) => {{
 SCORES_IN = """() => [...document.querySelectorAll('[data-testid="stElementContainer"][data-stale="false"]')]
   .filter(e => e.innerText.includes('deletion AUC')).length >= 3
   && !document.body.innerText.includes('Scoring faithfulness')"""
+
+
+def compare_timing(page, url: str, imgs: list[Path], think: float) -> None:
+    """The Compare page on a fresh server: each photo's upload until the caption under every model's answer is shown
+    (it is written once all have run). The first pays for loading whatever the page has not loaded by then; each
+    photo gets a freshly opened page, so no caption of the last one is on it."""
+    for k, img in enumerate(imgs):
+        page.goto(f"{url}/compare")
+        page.get_by_text("Run every model on one face").wait_for(timeout=60_000)
+        time.sleep(think if k == 0 else 0)
+        page.locator('input[type="file"]').first.set_input_files(str(img))
+        t0 = time.perf_counter()
+        page.wait_for_function(COMPARED, timeout=300_000, polling=20)
+        what = f"the first, {think:g} s after the page appeared" if k == 0 else "the next, every model loaded"
+        print(f"Compare: upload -> every model shown ({what}): {time.perf_counter() - t0:.2f} s")
+
+
+# true once the agreement caption under the models' table is shown and no "Model 3 of 8: ..." line is left
+COMPARED = """() => !/Model \\d+ of \\d+:/.test(document.body.innerText)
+  && [...document.querySelectorAll('[data-testid="stElementContainer"][data-stale="false"]')]
+    .some(e => e.innerText.includes('Calibrated probabilities, as each'))"""
 
 
 def whole_page_shot(page, path: Path, max_height: int = 4000) -> None:
