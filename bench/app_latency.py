@@ -38,6 +38,18 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def wait_healthy(url: str, timeout_s: float = 60.0) -> bool:
+    """Whether a `streamlit run` at `url` answered its health check within `timeout_s`."""
+    end = time.perf_counter() + timeout_s
+    while time.perf_counter() < end:
+        try:
+            urllib.request.urlopen(url + "/_stcore/health", timeout=1)
+            return True
+        except OSError:
+            time.sleep(0.05)
+    return False
+
+
 def stop_server(proc: subprocess.Popen) -> None:
     """Ask a `streamlit run` to stop, and kill it after 20 s: on a loaded machine a server can take over 10 s (the
     stop machine's CI after session 25; 4-5 s here beside three busy processes, under 1 s alone)."""
@@ -84,12 +96,7 @@ def main() -> None:
             browser = p.chromium.launch(executable_path=shutil.which("chromium"), args=[
                 "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"])
             page = browser.new_page(viewport={"width": 1400, "height": 1400})
-            for _ in range(200):
-                try:
-                    urllib.request.urlopen(url + "/_stcore/health", timeout=1)
-                    break
-                except OSError:
-                    time.sleep(0.05)
+            wait_healthy(url)  # the page load below then waits for the first rendered page
             if args.compare:
                 compare_timing(page, url, imgs[:2], args.think)
                 browser.close()

@@ -5,8 +5,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -16,7 +14,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 
-from app_latency import free_port, stop_server  # noqa: E402
+from app_latency import free_port, stop_server, wait_healthy  # noqa: E402
 
 
 @contextlib.contextmanager
@@ -30,13 +28,7 @@ def _serve(checkpoints: Path):
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}"
-    for _ in range(120):
-        try:
-            urllib.request.urlopen(url + "/_stcore/health", timeout=1)
-            break
-        except OSError:
-            time.sleep(0.5)
-    else:
+    if not wait_healthy(url, 60):
         proc.kill()
         pytest.fail("streamlit did not start")
     try:
