@@ -18,7 +18,7 @@ def _progress_bar(total: int | None, desc: str):
 def cmd_score(args: argparse.Namespace) -> int:
     from .inference import load_predictor
     from .io import write_csv
-    from .scoring import iter_inputs, score_columns, score_items
+    from .scoring import NO_FACE, iter_inputs, score_columns, score_items
 
     predictor = load_predictor(args.model, precision=args.precision)
     items = list(iter_inputs(args.paths))
@@ -41,6 +41,10 @@ def cmd_score(args: argparse.Namespace) -> int:
     bad = sum(1 for r in rows if r.get("error"))
     if bad:
         print(f"{bad} of {len(rows)} rows have an error (see the error column)", file=sys.stderr)
+    faceless = sum(1 for r in rows if r.get("error") == NO_FACE)
+    if faceless:  # most often a face crop too tight, small or odd for the detector
+        print(f"{faceless} file(s) with no face found: if they are face crops, rerun with --whole-if-no-face (each "
+              "scored whole where no face is found) or --whole-image (every file one face)", file=sys.stderr)
     return 0
 
 

@@ -15,7 +15,7 @@ def _read(path):
         return list(csv.DictReader(fh))
 
 
-def test_score_folder_with_bad_file_and_zip(tmp_path, astronaut, random_checkpoint):
+def test_score_folder_with_bad_file_and_zip(tmp_path, astronaut, random_checkpoint, capsys):
     folder = tmp_path / "photos"
     (folder / "nested").mkdir(parents=True)
     Image.fromarray(astronaut).save(folder / "a_first.png")
@@ -52,6 +52,8 @@ def test_score_folder_with_bad_file_and_zip(tmp_path, astronaut, random_checkpoi
     assert "not an image" in by_name["notes.txt"]["error"]
     assert not any("MACOSX" in r["filepath"] for r in rows)
     assert by_name["IMG_0042.HEIC"]["error"] == "" and by_name["IMG_0042.HEIC"]["prediction"] == good["prediction"]
+    said = capsys.readouterr().err
+    assert "1 file(s) with no face found" in said and "--whole-if-no-face" in said  # d_blank.png: how to score crops
 
 
 def test_score_whole_image_batches(tmp_path, astronaut, random_checkpoint):
