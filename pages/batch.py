@@ -8,7 +8,7 @@ import plotly.express as px
 import streamlit as st
 
 import ui
-from fer_core.scoring import WHOLE_FALLBACK, ImageItem, iter_zip, score_columns, score_items
+from fer_core.scoring import NO_FACE, WHOLE_FALLBACK, ImageItem, iter_zip, score_columns, score_items
 
 st.title("Batch scoring")
 st.caption("Upload many photos, a whole folder or a .zip. Each face gets a row; files that cannot be "
@@ -119,6 +119,10 @@ c3.metric("Problems", len(bad))
 if len(bad):
     with st.expander(f"{len(bad)} file(s) not scored", expanded=len(good) == 0):
         st.dataframe(bad[["filepath", "error"]], hide_index=True, width="stretch")
+        faceless = int((bad["error"] == NO_FACE).sum())
+        if faceless and not whole:  # with the fallback on, a faceless file is scored, not listed
+            st.caption(f"{faceless} with no face found: if they are face crops, switch on “No face found: score the "
+                       "whole image” in the sidebar.")
 
 if len(good):
     f1, f2 = st.columns(2)

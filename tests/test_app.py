@@ -317,9 +317,11 @@ def test_batch_scores_a_faceless_crop_whole_when_asked(app_env, astronaut):
     at.file_uploader(key="batch_files").set_value([("face.png", _png(astronaut), "image/png"),
                                                    ("blank.png", _png(blank), "image/png")]).run()
     assert {m.label: m.value for m in at.metric}["Problems"] == "1"
+    assert any("1 with no face found" in c.value and "score the whole image" in c.value for c in at.caption)
     at.toggle(key="batch_fallback").set_value(True).run()
     _no_exception(at)
     assert {m.label: m.value for m in at.metric}["Problems"] == "0"
+    assert not any("with no face found" in c.value for c in at.caption)
     table = next(d.value for d in at.dataframe if "note" in d.value)
     assert table.set_index("filepath")["note"]["blank.png"].startswith("no face found: the whole image scored")
     at.selectbox(key="batch_why").set_value(("blank.png", 1)).run()  # explained as it was scored: whole
