@@ -119,8 +119,8 @@ c3.metric("Problems", len(bad))
 if len(bad):
     with st.expander(f"{len(bad)} file(s) not scored", expanded=len(good) == 0):
         st.dataframe(bad[["filepath", "error"]], hide_index=True, width="stretch")
-        faceless = int((bad["error"] == NO_FACE).sum())
-        if faceless and not whole:  # with the fallback on, a faceless file is scored, not listed
+        faceless = int((bad["error"] == NO_FACE).sum())  # none with either switch on: such a file is scored whole
+        if faceless:
             st.caption(f"{faceless} with no face found: if they are face crops, switch on “No face found: score the "
                        "whole image” in the sidebar.")
 
