@@ -387,6 +387,46 @@ def _committed_and_a_copy(tmp_path, monkeypatch, arch: str):
     return copy, args
 
 
+def test_validation_predictions_feed_each_run_its_own_input_size(tmp_path, monkeypatch):
+    """A run trained at 80 px (train.py --input-size 80) is re-scored on the validation faces decoded at 80 px, the
+    committed 64-px one at 64: its fully convolutional network would also take 64-px faces, and score lower."""
+    import quantize
+    import train as train_script
+
+    committed, _ = _committed_and_a_copy(tmp_path, monkeypatch, "fernet")
+    big = tmp_path / "f80.safetensors"
+    train_script.main(train_script.get_args_parser().parse_args(
+        ["--arch", "fernet", "--data", str(tmp_path / "train"), "--epochs", "1", "--batch-size", "8", "--out", str(big),
+         "--val-fraction", "0.25", "--input-size", "80"]))
+    sizes = []
+    real = quantize.predict_logits
+    monkeypatch.setattr(quantize, "predict_logits", lambda m, x, **kw: sizes.append(tuple(x.shape[-2:])) or real(m, x, **kw))
+    y, preds = quantize.validation_predictions(committed, big)
+    assert sizes == [(64, 64), (80, 80)] and len(y) == len(preds[0]) == len(preds[1]) == 6
+
+
+def test_evaluate_scores_a_run_at_its_own_input_size(tmp_path, monkeypatch):
+    """train/evaluate.py decodes the test split at each model's input size (it refused any but 64 px)."""
+    import evaluate
+    import train as train_script
+
+    monkeypatch.setenv("FER_CACHE", str(tmp_path / "cache"))
+    data = make_folder(tmp_path / "train", n_per_class=4)
+    test = make_folder(tmp_path / "test", n_per_class=2)
+    runs = []
+    for size in (64, 80):
+        runs.append(tmp_path / f"f{size}.safetensors")
+        train_script.main(train_script.get_args_parser().parse_args(
+            ["--arch", "fernet", "--width", "8", "--data", str(data), "--epochs", "1", "--batch-size", "8",
+             "--out", str(runs[-1]), "--val-fraction", "0.25", "--input-size", str(size)]))
+    sizes = []
+    real = evaluate.evaluate_on
+    monkeypatch.setattr(evaluate, "evaluate_on", lambda p, x, y: sizes.append(x.shape[-1]) or real(p, x, y))
+    out = evaluate.main(evaluate.get_args_parser().parse_args(
+        ["--models", *map(str, runs), "--data", f"raf-db={test}", "--no-write", "--latency-repeats", "2"]))
+    assert sizes == [64, 64, 80, 80] and out["f80"]["raf-db"]["n"] == 12  # the fixed sample, then the whole split
+
+
 def test_promote_rescores_runs_that_share_a_validation_split(tmp_path, monkeypatch):
     """A recorded number alone (a GPU run records it on re-encoded faces) cannot promote a run: both are
     re-scored on the validation images, where an identical copy ties and is not better."""

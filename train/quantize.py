@@ -78,12 +78,16 @@ def validation_predictions(*checkpoints: str | Path) -> tuple[np.ndarray, list[n
     loaded = [load_checkpoint(c) for c in checkpoints]
     if len({validation_key(spec) for _, spec in loaded}) > 1:
         raise ValueError(f"{', '.join(map(str, checkpoints))} were not validated on the same faces")
-    x_u8, y, _, val_idx = training_splits(loaded[0][1])
-    v = torch.from_numpy(val_idx)
-    xv = x_u8[v]
-    preds = [predict_logits(model, xv, spec=spec, tta_flip=spec.tta_flip, device=torch.device("cpu")).argmax(1).numpy()
-             for model, spec in loaded]
-    return y[v].numpy(), preds
+    faces: dict[int, torch.Tensor] = {}  # by input size: each model reads the faces decoded as train.py decoded its own
+    preds = []
+    for model, spec in loaded:
+        if spec.input_size not in faces:
+            x_u8, y, _, val_idx = training_splits(spec)
+            v = torch.from_numpy(val_idx)
+            faces[spec.input_size], labels = x_u8[v], y[v].numpy()
+        preds.append(predict_logits(model, faces[spec.input_size], spec=spec, tta_flip=spec.tta_flip,
+                                    device=torch.device("cpu")).argmax(1).numpy())
+    return labels, preds
 
 
 def calibrate_checkpoint(checkpoint: str | Path, *, samples: int = 1024, batch_size: int = 128, seed: int = 0,
