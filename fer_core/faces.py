@@ -40,6 +40,9 @@ FILL_FROM, FILL_TO = 0.7, 0.9
 # shrunk to 32 / 24 / 16 / 12 px lose about 1 / 3 / 11 / 24 points on RAF-DB
 # (`python bench/robustness.py --face-sizes 12 16 20 24 32 48`; the README has the table). The app says so.
 SMALL_FACE_PX = 24
+# A picture narrower than this rarely shows the detector a face: test crops resized whole to 12 / 16 px were found
+# 13 / 96% (RAF-DB) and 3 / 77% (FER2013) of the time (`python bench/detection.py --sides 12 16 24 32`, session 31).
+FINDABLE_PX = 16
 # A face cropped tighter than any training face (forehead and chin cut off) leaves the eyes more than EYES_MAX of
 # the crop apart (RAF-DB's crops: ~0.45, FER2013's ~0.37); such a crop is widened until they are EYES_TO apart, in
 # a frame of the picture's mean colour. On the validation split (`/tmp` script, session 27; docs/experiments.md),

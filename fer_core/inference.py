@@ -16,7 +16,7 @@ from .device import (
     AutocastBf16, fastest_module, forward_logits, frozen_for_inference, requested_precision, resolve_precision,
 )
 from .errors import NoFaceFound
-from .faces import DEFAULT_MARGIN, SMALL_FACE_PX, FaceBox, FaceCrop, crop_face, detect_faces, whole_image_crop
+from .faces import DEFAULT_MARGIN, FINDABLE_PX, SMALL_FACE_PX, FaceBox, FaceCrop, crop_face, detect_faces, whole_image_crop
 from .io import ImageSource, read_image
 from .models import FerNet
 from .preprocess import faces_to_uint8, grayscale_mask, normalize
@@ -282,6 +282,9 @@ def locate_faces(
     found = find_faces(rgb, whole_image=whole_image, detector=detector, margin=margin, align=align)[:max_faces]
     if not found:
         h, w = rgb.shape[:2]
+        if min(h, w) < FINDABLE_PX:
+            raise NoFaceFound(f"no face found in the {w}×{h} image: it is too small for the detector (a face needs "
+                              f"about {FINDABLE_PX} px or more across); for a face crop, use whole-image mode")
         raise NoFaceFound(f"no face found in the {w}×{h} image; try a larger, frontal face or whole-image mode")
     return found
 

@@ -200,8 +200,10 @@ def test_no_face_and_tiny_images(predictor):
     assert detect_faces(no_face()) == []
     with pytest.raises(NoFaceFound):
         analyze(no_face(), predictor=predictor)
-    with pytest.raises(NoFaceFound):
+    with pytest.raises(NoFaceFound, match="too small for the detector"):
         analyze(np.zeros((3, 3, 3), np.uint8), predictor=predictor)
+    with pytest.raises(NoFaceFound, match="try a larger, frontal face"):  # big enough: the usual advice
+        analyze(np.zeros((16, 300, 3), np.uint8), predictor=predictor)
 
 
 def test_analyze_grayscale_and_rgba(astronaut, predictor):
