@@ -86,6 +86,12 @@ def load_labelled_folder(root: str | os.PathLike, labels_csv: str | os.PathLike 
     return LabelledFolder(root, tuple(paths), tuple(labels))
 
 
+def cache_dir() -> Path:
+    """Where decoded splits (load_uint8) and app-framed copies (fer_core.framing) are cached: FER_CACHE, else
+    ~/.cache/fer_core."""
+    return Path(os.environ.get("FER_CACHE", Path.home() / ".cache" / "fer_core"))
+
+
 def load_uint8(folder: LabelledFolder, size: int = 64, *, cache: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """Decode a whole split once: uint8 (N, 3, size, size) and int64 labels (N,).
 
@@ -96,8 +102,7 @@ def load_uint8(folder: LabelledFolder, size: int = 64, *, cache: bool = True) ->
     key = hashlib.sha1(
         ("\n".join(str(p) for p in folder.paths) + f"|{size}").encode()
     ).hexdigest()[:16]
-    cache_dir = Path(os.environ.get("FER_CACHE", Path.home() / ".cache" / "fer_core"))
-    cache_file = cache_dir / f"{folder.root.name}-{key}.npy"
+    cache_file = cache_dir() / f"{folder.root.name}-{key}.npy"
     if cache and cache_file.is_file():
         arr = np.load(cache_file)
     else:
@@ -105,7 +110,7 @@ def load_uint8(folder: LabelledFolder, size: int = 64, *, cache: bool = True) ->
         for i, p in enumerate(folder.paths):
             arr[i] = resize_face(read_image(p), size)
         if cache:
-            cache_dir.mkdir(parents=True, exist_ok=True)
+            cache_file.parent.mkdir(parents=True, exist_ok=True)
             np.save(cache_file, arr)
     x = torch.from_numpy(arr).permute(0, 3, 1, 2).contiguous()
     return x, torch.tensor(folder.labels, dtype=torch.int64)

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
+
+from .data import cache_dir
 
 CONTEXT = (0.25, 0.75)  # app_framed's range of surroundings, as a share of the crop's side per side
 SIDES = (160, 640)  # and of the picture's longer side, px
@@ -88,7 +89,7 @@ def app_framed(x_u8: torch.Tensor, indices: np.ndarray, *, seed: int = 0, cache:
     indices = np.asarray(indices)
     faces = x_u8[indices].permute(0, 2, 3, 1).contiguous().numpy()
     key = hashlib.sha1(faces.tobytes() + f"{seed} {CONTEXT} {SIDES}".encode()).hexdigest()[:16]
-    cache_file = Path(os.environ.get("FER_CACHE", Path.home() / ".cache" / "fer_core")) / f"app_framed-{key}.npz"
+    cache_file = cache_dir() / f"app_framed-{key}.npz"
     if cache and cache_file.is_file():
         with np.load(cache_file) as z:
             return torch.from_numpy(z["faces"]).permute(0, 3, 1, 2).contiguous(), int(z["found"])
