@@ -10,6 +10,7 @@ crop it makes score as well as the benchmark's crop?
   python bench/detection.py --sides 224 --context 0.5 --plain --turn 1   # turned a quarter anticlockwise, no EXIF
   python bench/detection.py --split val --sides 256 --context 0.5 --plain --sample 1000 --model runs/X.safetensors
                                                    # the same on the model's validation faces (to choose by)
+  python bench/detection.py --sides 256 --context 0.5 --plain --sample 0 --by-pose   # frontal faces vs side views
 
 Each test face (a tight crop) is resized so its longer side is N px — a thumbnail, a phone photo of a
 face, a close-up selfie — then goes through `find_faces` (detector, margin, alignment) and the default
@@ -43,6 +44,7 @@ sys.path.insert(0, str(ROOT / "train"))
 from evaluate import sample_indices  # noqa: E402
 from robustness import _noise  # noqa: E402
 from fer_core.data import datasets_root, load_labelled_folder  # noqa: E402
+from fer_core.faces import SIDE_VIEW, head_turn  # noqa: E402
 from fer_core.framing import central, in_a_photo  # noqa: E402
 from fer_core.inference import DEFAULT_CHECKPOINT, find_faces, load_predictor  # noqa: E402
 from fer_core.metrics import expected_calibration_error  # noqa: E402
@@ -105,6 +107,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="test", choices=["test", "val"],
                    help="the test splits, or the model's own validation faces (its train.py split, per training "
                         "folder: where a framing rule may be chosen)")
+    p.add_argument("--by-pose", action="store_true",
+                   help="also split the faces found by head turn: frontal ones and side views "
+                        "(fer_core.faces.SIDE_VIEW)")
     p.add_argument("--sample", type=int, default=400, help="a fixed, seeded sample of N images per set (0 = all)")
     p.add_argument("--detector", default="auto", help="auto, yunet or haar")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
@@ -128,7 +133,7 @@ def main(args: argparse.Namespace) -> dict:
               "detection ms/image |")
         print("|---|---|---|---|---|---|---|")
         for side in [None, *args.sides]:
-            crops, ys, eyes, seconds, whole_crops, whole_ys = [], [], [], 0.0, [], []
+            crops, ys, eyes, seconds, whole_crops, whole_ys, turns = [], [], [], 0.0, [], [], []
             for n, (img, y) in enumerate(zip(images, labels)):
                 img = img if side is None else resized(img, side, args.noise, seed=n, context=args.context,
                                                        tight=args.tight, turn=args.turn,
@@ -137,8 +142,9 @@ def main(args: argparse.Namespace) -> dict:
                 found = find_faces(img, whole_image=side is None, detector=args.detector)
                 seconds += time.perf_counter() - t
                 if found:
-                    crop = central(found, img.shape) if side else found[0][1]
+                    box, crop = central(found, img.shape) if side else found[0]
                     crops.append(crop.face)
+                    turns.append(head_turn(box.landmarks) if box is not None and box.landmarks is not None else np.nan)
                     if not crop.from_template:
                         eyes.append(crop.eyes_apart)
                     ys.append(y)
@@ -152,13 +158,30 @@ def main(args: argparse.Namespace) -> dict:
                    "accuracy_all": float(right.sum() + rescued) / len(labels), "ms": 1000 * seconds / len(labels),
                    "ece_found": expected_calibration_error(probs, ys) if len(ys) else float("nan"),
                    "eyes_apart": float(np.median(eyes)) if eyes else float("nan")}
+            if args.by_pose and side is not None:
+                row["by_pose"] = by_pose(np.array(turns), right, probs)
             results[(ds, side)] = row
             name = "whole image (benchmark path)" if side is None else f"{side} px"
             apart = f"{row['eyes_apart']:.2f}" if eyes else "—"
             print(f"| {name} | {100 * row['found']:.1f}% | {100 * row['accuracy_found']:.1f} | "
                   f"{100 * row['accuracy_all']:.1f} | {100 * row['ece_found']:.1f}% | {apart} | {row['ms']:.1f} |",
                   flush=True)
+            for name, part in row.get("by_pose", {}).items():
+                print(f"|   {name}: {part['share']:.1%} of the faces found | | {100 * part['accuracy']:.1f} | | "
+                      f"mean confidence {100 * part['confidence']:.1f}% | | |", flush=True)
     return results
+
+
+def by_pose(turns: np.ndarray, right: np.ndarray, probs: np.ndarray) -> dict:
+    """The faces found, split by how far the head is turned (fer_core.faces.head_turn, SIDE_VIEW): share,
+    accuracy and mean top probability of each part (faces without landmarks in neither)."""
+    out = {}
+    for name, part in ((f"frontal (head turn < {SIDE_VIEW:g})", turns < SIDE_VIEW),
+                       (f"side view (head turn >= {SIDE_VIEW:g})", turns >= SIDE_VIEW)):
+        if part.any():
+            out[name] = {"share": float(part.mean()), "accuracy": float(right[part].mean()),
+                         "confidence": float(probs[part].max(1).mean())}
+    return out
 
 
 if __name__ == "__main__":

@@ -53,7 +53,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
     from .explain import EXPLAINERS
     from .faces import SMALL_FACE_PX
-    from .inference import CUT_OFF, SMALL_FACE, TURNED, UNSURE, analyze, load_predictor
+    from .inference import CUT_OFF, SIDE, SMALL_FACE, TURNED, UNSURE, analyze, load_predictor
     from .overlay import grid, overlay
 
     predictor = load_predictor(args.model, precision=args.precision)
@@ -96,6 +96,9 @@ def cmd_explain(args: argparse.Namespace) -> int:
         if TURNED in r.notes:
             print(f"face {r.index + 1}: found with the picture turned; its crop was turned upright (README: turned "
                   "photos)", file=sys.stderr)
+        if SIDE in r.notes:
+            print(f"face {r.index + 1}: a side view (the head turned away); accuracy is lower on such faces (README: "
+                  "side views)", file=sys.stderr)
         if UNSURE in r.notes:
             print(f"face {r.index + 1}: unsure, no emotion got half of the probability", file=sys.stderr)
     (out / f"{stem}.json").write_text(json.dumps(report, indent=2))

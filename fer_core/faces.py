@@ -50,6 +50,11 @@ FINDABLE_PX = 16
 # widened: 64.4 / 80.5 -> 64.6 / 82.1, 69.7 / 86.7 -> 69.5 / 86.3, 71.4 / 88.1 -> 71.3 / 87.9. From 0.50 it helped
 # the tightest more (83.5) and cost the others up to 0.8.
 EYES_MAX, EYES_TO = 0.56, 0.47
+# A head turned to the side puts the nose tip off the eyes' midpoint (`head_turn`: 0 for a frontal face, in eye
+# distances). Faces past SIDE_VIEW on the validation split, set in a plain 256-px frame (session 32,
+# docs/experiments.md): 6% of RAF-DB's and 12% of FER2013's, right 76% / 65% of the time against 89% / 73% for the
+# others; `python bench/detection.py --by-pose` measures it.
+SIDE_VIEW = 0.2
 
 # Where the five landmarks sit in a face crop when no detector landmarks exist (whole-image mode,
 # Haar boxes): the mean yuface landmarks on 100 RAF-DB and 100 FER2013 test crops, averaged.
@@ -255,6 +260,16 @@ class FaceCrop:
     def eyes_apart(self) -> float:
         """Distance between the eyes as a share of the crop's side (how tightly the face is framed)."""
         return eyes_apart(self.landmarks, self.face.shape[1])
+
+
+def head_turn(landmarks) -> float:
+    """How far the head is turned to the side: the nose tip's distance from the eyes' midpoint along the line
+    through the eyes, in eye distances (five landmarks: eyes, nose tip, mouth corners). About 0 for a frontal
+    face, either way; a face in profile, where both eyes are still found, 0.3 and more."""
+    eyes = np.asarray(landmarks[:2], dtype=np.float64)
+    along = eyes[1] - eyes[0]
+    d2 = float(along @ along)
+    return abs(float((np.asarray(landmarks[2], dtype=np.float64) - eyes.mean(0)) @ along)) / d2 if d2 else 0.0
 
 
 def eyes_apart(landmarks, side: float) -> float:

@@ -50,9 +50,9 @@ def nearest_centre(boxes: list, shape: tuple) -> int:
                + (boxes[i].y + boxes[i].h / 2 - h / 2) ** 2)
 
 
-def central(found: list, shape: tuple):
-    """Of find_faces' (box, crop) pairs, the crop of the face nearest the picture's centre (nearest_centre)."""
-    return found[nearest_centre([b for b, _ in found], shape)][1]
+def central(found: list, shape: tuple) -> tuple:
+    """Of find_faces' (box, crop) pairs, the pair of the face nearest the picture's centre (nearest_centre)."""
+    return found[nearest_centre([b for b, _ in found], shape)]
 
 
 def _frame_chunk(faces: np.ndarray, draws: list[tuple[float, int, bool]], size: int) -> tuple[np.ndarray, int]:

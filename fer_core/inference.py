@@ -16,7 +16,8 @@ from .device import (
     AutocastBf16, fastest_module, forward_logits, frozen_for_inference, requested_precision, resolve_precision,
 )
 from .errors import NoFaceFound
-from .faces import DEFAULT_MARGIN, FINDABLE_PX, SMALL_FACE_PX, FaceBox, FaceCrop, crop_face, detect_faces, whole_image_crop
+from .faces import (DEFAULT_MARGIN, FINDABLE_PX, SIDE_VIEW, SMALL_FACE_PX, FaceBox, FaceCrop, crop_face, detect_faces,
+                    head_turn, whole_image_crop)
 from .io import ImageSource, read_image
 from .models import FerNet
 from .preprocess import faces_to_uint8, grayscale_mask, normalize
@@ -25,7 +26,7 @@ from .quantize import int8_for_inference, int8_supported
 DEFAULT_CHECKPOINT = "fernet"
 UNSURE_BELOW = 0.5  # a top probability under this gets a word: no class reached half (six classes, no neutral)
 MAX_FACES = 50  # analyze() keeps a photo's largest faces up to this many
-SMALL_FACE, UNSURE, CUT_OFF, TURNED = "small face", "unsure", "cut-off face", "turned photo"  # face_notes' words
+SMALL_FACE, UNSURE, CUT_OFF, TURNED, SIDE = "small face", "unsure", "cut-off face", "turned photo", "side view"  # face_notes' words
 
 
 def face_notes(source_side: float, confidence: float, cut_off: bool = False, box: FaceBox | None = None) -> list[str]:
@@ -33,10 +34,13 @@ def face_notes(source_side: float, confidence: float, cut_off: bool = False, box
     across in the photo, where accuracy falls), "cut-off face" (the picture cuts the face off, so the crop was
     framed: FaceCrop.widened; 4-9 points lower on test faces cut to their central 70%), "turned photo" (the face
     was found with the picture turned a quarter or upside down: `box`.turn, and its crop turned upright: 2-7
-    points lower on turned test faces, README: turned photos) and "unsure" (no class got UNSURE_BELOW). The app,
-    the CLI's CSV and its explain report say the same."""
+    points lower on turned test faces, README: turned photos), "side view" (the head is turned to the side: the
+    detector's landmarks put the nose SIDE_VIEW eye distances off the eyes' midline; 7-12 points lower, README: side
+    views) and "unsure" (no class got UNSURE_BELOW). The app, the CLI's CSV and its explain report say the same."""
+    side = box is not None and box.landmarks is not None and head_turn(box.landmarks) >= SIDE_VIEW
     return ([SMALL_FACE] if source_side < SMALL_FACE_PX else []) + ([CUT_OFF] if cut_off else []) + (
-        [TURNED] if box is not None and box.turn else []) + ([UNSURE] if confidence < UNSURE_BELOW else [])
+        [TURNED] if box is not None and box.turn else []) + ([SIDE] if side else []) + (
+        [UNSURE] if confidence < UNSURE_BELOW else [])
 
 
 def probs_from_logits(logits: torch.Tensor, temperature: float | torch.Tensor = 1.0) -> np.ndarray:

@@ -96,7 +96,7 @@ def score_items(
 ) -> list[dict]:
     """One row per face: filepath, face, x, y, w, h, the six probabilities, prediction, confidence,
     crop_px (the face's side in the photo's pixels) and note (`face_notes`: "small face", "cut-off face", "turned
-    photo", "unsure").
+    photo", "side view", "unsure").
 
     A file that cannot be read, or holds no face, gets one row with `error` and no scores; the run
     goes on. With `whole_if_no_face`, a file with no face found is scored as one whole-image face instead, its

@@ -9,7 +9,7 @@ import ui
 from fer_core.examples import EXAMPLES
 from fer_core.explain import EXPLAINERS
 from fer_core.faces import SMALL_FACE_PX
-from fer_core.inference import CUT_OFF, SMALL_FACE, TURNED, UNSURE
+from fer_core.inference import CUT_OFF, SIDE, SMALL_FACE, TURNED, UNSURE
 from fer_core.overlay import COLORMAPS, grid, overlay
 from fer_core.regions import region_sentence
 
@@ -91,6 +91,10 @@ with right:
         st.info("This face was found with the photo turned sideways or upside down (its orientation tag may have "
                 "been lost), so the crop below was turned upright. Accuracy is a little lower on such faces "
                 "(README: turned photos).", icon="🔄")
+    if SIDE in r.notes:
+        st.info("A side view: the head is turned away, so the model sees one side of the face better than the other. "
+                "It learned mostly from faces looking at the camera, and is right less often on such faces; its "
+                "confidence drops with them (README: side views).", icon="↪️")
     if r.target != r.prediction:
         st.caption(f"Maps below explain **{r.target}**, not the prediction.")
 

@@ -201,6 +201,24 @@ def test_explain_warns_under_maps_that_fail_the_sanity_check(app_env):
     assert sum("Fails the sanity check" in w.value for w in at.warning) == 1  # Eigen-CAM's, not Grad-CAM's
 
 
+def test_explain_says_a_side_view_is_less_reliable(app_env, astronaut, monkeypatch):
+    """A face noted "side view" (head_turn past SIDE_VIEW) gets a word on the Explain page; the astronaut, who faces
+    the camera, does not. No picture here turns a head reliably, so the measure is stubbed for the second upload."""
+    import fer_core.inference
+
+    at = _app("pages/explain.py")
+    at.run()
+    at.file_uploader[0].set_value(("face.png", _png(astronaut), "image/png")).run()
+    _no_exception(at)
+    assert not any("A side view" in i.value for i in at.info)
+    monkeypatch.setattr(fer_core.inference, "head_turn", lambda landmarks: 0.3)  # a head turned away
+    at = _app("pages/explain.py")  # a new session: the last one's face picker formats its faces' notes anew
+    at.run()
+    at.file_uploader[0].set_value(("face.png", _png(astronaut), "image/png")).run()
+    _no_exception(at)
+    assert any("A side view" in i.value for i in at.info)
+
+
 def test_explain_uploads(app_env, astronaut, close_up):
     import cv2
 

@@ -15,6 +15,22 @@ def test_detects_astronaut_with_landmarks(astronaut):
     assert 150 < f.x < 200 and 40 < f.y < 90 and f.landmarks is not None
 
 
+def test_head_turn_measures_the_nose_off_the_eyes_midline_along_the_eyes(astronaut):
+    """head_turn: ~0 for the astronaut, who faces the camera, in the photo and turned a quarter (the crop is then
+    turned upright, the measure does not care); the nose 0.3 eye distances off the midpoint either way gives 0.3,
+    in any direction of the eye line; past SIDE_VIEW is a side view (bench/detection.py --by-pose)."""
+    from fer_core.faces import SIDE_VIEW, head_turn
+
+    assert head_turn(detect_faces(astronaut)[0].landmarks) < 0.1
+    assert head_turn(detect_faces(np.ascontiguousarray(np.rot90(astronaut)))[0].landmarks) < 0.1
+    assert head_turn([(0, 0), (10, 0), (5, 6), (2, 9), (8, 9)]) == 0
+    assert head_turn([(0, 0), (10, 0), (8, 6), (2, 9), (8, 9)]) == pytest.approx(0.3)
+    assert head_turn([(0, 0), (10, 0), (2, 6), (2, 9), (8, 9)]) == pytest.approx(0.3)
+    assert head_turn([(0, 0), (0, 10), (-6, 8), (-9, 2), (-9, 8)]) == pytest.approx(0.3)  # eyes one above the other
+    assert head_turn([(4, 4), (4, 4), (4, 9), (2, 12), (6, 12)]) == 0  # both eyes on one point: no line to measure
+    assert 0.1 < SIDE_VIEW < 0.3
+
+
 def test_group_largest_first():
     faces = detect_faces(group_photo())
     assert len(faces) == 3
@@ -194,6 +210,20 @@ def test_a_tight_photo_is_noted_as_a_cut_off_face(astronaut, close_up, predictor
     assert CUT_OFF not in analyze(astronaut, predictor=predictor)[0].notes
     rows = score_items([ImageItem("tight.png", close_up), ImageItem("photo.png", astronaut)], predictor)
     assert [CUT_OFF in row["note"] for row in rows] == [True, False]
+
+
+def test_a_side_view_is_noted(astronaut, predictor):
+    """face_notes: "side view" when the detector's landmarks put the nose SIDE_VIEW eye distances off the eyes'
+    midline; not for the astronaut (facing the camera), nor for a box without landmarks (Haar, whole image)."""
+    from fer_core.faces import FaceBox
+    from fer_core.inference import SIDE, UNSURE, face_notes
+
+    frontal = FaceBox(0, 0, 100, 100, landmarks=((30, 35), (70, 35), (50, 58), (33, 75), (66, 75)))
+    turned = FaceBox(0, 0, 100, 100, landmarks=((30, 35), (70, 35), (60, 58), (40, 75), (70, 75)))  # nose 0.25 off
+    assert face_notes(100, 0.9, box=frontal) == [] and face_notes(100, 0.9) == []
+    assert face_notes(100, 0.9, box=turned) == [SIDE] and face_notes(100, 0.3, box=turned) == [SIDE, UNSURE]
+    assert face_notes(100, 0.9, box=FaceBox(0, 0, 100, 100)) == []
+    assert SIDE not in analyze(astronaut, predictor=predictor)[0].notes
 
 
 def test_no_face_and_tiny_images(predictor):

@@ -3,6 +3,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
@@ -46,7 +47,7 @@ def test_detection_bench_frames_a_crop_with_surroundings_and_scores_the_central_
     assert framed.shape[:2] == (400, 400)  # 120 px padded by 60 on every side, then resized
     found = find_faces(framed)
     dist = [abs(b.x + b.w / 2 - 200) + abs(b.y + b.h / 2 - 200) for b, _ in found]
-    crop = central(found, framed.shape)
+    crop = central(found, framed.shape)[1]
     assert crop is found[int(np.argmin(dist))][1] and min(dist) < 40
     assert 0.38 < crop.eyes_apart < 0.45  # the old 5% margin: 0.36
 
@@ -65,5 +66,19 @@ def test_detection_bench_plain_border_and_turned_picture(astronaut):
     assert (turned == np.rot90(plain)).all()
     found = find_faces(turned)
     assert len(found) == 1 and len(find_faces(resized(tight, 400, context=0.5))) > 1  # mirrored faces around it
-    crop, upright = central(found, turned.shape).face, find_faces(plain)[0][1].face
+    crop, upright = central(found, turned.shape)[1].face, find_faces(plain)[0][1].face
     assert crop.shape == upright.shape and np.abs(crop.astype(float) - upright).mean() < 12  # not sideways
+
+
+def test_detection_bench_splits_the_faces_found_by_head_turn():
+    """--by-pose: frontal faces and side views (fer_core.faces.SIDE_VIEW) apart, each with its share of the faces
+    found, accuracy and mean top probability; a face without landmarks (NaN) is in neither part."""
+    from detection import by_pose
+
+    turns = np.array([0.05, 0.3, np.nan, 0.25, 0.1])
+    right = np.array([True, False, True, True, False])
+    probs = np.array([[0.9, 0.1], [0.6, 0.4], [0.5, 0.5], [0.2, 0.8], [0.7, 0.3]])
+    frontal, side = by_pose(turns, right, probs).values()
+    assert frontal == pytest.approx({"share": 0.4, "accuracy": 0.5, "confidence": 0.8})
+    assert side == pytest.approx({"share": 0.4, "accuracy": 0.5, "confidence": 0.7})
+    assert list(by_pose(np.array([0.0]), right[:1], probs[:1])) == [next(iter(by_pose(turns, right, probs)))]
