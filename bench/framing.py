@@ -6,7 +6,7 @@ eyes are a given share of the crop apart.
 
 The two training sets frame faces differently: RAF-DB's aligned crops put the eyes ~0.45 of the crop apart,
 FER2013's ~0.37 (yuface's landmarks), and our own crop of a face in a photo puts them wherever the crop rule
-says (`fer_core.faces.DEFAULT_MARGIN`). Each validation face of the checkpoint's own split (never the test
+says (`fer_core.faces.MARGIN_COLOUR`, `MARGIN_GREY`). Each validation face of the checkpoint's own split (never the test
 split: this chooses a setting) is zoomed about its centre so that its eyes, found by the detector on a
 256-px copy, end up E of the side apart; what the zoom leaves empty is filled by reflection. It then goes
 through the predictor as an upload's crop does. The reflected border is not a real surrounding, so read the

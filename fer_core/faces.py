@@ -8,6 +8,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from .preprocess import black_and_white
+
 DETECT_MAX_SIDE = 960  # yuface warns above this; larger photos are downscaled and boxes mapped back
 DETECT_MIN_SIDE = 256  # smaller images (thumbnails, 48-px crops) are upscaled to this for detection
 COARSE_SIDE = 256  # yuface's second look, for faces that fill a large image (see detect_faces)
@@ -26,12 +28,16 @@ TIGHT_PAD = 0.25
 # 66). A face seen only turned needs TURN_AT too: at 0.8, 5 of 275 faceless pictures and crops got a face.
 TURN_BELOW, TURN_AT = 0.88, 0.85
 CROP_MAX_SIDE = 224  # face crops (and their explanation maps) are at most this many pixels
-# How a face is framed for the model. yuface's box is ~2.65 eye distances wide on a face it sees whole (FER2013
-# faces whose box is not cut by the image edge: 2.71; scikit-image's astronaut: 2.60), so a crop of 0.94 of
-# the box puts the eyes ~0.40 of the crop apart, where the default model scores best on both training sets'
-# faces re-framed (0.37-0.40; `bench/framing.py`). RAF-DB's own crops have 0.45, FER2013's 0.37; the old
-# 5% margin gave ~0.34 in photos (`bench/detection.py --context 0.5`: 2-3 points lost on RAF-DB faces).
-DEFAULT_MARGIN = -0.03
+# How a face is framed for the model: a square of (1 + 2 margin) times the detector's box. yuface's box is ~2.65 eye
+# distances wide on a face it sees whole (FER2013 faces whose box is not cut by the image edge: 2.71; scikit-image's
+# astronaut: 2.60), so 0.94 of the box puts the eyes ~0.40 of the crop apart, where the default model scores best on
+# both training sets' faces re-framed together (0.37-0.40; `bench/framing.py`); the old 5% margin gave ~0.34 in
+# photos (`bench/detection.py --context 0.5`: 2-3 points lost on RAF-DB faces). The model learned colour faces from
+# RAF-DB, whose crops are tighter (eyes 0.45 apart), and black-and-white ones mostly from FER2013 (0.37), so a colour
+# face gets a tighter square: on the validation split's RAF-DB faces in 4 new random frames (session 32,
+# docs/experiments.md) 0.87 of the box scored +1.0 point on colour faces over 0.94 (95% of a bootstrap over faces
+# +0.2 ... +1.8), while FER2013's faces lost 0.2-0.5 at 0.87.
+MARGIN_GREY, MARGIN_COLOUR = -0.03, -0.065
 # A box that nearly fills the image is a face someone already cropped (a dataset's aligned face, a
 # close-up): its own framing is kept. From FILL_FROM to FILL_TO of the image's shorter side the crop
 # grows from the margin's square to that whole side.
@@ -278,14 +284,23 @@ def eyes_apart(landmarks, side: float) -> float:
     return float(math.hypot(rx - lx, ry - ly)) / side
 
 
+def face_margin(image: np.ndarray, box: FaceBox) -> float:
+    """crop_face's margin for this face: MARGIN_COLOUR, or MARGIN_GREY where the box holds a black-and-white
+    picture (its channels agree within preprocess.GRAY_TOLERANCE, as the predictor's temperatures tell them)."""
+    patch = image[max(box.y, 0):max(box.y + box.h, 0), max(box.x, 0):max(box.x + box.w, 0)]
+    return MARGIN_COLOUR if patch.size and patch.ndim == 3 and not black_and_white(patch) else MARGIN_GREY
+
+
 def crop_face(
-    image: np.ndarray, box: FaceBox, *, margin: float = DEFAULT_MARGIN, align: bool = True,
+    image: np.ndarray, box: FaceBox, *, margin: float | None = None, align: bool = True,
     max_side: int = CROP_MAX_SIDE,
 ) -> FaceCrop:
-    """Square crop around `box` grown by `margin` on each side (shrunk where negative), kept inside the
-    image where it fits; with `align` and landmarks, rotated so the eyes are level. A box that nearly
+    """Square crop around `box` grown by `margin` on each side (shrunk where negative; None: face_margin), kept
+    inside the image where it fits; with `align` and landmarks, rotated so the eyes are level. A box that nearly
     fills the image keeps the image's framing (FILL_FROM, FILL_TO), unless that puts the eyes more than
     EYES_MAX of the crop apart (EYES_TO)."""
+    if margin is None:
+        margin = face_margin(image, box)
     h, w = image.shape[:2]
     box_side, short = max(box.w, box.h), min(h, w)
     side = box_side * (1 + 2 * margin)

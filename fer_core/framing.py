@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from .data import cache_dir
+from .faces import MARGIN_COLOUR, MARGIN_GREY
 
 CONTEXT = (0.25, 0.75)  # app_framed's range of surroundings, as a share of the crop's side per side
 SIDES = (160, 640)  # and of the picture's longer side, px
@@ -88,7 +89,8 @@ def app_framed(x_u8: torch.Tensor, indices: np.ndarray, *, seed: int = 0, cache:
     size = x_u8.shape[-1]
     indices = np.asarray(indices)
     faces = x_u8[indices].permute(0, 2, 3, 1).contiguous().numpy()
-    key = hashlib.sha1(faces.tobytes() + f"{seed} {CONTEXT} {SIDES}".encode()).hexdigest()[:16]
+    framing = f"{seed} {CONTEXT} {SIDES} {MARGIN_GREY} {MARGIN_COLOUR}"  # a new crop rule makes new copies
+    key = hashlib.sha1(faces.tobytes() + framing.encode()).hexdigest()[:16]
     cache_file = cache_dir() / f"app_framed-{key}.npz"
     if cache and cache_file.is_file():
         with np.load(cache_file) as z:

@@ -16,7 +16,7 @@ from .device import (
     AutocastBf16, fastest_module, forward_logits, frozen_for_inference, requested_precision, resolve_precision,
 )
 from .errors import NoFaceFound
-from .faces import (DEFAULT_MARGIN, FINDABLE_PX, SIDE_VIEW, SMALL_FACE_PX, FaceBox, FaceCrop, crop_face, detect_faces,
+from .faces import (FINDABLE_PX, SIDE_VIEW, SMALL_FACE_PX, FaceBox, FaceCrop, crop_face, detect_faces,
                     head_turn, whole_image_crop)
 from .io import ImageSource, read_image
 from .models import FerNet
@@ -35,8 +35,8 @@ def face_notes(source_side: float, confidence: float, cut_off: bool = False, box
     framed: FaceCrop.widened; 4-9 points lower on test faces cut to their central 70%), "turned photo" (the face
     was found with the picture turned a quarter or upside down: `box`.turn, and its crop turned upright: 2-7
     points lower on turned test faces, README: turned photos), "side view" (the head is turned to the side: the
-    detector's landmarks put the nose SIDE_VIEW eye distances off the eyes' midline; 7-12 points lower, README: side
-    views) and "unsure" (no class got UNSURE_BELOW). The app, the CLI's CSV and its explain report say the same."""
+    detector's landmarks put the nose SIDE_VIEW eye distances off the eyes' midline; 7-9 points lower on test
+    faces, README: side views) and "unsure" (no class got UNSURE_BELOW). The app, the CLI's CSV and its explain report say the same."""
     side = box is not None and box.landmarks is not None and head_turn(box.landmarks) >= SIDE_VIEW
     return ([SMALL_FACE] if source_side < SMALL_FACE_PX else []) + ([CUT_OFF] if cut_off else []) + (
         [TURNED] if box is not None and box.turn else []) + ([SIDE] if side else []) + (
@@ -231,7 +231,7 @@ class FaceResult:
 
 def find_faces(
     image: np.ndarray, *, whole_image: bool = False, detector: str = "auto",
-    margin: float = DEFAULT_MARGIN, align: bool = True,
+    margin: float | None = None, align: bool = True,
 ) -> list[tuple[FaceBox | None, FaceCrop]]:
     """Detected faces (largest first) with their crops; the whole image as one face on request."""
     if whole_image:
@@ -248,7 +248,7 @@ def analyze(
     layer: str | None = None,
     whole_image: bool = False,
     detector: str = "auto",
-    margin: float = DEFAULT_MARGIN,
+    margin: float | None = None,
     align: bool = True,
     faithfulness: bool = False,
     road: bool = False,
@@ -277,7 +277,7 @@ def analyze(
 
 
 def locate_faces(
-    image: ImageSource, *, whole_image: bool = False, detector: str = "auto", margin: float = DEFAULT_MARGIN,
+    image: ImageSource, *, whole_image: bool = False, detector: str = "auto", margin: float | None = None,
     align: bool = True, max_faces: int = MAX_FACES,
 ) -> list[tuple[FaceBox | None, FaceCrop]]:
     """analyze()'s first half, the same for every model: read the image and crop its `max_faces` largest faces.

@@ -10,7 +10,7 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 
 from .errors import FerError
-from .faces import DEFAULT_MARGIN, FaceBox, FaceCrop
+from .faces import FaceBox, FaceCrop
 from .inference import Predictor, face_notes, find_faces
 from .io import is_image_name, read_image
 from .labels import EMOTIONS
@@ -88,7 +88,7 @@ def score_items(
     *,
     whole_image: bool = False,
     detector: str = "auto",
-    margin: float = DEFAULT_MARGIN,
+    margin: float | None = None,
     batch_size: int = 64,
     progress: Callable[[int, str], None] | None = None,
     keep_faces: bool = False,

@@ -6,7 +6,7 @@ import streamlit as st
 
 import ui
 from fer_core.checkpoints import read_spec
-from fer_core.faces import COARSE_SIDE, DEFAULT_MARGIN, TURN_BELOW
+from fer_core.faces import COARSE_SIDE, MARGIN_COLOUR, MARGIN_GREY, TURN_BELOW
 
 st.title("Model card")
 name = ui.model_select_ui(key="card_model", label="Checkpoint")
@@ -27,9 +27,11 @@ st.markdown("\n".join(f"- {d}" for d in spec.train_data) or "- (not recorded)")
 lines = [
     f"- input: {spec.input_size}×{spec.input_size} {'grayscale' if spec.grayscale else 'RGB'}, "
     f"normalised with mean {spec.mean} and std {spec.std}",
-    f"- faces: a square {1 + 2 * DEFAULT_MARGIN:.2f} times the detector's box, so the eyes are about 0.40 of the "
-    "crop apart as in the training faces, eyes levelled; a face that already fills the picture keeps its framing "
-    f"(whole image for pre-cropped sets); the detector also looks at a {COARSE_SIDE}-px copy, so a face that "
+    f"- faces: a square {1 + 2 * MARGIN_COLOUR:.2f} times the detector's box for a colour face, "
+    f"{1 + 2 * MARGIN_GREY:.2f} for a black-and-white one (the eyes about 0.46 / 0.39 of the crop apart on test "
+    "faces in a frame, nearer the colour and the black-and-white training faces' framing), eyes levelled; a face "
+    "that already fills the picture keeps its framing (whole image for pre-cropped sets); the detector also looks "
+    f"at a {COARSE_SIDE}-px copy, so a face that "
     "fills a large photo is found, at a smoothed one when a grainy photo showed it none, and at the picture turned "
     f"a quarter either way and upside down when no face scored {TURN_BELOW} (a photo whose EXIF orientation was "
     "lost), so a turned face is cropped upright",
@@ -165,7 +167,7 @@ st.markdown(
   and a face found so is cropped upright: 2–7 points lower than upright on turned test faces, and a turned face
   the detector is unsure of is missed (README: turned photos); the Explain page and the CSV mark them.
 - **Side views**: a head turned away from the camera (the nose well off the eyes' midline) is right less often:
-  on test faces in a plain frame, 75% against 87% for the rest of RAF-DB's, 66% against 73% for FER2013's; the confidence
+  on test faces in a plain frame, 80% against 88% for the rest of RAF-DB's, 66% against 73% for FER2013's; the confidence
   drops with it (README: side views); the Explain page and the CSV mark them.
 - **Privacy**: photos are read in memory and never saved; a video is decoded from a temporary folder that is
   removed when its analysis ends. Recent results are cached in the server's memory; nothing is sent anywhere.

@@ -155,7 +155,7 @@ def test_crop_square_aligned_inside(astronaut):
 
 def test_crop_knows_its_side_in_the_photo(astronaut):
     """source_side: the crop's width in the photo's pixels, whatever size the crop itself was made at."""
-    from fer_core.faces import DEFAULT_MARGIN, FaceBox
+    from fer_core.faces import FaceBox, face_margin
 
     big = crop_face(astronaut, FaceBox(100, 100, 300, 300), margin=0.0, align=False)
     assert big.face.shape[0] == 224 and big.source_side == pytest.approx(300, abs=0.5)  # shrunk to 224
@@ -163,19 +163,31 @@ def test_crop_knows_its_side_in_the_photo(astronaut):
     assert small.face.shape[0] == 20 and small.source_side == pytest.approx(20, abs=0.5)
     box = detect_faces(astronaut)[0]
     turned = crop_face(astronaut, box)  # levelled eyes: a rotation in the matrix too
-    assert turned.source_side == pytest.approx((1 + 2 * DEFAULT_MARGIN) * max(box.w, box.h), rel=0.01)
+    assert turned.source_side == pytest.approx((1 + 2 * face_margin(astronaut, box)) * max(box.w, box.h), rel=0.01)
 
 
 def test_crop_frames_a_face_in_a_photo_tighter_than_a_pre_cropped_one(astronaut):
-    """A face with surroundings is cropped to 0.94 of the detector's box (the eyes ~0.40 of the crop apart, as
-    in the training faces, not ~0.34 as with the old 5% margin); a box that nearly fills the image (an already
-    cropped face) keeps the whole frame, also when the eyes are levelled by a rotation."""
-    from fer_core.faces import DEFAULT_MARGIN, FaceBox
+    """A face with surroundings is cropped to 0.87 of the detector's box in colour, 0.94 in black and white (the
+    eyes ~0.44 of the crop apart, as in RAF-DB's colour training faces; not ~0.34 as with the old 5% margin); a box
+    that nearly fills the image (an already cropped face) keeps the whole frame, also when the eyes are levelled by
+    a rotation."""
+    from fer_core.faces import MARGIN_COLOUR, MARGIN_GREY, FaceBox, face_margin
 
     box = detect_faces(astronaut)[0]
     crop = crop_face(astronaut, box)
-    assert crop.face.shape[0] == round(max(box.w, box.h) * 0.94)
-    assert 0.38 < crop.eyes_apart < 0.43
+    assert face_margin(astronaut, box) == MARGIN_COLOUR and crop.face.shape[0] == round(max(box.w, box.h) * 0.87)
+    assert 0.41 < crop.eyes_apart < 0.47
+    grey = np.repeat(astronaut.mean(2, keepdims=True).round().astype(np.uint8), 3, axis=2)
+    grey_box = detect_faces(grey)[0]
+    assert face_margin(grey, grey_box) == MARGIN_GREY
+    assert crop_face(grey, grey_box).face.shape[0] == round(max(grey_box.w, grey_box.h) * 0.94)
+    tinted = grey.copy()
+    tinted[grey_box.y + 10, grey_box.x + 10] = (255, 0, 0)  # one coloured pixel in the face: a colour picture
+    assert face_margin(tinted, grey_box) == MARGIN_COLOUR
+    tinted[grey_box.y + 10, grey_box.x + 10] = grey[grey_box.y + 10, grey_box.x + 10]
+    tinted[0, 0] = (255, 0, 0)  # outside the box: the face is still black and white
+    assert face_margin(tinted, grey_box) == MARGIN_GREY
+    assert face_margin(astronaut, FaceBox(-50, -50, 40, 40)) == MARGIN_GREY  # nothing of the box in the picture
     tilted = ((30.0, 40.0), (70.0, 44.0), (50.0, 60.0), (35.0, 75.0), (65.0, 78.0))  # eyes ~6 degrees off level
     filled = crop_face(np.zeros((100, 100, 3), np.uint8), FaceBox(3, 2, 95, 96, 0.9, tilted), max_side=500)
     assert filled.face.shape[:2] == (100, 100)  # not 96 * 0.94, nor a 5%-margin square padded past the edges

@@ -25,11 +25,11 @@ def test_app_framed_copies_are_the_apps_crops_seeded_and_cached(astronaut, tmp_p
     x = _faces(astronaut)
     copies, found = app_framed(x, np.array([3, 0, 2]), seed=5, workers=1)
     assert copies.shape == (3, 3, 64, 64) and copies.dtype == torch.uint8 and found == 3
-    # the same face, framed anew (the app's crop is tighter than these: 23-41 levels per pixel from its own crop) and
-    # in `indices` order: face 3 is face 0 mirrored, and copy 0 is further from face 0 (60)
+    # the same face, framed anew (the app's crop of a colour face is tighter than these: 30-50 levels per pixel from
+    # its own crop) and in `indices` order: face 3 is face 0 mirrored, and copy 0 is further from face 0 (62)
     diff = [(copies[j].float() - x[i].float()).abs().mean().item() for j, i in enumerate([3, 0, 2])]
     other = (copies[0].float() - x[0].float()).abs().mean().item()
-    assert all(0 < d < 50 for d in diff) and other > diff[0] + 10
+    assert all(0 < d < 55 for d in diff) and other > diff[0] + 10
     assert len(list(tmp_path.glob("app_framed-*.npz"))) == 1
     again, found_again = app_framed(x, np.array([3, 0, 2]), seed=5, workers=1)  # from the cache
     assert torch.equal(again, copies) and found_again == 3

@@ -37,7 +37,7 @@ def test_face_size_rows_lose_more_detail_the_smaller_the_face(astronaut):
 
 def test_detection_bench_frames_a_crop_with_surroundings_and_scores_the_central_face(astronaut):
     """bench/detection.py --context: the crop is mirrored outwards and the face it scores is the one in the
-    middle (a mirrored half-face can be found too), framed by the app's crop rule (eyes ~0.40 apart)."""
+    middle (a mirrored half-face can be found too), framed by the app's crop rule (a colour face: eyes ~0.45 apart)."""
     from detection import central, resized
 
     from fer_core.inference import find_faces
@@ -49,7 +49,7 @@ def test_detection_bench_frames_a_crop_with_surroundings_and_scores_the_central_
     dist = [abs(b.x + b.w / 2 - 200) + abs(b.y + b.h / 2 - 200) for b, _ in found]
     crop = central(found, framed.shape)[1]
     assert crop is found[int(np.argmin(dist))][1] and min(dist) < 40
-    assert 0.38 < crop.eyes_apart < 0.45  # the old 5% margin: 0.36
+    assert 0.41 < crop.eyes_apart < 0.48  # the old 5% margin: 0.36
 
 
 def test_detection_bench_plain_border_and_turned_picture(astronaut):
