@@ -57,9 +57,9 @@ FINDABLE_PX = 16
 # the tightest more (83.5) and cost the others up to 0.8.
 EYES_MAX, EYES_TO = 0.56, 0.47
 # A head turned to the side puts the nose tip off the eyes' midpoint (`head_turn`: 0 for a frontal face, in eye
-# distances). Faces past SIDE_VIEW on the validation split, set in a plain 256-px frame (session 32,
-# docs/experiments.md): 6% of RAF-DB's and 12% of FER2013's, right 76% / 65% of the time against 89% / 73% for the
-# others; `python bench/detection.py --by-pose` measures it.
+# distances). Faces past SIDE_VIEW on the validation split, set in a plain 256-px frame and cut to 0.94 of the box
+# (session 32, docs/experiments.md): 6% of RAF-DB's and 12% of FER2013's, right 76% / 65% of the time against 89% /
+# 73% for the others; `python bench/detection.py --by-pose` measures it.
 SIDE_VIEW = 0.2
 
 # Where the five landmarks sit in a face crop when no detector landmarks exist (whole-image mode,
