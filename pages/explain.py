@@ -92,9 +92,9 @@ with right:
                 "been lost), so the crop below was turned upright. Accuracy is a little lower on such faces "
                 "(README: turned photos).", icon="🔄")
     if SIDE in r.notes:
-        st.info("A side view: the head is turned away, so the model sees one side of the face better than the other. "
-                "It learned mostly from faces looking at the camera, and is right less often on such faces; its "
-                "confidence drops with them (README: side views).", icon="↪️")
+        st.info("A side view: the head is turned away from the camera. The model learned mostly from faces looking at "
+                "it and is right 7-9 points less often on side views of test faces; its confidence drops with them "
+                "(README: side views).", icon="↪️")
     if r.target != r.prediction:
         st.caption(f"Maps below explain **{r.target}**, not the prediction.")
 

@@ -167,8 +167,8 @@ st.markdown(
   and a face found so is cropped upright: 2–7 points lower than upright on turned test faces, and a turned face
   the detector is unsure of is missed (README: turned photos); the Explain page and the CSV mark them.
 - **Side views**: a head turned away from the camera (the nose well off the eyes' midline) is right less often:
-  on test faces in a plain frame, 80% against 88% for the rest of RAF-DB's, 66% against 73% for FER2013's; the confidence
-  drops with it (README: side views); the Explain page and the CSV mark them.
+  on test faces in a plain frame, 80% against 88% for the rest of RAF-DB's, 66% against 73% for FER2013's; the
+  confidence drops with it (README: side views); the Explain page and the CSV mark them.
 - **Privacy**: photos are read in memory and never saved; a video is decoded from a temporary folder that is
   removed when its analysis ends. Recent results are cached in the server's memory; nothing is sent anywhere.
 - **Explanations are approximations**: maps from different methods disagree; Guided Grad-CAM and Eigen-CAM fail
