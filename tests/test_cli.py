@@ -54,6 +54,8 @@ def test_score_folder_with_bad_file_and_zip(tmp_path, astronaut, random_checkpoi
     assert by_name["IMG_0042.HEIC"]["error"] == "" and by_name["IMG_0042.HEIC"]["prediction"] == good["prediction"]
     said = capsys.readouterr().err
     assert "1 file(s) with no face found" in said and "--whole-if-no-face" in said  # d_blank.png: how to score crops
+    noted = sum("turned photo" in r["note"] for r in rows)  # e_turned.png and whatever else the random model was unsure of
+    assert f"faces noted: {noted} turned photo" in said or f", {noted} turned photo" in said
 
 
 def test_score_whole_image_batches(tmp_path, astronaut, random_checkpoint):
