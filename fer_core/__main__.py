@@ -16,11 +16,9 @@ def _progress_bar(total: int | None, desc: str):
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    from collections import Counter
-
     from .inference import load_predictor
     from .io import write_csv
-    from .scoring import NO_FACE, iter_inputs, score_columns, score_items
+    from .scoring import NO_FACE, iter_inputs, noted_faces, score_columns, score_items
 
     predictor = load_predictor(args.model, precision=args.precision)
     items = list(iter_inputs(args.paths))
@@ -47,10 +45,9 @@ def cmd_score(args: argparse.Namespace) -> int:
     if faceless:  # most often a face crop too tight, small or odd for the detector
         print(f"{faceless} file(s) with no face found: if they are face crops, rerun with --whole-if-no-face (each "
               "scored whole where no face is found) or --whole-image (every file one face)", file=sys.stderr)
-    noted = Counter(n for r in rows for n in str(r.get("note") or "").split(", ") if n)
+    noted = noted_faces(rows)
     if noted:  # faces whose answers deserve less trust (README: small faces, side views, ...)
-        print("faces noted: " + ", ".join(f"{n} {k}" for k, n in noted.most_common()) + " (see the note column)",
-              file=sys.stderr)
+        print(f"faces noted: {noted} (see the note column)", file=sys.stderr)
     return 0
 
 

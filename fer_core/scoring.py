@@ -155,3 +155,14 @@ def score_items(
 def score_columns(with_boxes: bool) -> list[str]:
     base = ["filepath"] + (["face", "x", "y", "w", "h"] if with_boxes else [])
     return base + list(EMOTIONS) + ["prediction", "confidence", "crop_px", "note", "error"]
+
+
+def noted_faces(rows: Iterable[dict]) -> str:
+    """How many of score_items' faces carry each note, most first ("2 side view, 1 small face"; "" when none): the
+    faces whose answers deserve less trust, counted at the end of `score` and above the Batch page's table."""
+    counts: dict[str, int] = {}
+    for row in rows:
+        for note in str(row.get("note") or "").split(", "):
+            if note:
+                counts[note] = counts.get(note, 0) + 1
+    return ", ".join(f"{n} {note}" for note, n in sorted(counts.items(), key=lambda kv: -kv[1]))

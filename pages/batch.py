@@ -8,7 +8,7 @@ import plotly.express as px
 import streamlit as st
 
 import ui
-from fer_core.scoring import NO_FACE, WHOLE_FALLBACK, ImageItem, iter_zip, score_columns, score_items
+from fer_core.scoring import NO_FACE, WHOLE_FALLBACK, ImageItem, iter_zip, noted_faces, score_columns, score_items
 
 st.title("Batch scoring")
 st.caption("Upload many photos, a whole folder or a .zip. Each face gets a row; files that cannot be "
@@ -116,6 +116,10 @@ c1, c2, c3 = st.columns(3)
 c1.metric("Files", len(uploads))
 c2.metric("Faces scored", len(good))
 c3.metric("Problems", len(bad))
+noted = noted_faces(good.to_dict("records"))
+if noted:
+    st.caption(f"Faces noted: {noted} (the note column says which; the README's Results say how much each kind "
+               "loses).")
 if len(bad):
     with st.expander(f"{len(bad)} file(s) not scored", expanded=len(good) == 0):
         st.dataframe(bad[["filepath", "error"]], hide_index=True, width="stretch")

@@ -298,6 +298,7 @@ def test_batch_with_zip_and_bad_files(app_env, astronaut):
     assert list(table.columns[:6]) == ["thumbnail", "filepath", "face", "prediction", "confidence", "note"]
     notes = dict(zip(table["filepath"], table["note"]))
     assert notes["tiny.png"] == "small face, unsure" and notes["photo.png"] == "unsure"  # the throwaway model
+    assert any(c.value.startswith("Faces noted: 4 unsure, 1 small face") for c in at.caption)  # counted above the table
     charts = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
     conf = next(c for c in charts if c["layout"]["title"]["text"] == "Confidence")
     x, y = (_plotly_values(conf["data"][0][k]) for k in "xy")
