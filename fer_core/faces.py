@@ -7,8 +7,9 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+import torch
 
-from .preprocess import black_and_white
+from .preprocess import grayscale_mask
 
 DETECT_MAX_SIDE = 960  # yuface warns above this; larger photos are downscaled and boxes mapped back
 DETECT_MIN_SIDE = 256  # smaller images (thumbnails, 48-px crops) are upscaled to this for detection
@@ -286,9 +287,12 @@ def eyes_apart(landmarks, side: float) -> float:
 
 def face_margin(image: np.ndarray, box: FaceBox) -> float:
     """crop_face's margin for this face: MARGIN_COLOUR, or MARGIN_GREY where the box holds a black-and-white
-    picture (its channels agree within preprocess.GRAY_TOLERANCE, as the predictor's temperatures tell them)."""
+    picture (preprocess.grayscale_mask, the test that picks the predictor's temperature)."""
     patch = image[max(box.y, 0):max(box.y + box.h, 0), max(box.x, 0):max(box.x + box.w, 0)]
-    return MARGIN_COLOUR if patch.size and patch.ndim == 3 and not black_and_white(patch) else MARGIN_GREY
+    if not patch.size or patch.ndim < 3:
+        return MARGIN_GREY
+    grey = grayscale_mask(torch.from_numpy(np.ascontiguousarray(patch)).permute(2, 0, 1)[None])[0]
+    return MARGIN_GREY if grey else MARGIN_COLOUR
 
 
 def crop_face(

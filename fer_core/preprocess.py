@@ -33,13 +33,6 @@ def faces_to_uint8(faces: Sequence[np.ndarray], spec: ModelSpec) -> torch.Tensor
 GRAY_TOLERANCE = 8  # largest |R - G| or |G - B| (levels 0-255) of a black-and-white photo saved in colour
 
 
-def black_and_white(rgb: np.ndarray) -> bool:
-    """One uint8 picture (H, W, 3): are its three channels the same within GRAY_TOLERANCE (grayscale_mask's test)?"""
-    x = rgb.astype(np.int16)
-    return bool(np.abs(x[..., 0] - x[..., 1]).max() <= GRAY_TOLERANCE
-                and np.abs(x[..., 1] - x[..., 2]).max() <= GRAY_TOLERANCE)
-
-
 def grayscale_mask(x_uint8: torch.Tensor, spec: ModelSpec | None = None) -> torch.Tensor:
     """uint8 faces (B, 3, S, S) -> bool (B,): the faces whose three channels agree, black-and-white photos
     (all of FER2013, a sixth of RAF-DB), which get their own calibration temperature; all of them for a
