@@ -46,7 +46,7 @@ def cmd_score(args: argparse.Namespace) -> int:
         print(f"{faceless} file(s) with no face found: if they are face crops, rerun with --whole-if-no-face (each "
               "scored whole where no face is found) or --whole-image (every file one face)", file=sys.stderr)
     noted = noted_faces(rows)
-    if noted:  # faces whose answers deserve less trust (README: small faces, side views, ...)
+    if noted:  # small, cut-off, turned, side-view and unsure faces, crops scored whole (README: Command line)
         print(f"faces noted: {noted} (see the note column)", file=sys.stderr)
     return 0
 

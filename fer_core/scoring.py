@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import zipfile
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
@@ -158,11 +159,7 @@ def score_columns(with_boxes: bool) -> list[str]:
 
 
 def noted_faces(rows: Iterable[dict]) -> str:
-    """How many of score_items' faces carry each note, most first ("2 side view, 1 small face"; "" when none): the
-    faces whose answers deserve less trust, counted at the end of `score` and above the Batch page's table."""
-    counts: dict[str, int] = {}
-    for row in rows:
-        for note in str(row.get("note") or "").split(", "):
-            if note:
-                counts[note] = counts.get(note, 0) + 1
-    return ", ".join(f"{n} {note}" for note, n in sorted(counts.items(), key=lambda kv: -kv[1]))
+    """How many of score_items' faces carry each note, most first ("2 side view, 1 small face"; "" when none),
+    counted at the end of `score` and above the Batch page's table."""
+    counts = Counter(note for row in rows for note in str(row.get("note") or "").split(", ") if note)
+    return ", ".join(f"{n} {note}" for note, n in counts.most_common())
