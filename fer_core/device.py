@@ -81,7 +81,9 @@ def frozen_for_inference(model: torch.nn.Module, example: torch.Tensor) -> torch
     try:
         with torch.inference_mode(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torch.jit's deprecation notices; torch is pinned
-            return torch.jit.optimize_for_inference(torch.jit.freeze(torch.jit.trace(model.eval(), example)))
+            # check_trace=False: as in quantize.int8_for_inference (tests compare the copy with the eager model)
+            traced = torch.jit.trace(model.eval(), example, check_trace=False)
+            return torch.jit.optimize_for_inference(torch.jit.freeze(traced))
     except RuntimeError as exc:  # an architecture TorchScript cannot trace: eager mode still works
         logging.getLogger(__name__).warning("TorchScript freezing failed (%s); using eager mode", exc)
         return None
