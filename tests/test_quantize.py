@@ -221,3 +221,30 @@ def test_the_int8_duo_runs_without_the_quantized_cat_warning():
         warnings.warn("a warning that is not hidden", UserWarning)
     messages = [str(w.message) for w in caught]
     assert not any("cat operator" in m for m in messages) and "a warning that is not hidden" in messages
+
+
+def test_the_cli_scores_with_the_copy_the_app_predicts_with(calibrated, astronaut, tmp_path):
+    """`python -m fer_core score` and the Batch page must write the same numbers: both run the int8 copy of a
+    calibrated checkpoint (the CLI once ran the eager float32 model: another class for 0.2% of faces)."""
+    import csv
+
+    from PIL import Image
+
+    from fer_core.__main__ import main
+    from fer_core.labels import EMOTIONS
+    from fer_core.scoring import iter_inputs, score_items
+
+    img = tmp_path / "face.png"
+    Image.fromarray(astronaut).save(img)
+    out = tmp_path / "scores.csv"
+    assert main(["score", str(img), "--model", str(calibrated), "-o", str(out)]) == 0
+    with open(out, newline="") as fh:
+        cli = np.array([[float(r[c]) for c in EMOTIONS] for r in csv.DictReader(fh)])
+
+    def scored(predictor):
+        return np.array([[r[c] for c in EMOTIONS] for r in score_items(iter_inputs([img]), predictor)])
+
+    app = Predictor(*load_checkpoint(calibrated), frozen=True)  # ui.get_predictor's pick where int8 is fastest
+    assert app.precision == "int8" and len(cli) == 1
+    np.testing.assert_allclose(cli, scored(app), atol=1e-6)
+    assert np.abs(cli - scored(Predictor(*load_checkpoint(calibrated), precision="float32"))).max() > 1e-4
