@@ -49,7 +49,7 @@ def main() -> None:
     pred = load_predictor(args.model, frozen=True)  # as `python -m fer_core score` and the app run it
     pred.prediction_model()
     build = time.perf_counter() - t
-    pred32 = load_predictor(args.model, precision="float32")
+    pred32 = load_predictor(args.model, precision="float32", frozen=False)
     folder = load_labelled_folder(datasets_root() / "raf-db" / "test")
     paths = list(folder.paths[: args.limit or None])
     read_image(paths[0])

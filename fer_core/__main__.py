@@ -9,17 +9,6 @@ from pathlib import Path
 from .errors import FerError
 
 
-def _predictor(args: argparse.Namespace):
-    """The model as the app runs it (`ui.get_predictor`): the int8 copy where the checkpoint is calibrated and the
-    CPU has the engine, so a CSV from here and one from the Batch page hold the same numbers (eager float32 gave
-    another class for 0.2% of RAF-DB test faces, probabilities up to 0.13 apart; session 33). Building it takes
-    about a second, which a folder earns back (188 against 108 faces/s on an AVX2 host); otherwise the frozen float32
-    copy, or eager bfloat16 where the CPU has it (the same logits as eager to ~1e-6)."""
-    from .inference import load_predictor
-
-    return load_predictor(args.model, precision=args.precision, frozen=True)
-
-
 def _progress_bar(total: int | None, desc: str):
     from tqdm import tqdm
 
@@ -27,10 +16,11 @@ def _progress_bar(total: int | None, desc: str):
 
 
 def cmd_score(args: argparse.Namespace) -> int:
+    from .inference import load_predictor
     from .io import write_csv
     from .scoring import NO_FACE, iter_inputs, noted_faces, score_columns, score_items
 
-    predictor = _predictor(args)
+    predictor = load_predictor(args.model, precision=args.precision)
     items = list(iter_inputs(args.paths))
     bar = _progress_bar(len(items), "scoring")
     rows = score_items(
@@ -66,10 +56,10 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
     from .explain import EXPLAINERS
     from .faces import SMALL_FACE_PX
-    from .inference import CUT_OFF, SIDE, SMALL_FACE, TURNED, UNSURE, analyze
+    from .inference import CUT_OFF, SIDE, SMALL_FACE, TURNED, UNSURE, analyze, load_predictor
     from .overlay import grid, overlay
 
-    predictor = _predictor(args)
+    predictor = load_predictor(args.model, precision=args.precision)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     for m in methods:
         if m not in EXPLAINERS:
@@ -120,9 +110,10 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 
 def cmd_video(args: argparse.Namespace) -> int:
+    from .inference import load_predictor
     from .video import analyze_video, face_summary
 
-    predictor = _predictor(args)
+    predictor = load_predictor(args.model, precision=args.precision)
     bar = _progress_bar(None, "frames")
 
     def progress(done: int, total: int) -> None:

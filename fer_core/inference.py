@@ -56,11 +56,11 @@ class Predictor:
     bf16, else float32; "int8": the quantized copy that the checkpoint's stored calibration
     rebuilds, see fer_core.quantize; the FER_PRECISION environment variable overrides auto).
     Explainers always run the model in float32, in eager mode (they hook its layers).
-    Float32 CPU predictions may run a compiled copy, built on the first prediction (1-3 s, so it
-    pays only in a long-lived process such as the app): a TorchScript-frozen float32 copy or, with
-    "auto" precision and a calibrated checkpoint, the int8 copy. `frozen=True` always (int8 where
-    available), None the fastest of eager, frozen and int8 as measured on this machine, False
-    (default) never. `runtime` and `precision` say what runs.
+    Float32 CPU predictions may run a compiled copy, built on the first prediction (~1 s): a
+    TorchScript-frozen float32 copy or, with "auto" precision and a calibrated checkpoint, the int8 copy.
+    `frozen=True` always (int8 where available; load_predictor's default), None the fastest of eager,
+    frozen and int8 as measured on this machine (the app; 1-3 s more), False (this class's default)
+    never. `runtime` and `precision` say what runs.
     """
 
     def __init__(self, model: FerNet, spec: ModelSpec, name: str = "", *, precision: str | None = None,
@@ -195,9 +195,17 @@ def _load_cached(path: str, mtime: float, precision: str, frozen: bool | None) -
 
 
 def load_predictor(name_or_path: str | os.PathLike = DEFAULT_CHECKPOINT, *, precision: str | None = None,
-                   frozen: bool | None = False) -> Predictor:
+                   frozen: bool | None = True) -> Predictor:
     """Load (once per process, precision and `frozen` choice; see Predictor) a checkpoint by name in
-    checkpoints/ or by path."""
+    checkpoints/ or by path.
+
+    By default it predicts as the app does (`frozen=True`): with the int8 copy where the checkpoint is calibrated
+    and the CPU has the engine, so the library, the CLI and the app give the same numbers, those of
+    checkpoints/results.json (the eager float32 model gave another class for 0.2% of RAF-DB test faces,
+    probabilities up to 0.13 apart; session 33). The copy is built on the first prediction, ~1 s, and a folder earns
+    it back (188 against 108 faces/s on an AVX2 host); elsewhere the frozen float32 copy or eager bfloat16, whose
+    logits are eager float32's to ~1e-6. `frozen=False` for the eager model alone, `precision="float32"` for
+    float32 predictions."""
     path = resolve_checkpoint(name_or_path)
     with _LOAD_LOCK:  # one load per checkpoint when two threads ask at once (the app preloads on a thread)
         return _load_cached(str(path), path.stat().st_mtime, requested_precision(precision), frozen)

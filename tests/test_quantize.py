@@ -223,14 +223,15 @@ def test_the_int8_duo_runs_without_the_quantized_cat_warning():
     assert not any("cat operator" in m for m in messages) and "a warning that is not hidden" in messages
 
 
-def test_the_cli_scores_with_the_copy_the_app_predicts_with(calibrated, astronaut, tmp_path):
-    """`python -m fer_core score` and the Batch page must write the same numbers: both run the int8 copy of a
-    calibrated checkpoint (the CLI once ran the eager float32 model: another class for 0.2% of faces)."""
+def test_the_cli_and_library_score_with_the_copy_the_app_predicts_with(calibrated, astronaut, tmp_path):
+    """`python -m fer_core score`, `load_predictor()` and the Batch page must give the same numbers: all run the int8
+    copy of a calibrated checkpoint (the CLI and library once ran the eager model: another class for 0.2% of faces)."""
     import csv
 
     from PIL import Image
 
     from fer_core.__main__ import main
+    from fer_core.inference import load_predictor
     from fer_core.labels import EMOTIONS
     from fer_core.scoring import iter_inputs, score_items
 
@@ -246,5 +247,6 @@ def test_the_cli_scores_with_the_copy_the_app_predicts_with(calibrated, astronau
 
     app = Predictor(*load_checkpoint(calibrated), frozen=True)  # ui.get_predictor's pick where int8 is fastest
     assert app.precision == "int8" and len(cli) == 1
+    assert load_predictor(calibrated).precision == "int8"  # the library's default too
     np.testing.assert_allclose(cli, scored(app), atol=1e-6)
     assert np.abs(cli - scored(Predictor(*load_checkpoint(calibrated), precision="float32"))).max() > 1e-4
