@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import copy
 import logging
+import threading
 import warnings
 from typing import Any, Iterable
 
 import torch
 
 ENGINE = "x86"  # fbgemm/oneDNN kernels; present in every x86 build of torch
+_FX_CONFIG_LOCK = threading.Lock()  # see _prepared
 
 # fernet_duo's int8 copy joins its two branches with a quantized cat whose inputs keep their own ranges, and
 # torch warns on every such call (the server log filled with it). The cost was measured, not assumed: int8 vs
@@ -38,13 +40,15 @@ def _prepared(model: torch.nn.Module, example: torch.Tensor) -> torch.fx.GraphMo
     torch.backends.quantized.engine = ENGINE
     model = copy.deepcopy(model).eval().to(memory_format=torch.contiguous_format)
     # FX's quantization tracer records a stack trace per node for debugging, and symbolising the first one imports
-    # torch._inductor: 2.5 of the 3.8 s the int8 copy took to build in a fresh process (the CLI's start; session 33)
-    config, emitted = torch.fx.config, torch.fx.config.do_not_emit_stack_traces
-    config.do_not_emit_stack_traces = True
-    try:
-        return prepare_fx(model, get_default_qconfig_mapping(ENGINE), (example,))
-    finally:
-        config.do_not_emit_stack_traces = emitted
+    # torch._inductor: 2.5 of the 3.8 s the int8 copy took to build in a fresh process (the CLI's start; session 33).
+    # The switch is process-wide, so builds on two threads (the app's preload) take turns to set and restore it.
+    with _FX_CONFIG_LOCK:
+        config, emitted = torch.fx.config, torch.fx.config.do_not_emit_stack_traces
+        config.do_not_emit_stack_traces = True
+        try:
+            return prepare_fx(model, get_default_qconfig_mapping(ENGINE), (example,))
+        finally:
+            config.do_not_emit_stack_traces = emitted
 
 
 def _observers(prepared: torch.nn.Module) -> dict[str, torch.nn.Module]:

@@ -250,3 +250,13 @@ def test_the_cli_and_library_score_with_the_copy_the_app_predicts_with(calibrate
     assert load_predictor(calibrated).precision == "int8"  # the library's default too
     np.testing.assert_allclose(cli, scored(app), atol=1e-6)
     assert np.abs(cli - scored(Predictor(*load_checkpoint(calibrated), precision="float32"))).max() > 1e-4
+
+
+def test_building_leaves_torch_fx_stack_traces_as_they_were(calibrated, monkeypatch):
+    """The build switches FX's stack-trace recording off for itself only (a process-wide torch setting)."""
+    import torch.fx.config
+
+    for before in (False, True):
+        monkeypatch.setattr(torch.fx.config, "do_not_emit_stack_traces", before)
+        assert Predictor(*load_checkpoint(calibrated), precision="int8").prediction_model() is not None
+        assert torch.fx.config.do_not_emit_stack_traces is before
