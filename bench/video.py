@@ -40,6 +40,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     pred = load_predictor(args.model)
+    pred.predict([np.zeros((64, 64, 3), np.uint8)])  # its prediction copy built, as in the app's long-lived process
     with tempfile.TemporaryDirectory() as d:
         clip = Path(d) / "clip.avi"
         make_clip(clip, args.frames)
