@@ -130,24 +130,30 @@ def cached_faces(data: bytes, model: str, target: str | None, whole_image: bool)
 
 
 def whole_toggle(whole_key: str) -> bool:
-    """A page's "Whole image is one face" toggle. Switched on by faces_or_stop's button, it holds for that picture
-    only (new_picture switches it back off); switched by hand, it stays as the user set it."""
-    return st.toggle("Whole image is one face (skip detection)", value=False, key=whole_key,
-                     on_change=st.session_state.pop, args=(f"{whole_key}_by_button", None))
+    """A page's "Whole image is one face" toggle, as the user sets it (faces_or_stop's button leaves it alone)."""
+    return st.toggle("Whole image is one face (skip detection)", value=False, key=whole_key)
 
 
-def new_picture(whole_key: str) -> None:
-    """on_change of a page's picture inputs: a whole-image toggle that faces_or_stop's button switched on for the
-    last picture goes back off, so the next photo's faces are found (a group photo is not scored as one face)."""
-    if st.session_state.pop(f"{whole_key}_by_button", False):
-        st.session_state[whole_key] = False
+def whole_for(whole_key: str, data: bytes, toggled: bool) -> bool:
+    """Whether this picture is scored as one face: the page's toggle is on, or faces_or_stop's button was pressed for
+    this very picture (its digest), so the next picture is looked at for faces again. The button once switched the
+    toggle on from a callback and a new picture's callback off again, and in a real browser the new upload's rerun
+    could come back with the browser's own copy of the toggle still on: a group photo scored as one face (session 33,
+    reproduced in Chromium; `tests/test_browser.py`)."""
+    if toggled:
+        return True
+    if st.session_state.get(f"{whole_key}_picture") == digest(data):
+        st.caption("No face was found in this picture, so all of it is scored as one face; the next picture is "
+                   "looked at for faces again.")
+        return True
+    return False
 
 
 def faces_or_stop(name: str, data: bytes, model: str, target: str | None, whole_image: bool,
                   whole_key: str | None = None) -> list:
     """cached_faces() under a spinner; a photo without a face gets a warning (and, given the key of the page's
-    whole-image toggle, a button that switches it on), an unreadable one an error, and the page stops there (the
-    rest of the app keeps working)."""
+    whole-image toggle, a button that has whole_for score this picture whole), an unreadable one an error, and the
+    page stops there (the rest of the app keeps working)."""
     from fer_core.errors import FerError, NoFaceFound
 
     try:
@@ -157,7 +163,7 @@ def faces_or_stop(name: str, data: bytes, model: str, target: str | None, whole_
         st.warning(f"{name}: {exc}")
         if whole_key:  # a face cropped so tight (or drawn) that no detector sees it: one click, not a hunt
             st.button("Use the whole image as the face", key=f"{whole_key}_button", icon=":material/crop_free:",
-                      on_click=st.session_state.update, args=({whole_key: True, f"{whole_key}_by_button": True},))
+                      on_click=st.session_state.__setitem__, args=(f"{whole_key}_picture", digest(data)))
     except FerError as exc:
         st.error(f"{name}: {exc}")
     st.stop()

@@ -65,12 +65,13 @@ st.header("Run every model on one face")
 rank = {n: i for i, n in enumerate(ckpts)}  # the accuracy table's order: the default, then by RAF-DB accuracy
 names = sorted(ui.checkpoint_names(), key=lambda n: rank.get(n, len(rank)))  # unscored ones last
 ui.preload(names)  # while the person picks a photo
-up = st.file_uploader("A photo with a face", key="compare_photo", on_change=ui.new_picture, args=("compare_whole",))
+up = st.file_uploader("A photo with a face", key="compare_photo")
 whole = ui.whole_toggle("compare_whole")
 if up is not None:
     from fer_core.overlay import overlay
 
     name, data = ui.read_upload(up)
+    whole = ui.whole_for("compare_whole", data, whole)
     faces = ui.faces_or_stop(name, data, names[0], None, whole, "compare_whole")  # every model reuses its crops
     idx = 0
     if len(faces) > 1:

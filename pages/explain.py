@@ -38,26 +38,25 @@ with st.sidebar:
 if not model:
     st.stop()
 
-changed = {"on_change": ui.new_picture, "args": ("explain_whole",)}  # a new picture: its faces are looked for
-source = st.radio("Image source", ["Upload", "Camera", "Example"], horizontal=True, label_visibility="collapsed",
-                  **changed)
+source = st.radio("Image source", ["Upload", "Camera", "Example"], horizontal=True, label_visibility="collapsed")
 data, name = None, None
 if source == "Upload":
-    up = st.file_uploader("Photo (JPEG, PNG, HEIC, AVIF, WebP, BMP, TIFF, GIF)", key="photo", **changed)
+    up = st.file_uploader("Photo (JPEG, PNG, HEIC, AVIF, WebP, BMP, TIFF, GIF)", key="photo")
     if up is not None:
         name, data = ui.read_upload(up)
 elif source == "Camera":
-    shot = st.camera_input("Take a snapshot", **changed)
+    shot = st.camera_input("Take a snapshot")
     if shot is not None:
         name, data = "camera.jpg", shot.getvalue()
 else:
-    ex = st.selectbox("Example", list(EXAMPLES), **changed)
+    ex = st.selectbox("Example", list(EXAMPLES))
     name, data = f"{ex}.png", ui.png_bytes(EXAMPLES[ex]())
 
 if data is None:
     st.info("Upload a photo, take a snapshot, or pick an example to begin.")
     st.stop()
 
+whole = ui.whole_for("explain_whole", data, whole)
 results = ui.faces_or_stop(name, data, model, target, whole, "explain_whole")
 
 boxes = tuple(r.box.as_tuple() for r in results if r.box is not None)

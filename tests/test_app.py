@@ -250,13 +250,15 @@ def test_explain_uploads(app_env, astronaut, close_up):
     assert not at.toggle(key="explain_whole").value
     at.button(key="explain_whole_button").click().run()  # the warning's one-click way out
     _no_exception(at)
-    assert at.toggle(key="explain_whole").value and not at.warning
-    assert any(s.value.startswith("Face 1:") for s in at.subheader)  # the whole picture, classified
-    at.file_uploader[0].set_value(("face.png", _png(astronaut), "image/png")).run()  # the button held for one picture
-    assert not at.toggle(key="explain_whole").value and any(s.value.startswith("Face 1:") for s in at.subheader)
+    assert not at.warning and any(s.value.startswith("Face 1:") for s in at.subheader)  # the whole picture, classified
+    said = "all of it is scored as one face"
+    assert any(said in c.value for c in at.caption) and not at.toggle(key="explain_whole").value  # the toggle untouched
+    group = _png(np.concatenate([astronaut, astronaut], axis=1))
+    at.file_uploader[0].set_value(("two.png", group, "image/png")).run()  # the button held for one picture
+    assert len(next(s for s in at.selectbox if s.label == "Face").options) == 2 and not any(said in c.value for c in at.caption)
     at.toggle(key="explain_whole").set_value(True).run()  # set by hand, it stays for the next picture
     at.file_uploader[0].set_value(("coffee.png", _png(no_face()), "image/png")).run()
-    assert at.toggle(key="explain_whole").value and not at.warning
+    assert at.toggle(key="explain_whole").value and not at.warning and not any(said in c.value for c in at.caption)
 
 
 def test_explain_baseline_says_why_no_cam(app_env):
@@ -392,6 +394,9 @@ def test_compare_and_model_card(app_env, astronaut):
     at.file_uploader(key="compare_photo").set_value(("empty.png", _png(no_face()), "image/png")).run()
     _no_exception(at)
     assert any("empty.png" in w.value for w in at.warning)
+    at.button(key="compare_whole_button").click().run()  # the warning's button: this picture scored whole
+    _no_exception(at)
+    assert len(at.dataframe[-1].value) == 2 and not at.toggle(key="compare_whole").value
     at.toggle(key="compare_whole").set_value(True).run()  # the whole image as the face: scored after all
     _no_exception(at)
     assert len(at.dataframe[-1].value) == 2

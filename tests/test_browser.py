@@ -101,3 +101,32 @@ def test_upload_face_shows_probabilities_and_maps(server, astronaut, tmp_path):
         browser.close()
     assert (out_dir / "explain.png").stat().st_size > 10_000
     assert deploy == 0
+
+
+def test_the_no_face_button_holds_for_one_picture(server, tmp_path):
+    """After "Use the whole image as the face" on a faceless picture, the next upload (a group photo) is looked at
+    for faces. When the button switched the page's toggle on and the new picture's callback switched it off, the
+    upload's rerun in Chromium came back with the toggle on, and the group was scored as one face (session 33)."""
+    from playwright.sync_api import sync_playwright
+
+    from fer_core.examples import group_photo, no_face
+
+    Image.fromarray(no_face()).save(tmp_path / "coffee.png")
+    Image.fromarray(group_photo()).save(tmp_path / "group.png")
+    with sync_playwright() as p:
+        browser = _browser(p)
+        page = browser.new_page(viewport={"width": 1400, "height": 1500})
+        page.goto(server, timeout=60_000)
+        page.get_by_text("Why does the model think so?").wait_for(timeout=60_000)
+        upload = page.locator('input[type="file"]').first
+        upload.set_input_files(str(tmp_path / "coffee.png"))
+        button = page.get_by_role("button", name="Use the whole image as the face")
+        button.wait_for(timeout=60_000)
+        button.click()
+        page.get_by_text("coffee.png: 1 face(s)").wait_for(timeout=60_000)
+        upload.set_input_files(str(tmp_path / "group.png"))
+        page.get_by_text("group.png:").first.wait_for(timeout=60_000)
+        page.wait_for_timeout(3000)  # any late rerun has come and gone
+        caption = page.get_by_text("group.png:").first.inner_text()
+        browser.close()
+    assert caption.startswith("group.png: 3 face(s)"), caption
