@@ -255,7 +255,8 @@ def test_explain_uploads(app_env, astronaut, close_up):
     assert any(said in c.value for c in at.caption) and not at.toggle(key="explain_whole").value  # the toggle untouched
     group = _png(np.concatenate([astronaut, astronaut], axis=1))
     at.file_uploader[0].set_value(("two.png", group, "image/png")).run()  # the button held for one picture
-    assert len(next(s for s in at.selectbox if s.label == "Face").options) == 2 and not any(said in c.value for c in at.caption)
+    assert len(next(s for s in at.selectbox if s.label == "Face").options) == 2
+    assert not any(said in c.value for c in at.caption)
     at.toggle(key="explain_whole").set_value(True).run()  # set by hand, it stays for the next picture
     at.file_uploader[0].set_value(("coffee.png", _png(no_face()), "image/png")).run()
     assert at.toggle(key="explain_whole").value and not at.warning and not any(said in c.value for c in at.caption)

@@ -97,7 +97,8 @@ def test_upload_face_shows_probabilities_and_maps(server, astronaut, tmp_path):
         page.wait_for_timeout(1000)
         page.screenshot(path=str(out_dir / "explain.png"), full_page=True)
         # .streamlit/config.toml's toolbarMode: even on localhost, no Streamlit "Deploy" button for a visitor
-        deploy = page.locator('[data-testid="stAppDeployButton"]').count() + page.get_by_text("Deploy", exact=True).count()
+        deploy = (page.locator('[data-testid="stAppDeployButton"]').count()
+                  + page.get_by_text("Deploy", exact=True).count())
         browser.close()
     assert (out_dir / "explain.png").stat().st_size > 10_000
     assert deploy == 0
