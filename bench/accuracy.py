@@ -68,8 +68,11 @@ def main() -> None:
         evaluate.main(evaluate.get_args_parser().parse_args([]))
     results = json.loads((CHECKPOINT_DIR / "results.json").read_text())
     print(table(results))
-    hosts = sorted({f"{r.get('cpu', 'CPU not recorded')}" for r in results.get("checkpoints", {}).values()})
-    runs = sorted({f"{n}: {r.get('precision', '?')} {r.get('runtime', 'eager')}" for n, r in results.get("checkpoints", {}).items()})
+    ckpts = results.get("checkpoints", {})
+    hosts = sorted({r.get("cpu", "CPU not recorded") for r in ckpts.values()})
+    # each model's runtime, and its host where the models were not all timed on one
+    runs = sorted(f"{n}: {r.get('precision', '?')} {r.get('runtime', 'eager')}"
+                  + (f" on {r.get('cpu', 'CPU not recorded')}" if len(hosts) > 1 else "") for n, r in ckpts.items())
     print("\nms/face measured on: " + "; ".join(hosts) + " (" + ", ".join(runs) + ")")
     print()
     print("Per-class recall (%):")
