@@ -142,7 +142,8 @@ def whole_for(whole_key: str, data: bytes, toggled: bool) -> bool:
     reproduced in Chromium; `tests/test_browser.py`)."""
     if toggled:
         return True
-    if st.session_state.get(f"{whole_key}_picture") == digest(data):
+    pressed_for = st.session_state.get(f"{whole_key}_picture")  # hash the photo only once the button was pressed
+    if pressed_for is not None and pressed_for == digest(data):
         st.caption("No face was found in this picture, so all of it is scored as one face; the next picture is "
                    "looked at for faces again.")
         return True
