@@ -142,12 +142,17 @@ def whole_for(whole_key: str, data: bytes, toggled: bool) -> bool:
     reproduced in Chromium; `tests/test_browser.py`)."""
     if toggled:
         return True
-    pressed_for = st.session_state.get(f"{whole_key}_picture")  # hash the photo only once the button was pressed
+    pressed_for = st.session_state.get(_pressed_key(whole_key))  # hash the photo only once the button was pressed
     if pressed_for is not None and pressed_for == digest(data):
         st.caption("No face was found in this picture, so all of it is scored as one face; the next picture is "
                    "looked at for faces again.")
         return True
     return False
+
+
+def _pressed_key(whole_key: str) -> str:
+    """The session-state key under which faces_or_stop's button leaves the digest of the picture it was pressed for."""
+    return f"{whole_key}_picture"
 
 
 def faces_or_stop(name: str, data: bytes, model: str, target: str | None, whole_image: bool,
@@ -164,7 +169,7 @@ def faces_or_stop(name: str, data: bytes, model: str, target: str | None, whole_
         st.warning(f"{name}: {exc}")
         if whole_key:  # a face cropped so tight (or drawn) that no detector sees it: one click, not a hunt
             st.button("Use the whole image as the face", key=f"{whole_key}_button", icon=":material/crop_free:",
-                      on_click=st.session_state.__setitem__, args=(f"{whole_key}_picture", digest(data)))
+                      on_click=st.session_state.__setitem__, args=(_pressed_key(whole_key), digest(data)))
     except FerError as exc:
         st.error(f"{name}: {exc}")
     st.stop()
