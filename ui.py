@@ -46,8 +46,8 @@ _leave_legacy_pages_mode()  # every page imports this module first thing
 @st.cache_resource(show_spinner="Loading model…")
 def get_predictor(name: str) -> Predictor:
     """One loaded model per checkpoint per process, shared by every session."""
-    # a long-lived server: worth 2-3 s once to run the frozen copy where it is faster on this machine,
-    # built here under the spinner rather than on the first upload
+    # a long-lived server: worth ~1 s once to build the int8 copy (or to time eager against the frozen float32
+    # copy), here under the spinner rather than on the first upload
     predictor = load_predictor(name, frozen=None)
     predictor.prediction_model()
     # the default only: the Compare page loads every checkpoint at once, and a warm-up each would hold both cores
@@ -61,7 +61,7 @@ _PRELOAD_LOCK = threading.Lock()
 
 
 def preload(names: list[str]) -> None:
-    """Load checkpoints (and choose each one's prediction copy: 2 s for an int8 one) on a background thread, once
+    """Load checkpoints (and choose each one's prediction copy: ~1 s each) on a background thread, once
     per process: the Compare page starts it when it opens, so the first upload does not wait for all eight models
     (`python bench/app_latency.py --compare --think 8`: 2.8-3.0 s until every model is shown, 6.9-7.7 s with
     `--no-background`; session 31). get_predictor() then finds them in load_predictor's cache."""

@@ -58,9 +58,9 @@ class Predictor:
     Explainers always run the model in float32, in eager mode (they hook its layers).
     Float32 CPU predictions may run a compiled copy, built on the first prediction (~1 s): a
     TorchScript-frozen float32 copy or, with "auto" precision and a calibrated checkpoint, the int8 copy.
-    `frozen=True` always (int8 where available; load_predictor's default), None the fastest of eager,
-    frozen and int8 as measured on this machine (the app; 1-3 s more), False (this class's default)
-    never. `runtime` and `precision` say what runs.
+    `frozen=True` always (int8 where available; load_predictor's default), None the int8 copy where there
+    is one, else the faster of eager and frozen as measured on this machine (the app; ~1 s more), False
+    (this class's default) never. `runtime` and `precision` say what runs.
     """
 
     def __init__(self, model: FerNet, spec: ModelSpec, name: str = "", *, precision: str | None = None,
@@ -74,8 +74,8 @@ class Predictor:
         self._float_precision = resolve_precision(requested, self.device)
         cpu = self.device.type == "cpu"
         self._cpu32 = self._float_precision == "float32" and cpu
-        # int8 is a candidate on any CPU with the engine: where bf16 is native, "auto" still measures the int8
-        # copy against bf16 eager (3.1 vs 10.2 ms per flip-averaged fernet_duo face on an AVX-512 BF16 EPYC)
+        # int8 on any CPU with the engine: where bf16 is native too, "auto" takes the int8 copy over bf16 eager
+        # (3.1 vs 10.2 ms per flip-averaged fernet_duo face on an AVX-512 BF16 EPYC)
         self._int8_ok = requested in ("auto", "int8") and cpu and bool(spec.int8) and int8_supported()
         if requested == "int8" and not self._int8_ok:
             why = ("the CPU lacks the x86 int8 engine" if spec.int8 and self.device.type == "cpu" else
@@ -112,14 +112,17 @@ class Predictor:
         # a batch of 2 = one face with flip averaging, the app's commonest call
         example = self.inputs([np.zeros((size, size, 3), np.uint8)] * 2).to(self.device)
         self._int8 = int8_for_inference(self.model, example, self.spec.int8) if self._int8_ok else None
-        if self._frozen_choice and self._int8 is not None:
+        # the int8 copy is taken unmeasured: it was the fastest on every CPU timed (2.5x the frozen float32 copy on
+        # an AVX2 EPYC, 3x bf16 eager on an AVX-512 one), and building and timing the float32 copies for nothing
+        # took 1.5-3 s a model, 4.5 s of the Compare page's first load on an AVX2 host (session 35)
+        if self._int8 is not None:
             return self._int8
         bf16 = self._float_precision == "bfloat16"
         # the frozen copy is float32, so it stands in only for float32 predictions
         frozen = frozen_for_inference(self.model, example) if self._cpu32 else None
         if self._frozen_choice:
             return frozen or self.model
-        candidates = {"eager": AutocastBf16(self.model) if bf16 else self.model, "torchscript": frozen, "int8": self._int8}
+        candidates = {"eager": AutocastBf16(self.model) if bf16 else self.model, "torchscript": frozen}
         choice = fastest_module(candidates, example)
         return self.model if choice == "eager" else candidates[choice]  # fastest_module names only built ones
 

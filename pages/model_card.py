@@ -39,8 +39,8 @@ lines = [
     "validation split's logits of the {} model that predicts here)".format(*predictor.temperatures,
                                                                          predictor.precision),
     f"- test-time flip averaging: {'yes' if spec.tta_flip else 'no'}",
-    f"- inference here: {predictor.precision}, {predictor.runtime} (the fastest of eager, a TorchScript-frozen "
-    f"copy and, for calibrated checkpoints, an int8 copy, as measured on this machine; bfloat16 autocast only "
+    f"- inference here: {predictor.precision}, {predictor.runtime} (a calibrated checkpoint's int8 copy, else the "
+    f"faster of eager and a TorchScript-frozen copy as measured on this machine; bfloat16 autocast only "
     f"where the CPU has native bf16; gradient explanations use the float32 model, occlusion and the deletion/"
     f"insertion scores the copy that predicts; the results file was measured "
     f"in {res.get('precision', 'float32')} {res.get('runtime', 'eager')})",

@@ -80,7 +80,7 @@ def test_auto_precision_considers_int8_where_bf16_is_native(calibrated, monkeypa
     eager = Predictor(*load_checkpoint(calibrated), precision="auto")  # frozen=False: no build cost
     assert (eager.precision, eager.runtime) == ("bfloat16", "eager")
     measured = Predictor(*load_checkpoint(calibrated), frozen=None, precision="auto")
-    assert measured.precision in ("int8", "bfloat16") and measured.predict(faces).shape == (3, 6)
+    assert measured.precision == "int8" and measured.predict(faces).shape == (3, 6)  # taken without timing it
 
 
 def test_the_int8_copy_divides_by_its_own_temperature(calibrated, tmp_path):
