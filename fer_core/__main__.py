@@ -57,7 +57,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
     from .explain import EXPLAINERS
     from .faces import SMALL_FACE_PX
     from .inference import CUT_OFF, SIDE, SMALL_FACE, TURNED, UNSURE, analyze, load_predictor
-    from .overlay import grid, overlay
+    from .io import read_image
+    from .overlay import grid, labelled_photo, overlay
 
     predictor = load_predictor(args.model, precision=args.precision)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
@@ -105,6 +106,9 @@ def cmd_explain(args: argparse.Namespace) -> int:
         if UNSURE in r.notes:
             print(f"face {r.index + 1}: unsure, no emotion got half of the probability", file=sys.stderr)
     (out / f"{stem}.json").write_text(json.dumps(report, indent=2))
+    if any(r.box is not None for r in results):  # the photo with every face's box and answer
+        labelled = labelled_photo(read_image(args.image), results)
+        cv2.imwrite(str(out / f"{stem}_labelled.png"), cv2.cvtColor(labelled, cv2.COLOR_RGB2BGR))
     print(f"{len(results)} face(s); wrote PNGs and {stem}.json to {out}", file=sys.stderr)
     return 0
 

@@ -10,7 +10,7 @@ from fer_core.examples import EXAMPLES
 from fer_core.explain import EXPLAINERS
 from fer_core.faces import SMALL_FACE_PX
 from fer_core.inference import CUT_OFF, SIDE, SMALL_FACE, TURNED, UNSURE
-from fer_core.overlay import COLORMAPS, grid, overlay
+from fer_core.overlay import COLORMAPS, grid, labelled_photo, overlay
 from fer_core.regions import region_sentence
 
 st.title("Why does the model think so?")
@@ -157,7 +157,13 @@ def every_face_zip() -> bytes:  # run when the button is clicked
                         figure=figure, row=face_row, explained={r.index: r})
 
 
-d1, d2, d3, d4 = st.columns(4)
+def labelled_png() -> bytes:  # run when the button is clicked
+    from fer_core.io import read_image
+
+    return ui.png_bytes(labelled_photo(read_image(data), results))
+
+
+d1, d2, d3, d4, d5 = st.columns(5)
 if r.maps:
     d1.download_button("Figure (PNG)", ui.png_bytes(figure(r)), f"{stem}_face{idx + 1}.png", "image/png",
                        on_click="ignore")
@@ -168,3 +174,6 @@ if len(results) > 1 and methods:
     d4.download_button(f"All {len(results)} faces (ZIP)", every_face_zip, f"{stem}_faces.zip", "application/zip",
                        on_click="ignore", help="Every face's maps as figures and their region shares in one CSV, "
                        "made when you click (a few tenths of a second a face)")
+if boxes:
+    d5.download_button("Labelled photo (PNG)", labelled_png, f"{stem}_labelled.png", "image/png", on_click="ignore",
+                       help="The photo with every face's box, number, emotion and confidence")

@@ -111,7 +111,8 @@ def test_explain_command(tmp_path, astronaut, random_checkpoint, capsys):
                  "--out", str(out)]) == 0
     names = {p.name for p in out.iterdir()}
     assert {"astro_face1_gradcam.png", "astro_face1_cam.png", "astro_face1_occlusion.png",
-            "astro_face1_grid.png", "astro.json"} <= names
+            "astro_face1_grid.png", "astro.json", "astro_labelled.png"} <= names
+    assert Image.open(out / "astro_labelled.png").size == (640, 640)  # the 512-px photo, enlarged for its label
     import json
 
     rep = json.loads((out / "astro.json").read_text())

@@ -382,6 +382,25 @@ def test_box_labels_stay_inside_the_photo():
     assert label.sum() > 500 and rows.max() < 40  # drawn in full, inside the box's top edge (no room above)
 
 
+def test_labelled_photo_draws_each_face_its_answer_sized_to_the_face():
+    from types import SimpleNamespace
+
+    from fer_core.faces import FaceBox
+    from fer_core.overlay import BOX_COLOR, labelled_photo
+
+    img = np.full((1000, 2000, 3), 90, np.uint8)
+    faces = [SimpleNamespace(index=0, box=FaceBox(100, 300, 400, 400), prediction="anger", confidence=0.87),
+             SimpleNamespace(index=1, box=FaceBox(1500, 500, 60, 60), prediction="happiness", confidence=0.99),
+             SimpleNamespace(index=2, box=None, prediction="fear", confidence=0.5)]  # whole-image: nothing to draw
+    out = labelled_photo(img, faces, max_side=1000)  # shrunk to 1000 x 500: boxes halved
+    assert out.shape == (500, 1000, 3) and (img == 90).all()  # a copy
+    ink = np.all(out == np.array(BOX_COLOR, np.uint8), axis=2)
+    assert ink[150:350, 50].all() and ink[250:280, 750].all()  # both boxes' left edges, at half their place
+    big, small = ink[:150, :260].sum(), ink[200:250, 740:830].sum()  # each label, above its box
+    assert big > 4 * small > 0  # the large face's label is drawn larger
+    assert labelled_photo(img[:100, :100], [], min_side=640).shape == (640, 640, 3)  # a small photo is enlarged
+
+
 def test_figure_labels_are_drawable_ascii():
     from fer_core.overlay import ascii_text
 
