@@ -233,8 +233,54 @@ def faces_zip(predictor: Predictor, results: list, methods, *, layer: str | None
     return buf.getvalue()
 
 
+def labelled_photos_zip(items, rows: list[dict]) -> bytes:
+    """A zip of each photo among `items` (scoring.ImageItem) that has faces with boxes among `rows` (score_items'
+    rows, matched by filepath), labelled with every face's number, emotion and confidence (labelled_photo; JPEG).
+    Names are flat and safe: a folder's or a zip's path joined by "_", any odd character replaced."""
+    import re
+    import zipfile
+    from types import SimpleNamespace
+
+    from fer_core.errors import FerError
+    from fer_core.faces import FaceBox
+    from fer_core.io import read_image
+    from fer_core.overlay import labelled_photo
+
+    faces: dict[str, list] = {}
+    for r in rows:
+        if not r.get("error") and r.get("x") is not None and r["x"] == r["x"]:  # a box (not NaN: scored whole)
+            faces.setdefault(r["filepath"], []).append(SimpleNamespace(
+                index=int(r["face"]) - 1, box=FaceBox(int(r["x"]), int(r["y"]), int(r["w"]), int(r["h"])),
+                prediction=r["prediction"], confidence=float(r["confidence"])))
+    buf, names = io.BytesIO(), set()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for item in items:
+            if item.name not in faces:
+                continue
+            try:
+                photo = labelled_photo(read_image(item.data), faces[item.name])
+            except FerError:  # it was read once to be scored; should it fail now, the others still go in
+                continue
+            stem = re.sub(r"[^\w.-]+", "_", item.name.rsplit(".", 1)[0]).strip("._") or "photo"
+            name, k = f"{stem}_labelled.jpg", 1
+            while name in names:
+                k += 1
+                name = f"{stem}_{k}_labelled.jpg"
+            names.add(name)
+            zf.writestr(name, jpeg_bytes(photo))
+    return buf.getvalue()
+
+
 def digest(data: bytes) -> str:
     return hashlib.sha1(data).hexdigest()[:12]
+
+
+def jpeg_bytes(rgb: np.ndarray, quality: int = 90) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, format="JPEG", quality=quality)
+    return buf.getvalue()
 
 
 def png_bytes(rgb: np.ndarray) -> bytes:

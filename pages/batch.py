@@ -162,4 +162,14 @@ if len(good):
     g2.plotly_chart(px.bar(hist, x="confidence", y="faces", range_x=[0, 1], title="Confidence")
                     .update_traces(width=0.05 * 0.9), width="stretch")
 
-st.download_button("Download CSV", df[columns].to_csv(index=False), "scores.csv", "text/csv", on_click="ignore")
+
+def labelled_zip() -> bytes:  # made when the button is clicked
+    return ui.labelled_photos_zip(items_from_uploads(uploads), good.to_dict("records"))
+
+
+d1, d2 = st.columns(2)
+d1.download_button("Download CSV", df[columns].to_csv(index=False), "scores.csv", "text/csv", on_click="ignore")
+if len(good) and "x" in good and good["x"].notna().any():
+    d2.download_button("Labelled photos (ZIP)", labelled_zip, "labelled_photos.zip", "application/zip",
+                       on_click="ignore", help="Each photo with its faces boxed and labelled with number, emotion and "
+                       "confidence (JPEG), made when you click")

@@ -313,6 +313,29 @@ def test_batch_with_zip_and_bad_files(app_env, astronaut):
     why.set_value(("set.zip/good/one.png", 1)).run()  # a zip member, found again in memory
     _no_exception(at)
     assert [c for i in at.image for c in i.captions] == ["Grad-CAM", "CAM", "Occlusion"]
+    assert "Labelled photos (ZIP)" in [b.label for b in at.get("download_button")]
+
+
+def test_labelled_photos_zip_has_each_photo_with_faces_under_a_safe_name(astronaut):
+    sys.path.insert(0, str(ROOT))
+    import ui
+    from fer_core.examples import group_photo
+    from fer_core.scoring import ImageItem
+
+    items = [ImageItem("../up/a b.png", _png(astronaut)), ImageItem("set.zip/x/a b.png", _png(group_photo())),
+             ImageItem("crop.png", _png(astronaut[:64, :64])), ImageItem("bad.png", b"nope")]
+    rows = [{"filepath": "../up/a b.png", "face": 1, "x": 180, "y": 68, "w": 88, "h": 104, "prediction": "anger",
+             "confidence": 0.5, "error": ""},
+            *({"filepath": "set.zip/x/a b.png", "face": k, "x": 40 * k, "y": 50, "w": 30, "h": 30,
+               "prediction": "fear", "confidence": 0.9, "error": ""} for k in (1, 2)),
+            {"filepath": "crop.png", "face": 1, "x": float("nan"), "prediction": "fear", "confidence": 0.9,
+             "error": ""},  # scored whole: no box to draw
+            {"filepath": "bad.png", "error": "the data is not an image format we can read"}]
+    with zipfile.ZipFile(io.BytesIO(ui.labelled_photos_zip(items, rows))) as zf:
+        assert zf.namelist() == ["up_a_b_labelled.jpg", "set.zip_x_a_b_labelled.jpg"]  # flat: no "..", no folders
+        photo = np.asarray(Image.open(io.BytesIO(zf.read("up_a_b_labelled.jpg"))))
+    assert photo.shape == (640, 640, 3)  # the 512-px photo, enlarged for its label
+    assert not np.array_equal(photo, np.asarray(Image.fromarray(astronaut).resize((640, 640))))  # drawn on
 
 
 def test_batch_same_names_are_two_files_and_why_says_what_is_missing(app_env, astronaut):
