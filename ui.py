@@ -115,6 +115,27 @@ def load_results() -> dict:
     return json.loads(RESULTS_PATH.read_text())
 
 
+@st.cache_data(show_spinner=False)
+def load_regions() -> dict:
+    """checkpoints/regions.json as written by bench/regions.py ({} when absent): where each checkpoint looks, per
+    emotion, on each test set."""
+    path = CHECKPOINT_DIR / "regions.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def mean_map_image(mean_map: list, landmarks: list | None, side: int, *, size: int = 160) -> np.ndarray:
+    """bench/regions.py's mean map of one emotion as a heatmap `size` px across, stretched to its own range, with
+    the facial regions outlined at the faces' mean landmarks (given in a crop `side` px across)."""
+    import cv2
+
+    from fer_core.explain import normalize_map
+    from fer_core.overlay import heatmap, outline_regions
+
+    cam = normalize_map(cv2.resize(np.asarray(mean_map, dtype=np.float32), (size, size), interpolation=cv2.INTER_CUBIC))
+    img = heatmap(cam)
+    return outline_regions(img, np.asarray(landmarks) * size / side) if landmarks else img
+
+
 @st.cache_data(show_spinner=False, max_entries=32)
 def cached_crops(data: bytes, whole_image: bool) -> list:
     """The photo decoded and its faces found and cropped: the same for every model, so the Compare page's eight

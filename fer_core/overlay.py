@@ -111,3 +111,17 @@ def labelled_photo(image: np.ndarray, faces, *, min_side: int = 640, max_side: i
         cv2.rectangle(out, (b.x, b.y), (b.x + b.w, b.y + b.h), BOX_COLOR, max(2, round(scale * 2.5)))
         box_label(out, text, b, BOX_COLOR, scale=scale, thick=thick)
     return out
+
+
+def outline_regions(rgb: np.ndarray, landmarks, color=(255, 255, 255)) -> np.ndarray:
+    """A copy of an RGB uint8 image with the facial regions of `fer_core.regions` (eyes & brows, nose, mouth)
+    outlined, from five landmarks in the image's pixels."""
+    from .regions import region_masks
+
+    out = rgb.copy()
+    for name, mask in region_masks(rgb.shape[0], np.asarray(landmarks)).items():
+        if name == "rest":
+            continue
+        contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        cv2.drawContours(out, contours, -1, color, max(1, rgb.shape[0] // 120), cv2.LINE_AA)
+    return out

@@ -6,6 +6,7 @@ import streamlit as st
 
 import ui
 from fer_core.checkpoints import read_spec
+from fer_core.explain import EXPLAINERS
 from fer_core.faces import COARSE_SIDE, MARGIN_COLOUR, MARGIN_GREY, TURN_BELOW
 
 st.title("Model card")
@@ -144,6 +145,33 @@ if rel:
                "faces). On the dotted line a 70% answer is right 70% of the time. Expected calibration error "
                + ", ".join(f"{ds} {r['ece_before']:.1%} before temperature scaling → {r['ece_after']:.1%} after"
                            for ds, r in rel.items()) + " (`python train/evaluate.py`).")
+
+looks = ui.load_regions().get(name, {})
+if looks:
+    st.subheader("Where it looks, per emotion")
+    sets = list(looks)
+    ds = st.radio("Test set", sets, horizontal=True, key="card_regions_set") if len(sets) > 1 else sets[0]
+    r = looks[ds]
+    method = st.radio("Map", r["methods"], horizontal=True, key="card_regions_method",
+                      format_func=lambda m: EXPLAINERS[m].label if m in EXPLAINERS else m)
+    for col, c in zip(st.columns(len(r["classes"])), r["classes"]):
+        mean_map = r["mean_maps"][method][c]
+        if mean_map is None:
+            col.caption(f"**{c}**: no face right")
+            continue
+        col.image(ui.mean_map_image(mean_map, r["landmarks"], r["side"]), width="stretch",
+                  caption=f"{c} ({r['right'][c]} faces)")
+    shares = {c: s for c, s in r["shares"][method].items() if s}
+    if r.get("area"):
+        shares["(a map spread evenly)"] = r["area"]
+    st.dataframe(pd.DataFrame(shares).T.map(lambda v: f"{v:.0%}"), width="stretch")
+    st.caption(
+        f"The mean map of the {ds} test faces of each emotion that this model gets right ({sum(r['right'].values())} "
+        f"of {r['faces']}; scored whole, the maps explaining the prediction), each stretched to its own range; the "
+        "outlines are the eyes & brows, nose and mouth regions at the faces' mean landmarks. The table gives each "
+        "region's share of the map, averaged over those faces with each face's own regions; the last row is what a "
+        "map spread evenly would give, so a region above it draws the map's attention. Where the model looks is not "
+        f"why a person shows the emotion. (`{r['command'].strip()}`)")
 
 st.subheader("Intended use and limitations")
 st.markdown(

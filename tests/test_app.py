@@ -53,6 +53,10 @@ def app_env(tmp_path_factory):
     evaluate.main(evaluate.get_args_parser().parse_args(
         ["--data", f"raf-db={test}", "--output", str(ck / "results.json"), "--threads", "2",
          "--latency-repeats", "3"]))  # timing untrained models 200 times was most of this module's time
+    sys.path.insert(0, str(ROOT / "bench"))
+    import regions
+
+    regions.main(["--data", f"raf-db={test}", "--methods", "cam,occlusion", "--out", str(ck / "regions.json")])
     yield ck
     mp.undo()
 
@@ -443,6 +447,15 @@ def test_compare_and_model_card(app_env, astronaut):
     written = json.load(open(app_env / "results.json"))["checkpoints"][DEFAULT_CHECKPOINT]
     counts = written["raf-db"]["reliability"]["count"]
     assert sum(_plotly_values(points["customdata"])) == sum(counts) > 0 and points["name"].startswith("raf-db test")
+    looks = json.load(open(app_env / "regions.json"))[DEFAULT_CHECKPOINT]["raf-db"]
+    assert any(s.value == "Where it looks, per emotion" for s in at.subheader)
+    right = [c for c in EMOTIONS if looks["right"][c]]  # the untrained model gets some of the toy faces right
+    captions = [c for i in at.image for c in i.captions]
+    assert captions == [f"{c} ({looks['right'][c]} faces)" for c in right]
+    table = at.dataframe[-1].value
+    assert list(table.index) == [*right, "(a map spread evenly)"] and list(table.columns)[:3] == ["eyes & brows", "nose", "mouth"]
+    at.radio(key="card_regions_method").set_value("occlusion").run()
+    _no_exception(at)
 
 
 def _video_bytes(tmp_path, astronaut, frames=12):

@@ -401,6 +401,21 @@ def test_labelled_photo_draws_each_face_its_answer_sized_to_the_face():
     assert labelled_photo(img[:100, :100], [], min_side=640).shape == (640, 640, 3)  # a small photo is enlarged
 
 
+def test_outlined_regions_are_drawn_at_the_landmarks():
+    from fer_core.faces import TEMPLATE_LANDMARKS
+    from fer_core.overlay import outline_regions
+    from fer_core.regions import region_masks
+
+    img = np.zeros((128, 128, 3), np.uint8)
+    lm = TEMPLATE_LANDMARKS * 128
+    out = outline_regions(img, lm)
+    drawn = out.any(axis=2)
+    assert (img == 0).all() and 0.01 < drawn.mean() < 0.2  # a copy; lines, not filled regions
+    mouth = region_masks(128, lm)["mouth"]
+    ys, xs = np.nonzero(mouth)
+    assert drawn[ys.min():ys.max() + 1, xs.min()].any() and not drawn[ys.mean().astype(int), xs.mean().astype(int)]
+
+
 def test_figure_labels_are_drawable_ascii():
     from fer_core.overlay import ascii_text
 
