@@ -170,10 +170,10 @@ if r.maps:
 d2.download_button("Numbers (CSV)", pd.DataFrame(rows).to_csv(index=False), f"{stem}.csv", "text/csv", on_click="ignore")
 d3.download_button("Numbers (JSON)", json.dumps({"image": name, "model": model, "faces": rows}, indent=2),
                    f"{stem}.json", "application/json", on_click="ignore")
+if boxes:
+    d4.download_button("Labelled photo (PNG)", labelled_png, f"{stem}_labelled.png", "image/png", on_click="ignore",
+                       help="The photo with every face's box, number, emotion and confidence")
 if len(results) > 1 and methods:
-    d4.download_button(f"All {len(results)} faces (ZIP)", every_face_zip, f"{stem}_faces.zip", "application/zip",
+    d5.download_button(f"All {len(results)} faces (ZIP)", every_face_zip, f"{stem}_faces.zip", "application/zip",
                        on_click="ignore", help="Every face's maps as figures and their region shares in one CSV, "
                        "made when you click (a few tenths of a second a face)")
-if boxes:
-    d5.download_button("Labelled photo (PNG)", labelled_png, f"{stem}_labelled.png", "image/png", on_click="ignore",
-                       help="The photo with every face's box, number, emotion and confidence")
