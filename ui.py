@@ -297,18 +297,18 @@ def digest(data: bytes) -> str:
 
 
 def jpeg_bytes(rgb: np.ndarray, quality: int = 90) -> bytes:
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.fromarray(rgb).save(buf, format="JPEG", quality=quality)
-    return buf.getvalue()
+    return _encoded(rgb, "JPEG", quality=quality)
 
 
 def png_bytes(rgb: np.ndarray) -> bytes:
+    return _encoded(rgb, "PNG")
+
+
+def _encoded(rgb: np.ndarray, fmt: str, **options) -> bytes:
     from PIL import Image
 
     buf = io.BytesIO()
-    Image.fromarray(rgb).save(buf, format="PNG")
+    Image.fromarray(rgb).save(buf, format=fmt, **options)
     return buf.getvalue()
 
 

@@ -69,18 +69,29 @@ def box_label(out: np.ndarray, text: str, b, color, *, ink=(0, 0, 0), scale: flo
     cv2.putText(out, text, (x + 2, y - 3), FONT, scale, ink, thick, cv2.LINE_AA)
 
 
+def _fitted(image: np.ndarray, min_side: int, max_side: int) -> tuple[np.ndarray, float]:
+    """A copy of `image` enlarged to `min_side` or shrunk to `max_side` (0: no limit) on its longer side, and the
+    factor."""
+    side = max(image.shape[:2])
+    f = min_side / side if side < min_side else max_side / side if 0 < max_side < side else 1.0
+    if f == 1:
+        return image.copy(), f
+    return cv2.resize(image, None, fx=f, fy=f, interpolation=cv2.INTER_LINEAR if f > 1 else cv2.INTER_AREA), f
+
+
+def _scaled(box, f: float):
+    """A face box (FaceBox) in an image resized by `f`."""
+    return box if f == 1 else type(box)(round(box.x * f), round(box.y * f), round(box.w * f), round(box.h * f))
+
+
 def draw_boxes(image: np.ndarray, boxes, labels: list[str] | None = None, picked: int | None = None,
                min_side: int = 0, max_side: int = 0) -> np.ndarray:
     """Numbered boxes on a copy of an RGB uint8 image; box `picked` (an index) drawn in another colour. An image
     whose longer side is under `min_side` is enlarged first, so the labels stay small beside a small face, and
     one over `max_side` (if given) shrunk, so a 48 MP phone photo is not sent to a browser whole."""
-    side = max(image.shape[:2])
-    f = min_side / side if side < min_side else max_side / side if 0 < max_side < side else 1.0
-    if f != 1:
-        image = cv2.resize(image, None, fx=f, fy=f, interpolation=cv2.INTER_LINEAR if f > 1 else cv2.INTER_AREA)
-        boxes = [type(b)(round(b.x * f), round(b.y * f), round(b.w * f), round(b.h * f)) for b in boxes]
-    out = image.copy()
-    thick = max(2, round(max(image.shape[:2]) / 400))
+    out, f = _fitted(image, min_side, max_side)
+    boxes = [_scaled(b, f) for b in boxes]
+    thick = max(2, round(max(out.shape[:2]) / 400))
     for i, b in enumerate(boxes):
         color = PICKED_COLOR if i == picked else BOX_COLOR
         cv2.rectangle(out, (b.x, b.y), (b.x + b.w, b.y + b.h), color, thick)
@@ -94,16 +105,12 @@ def labelled_photo(image: np.ndarray, faces, *, min_side: int = 640, max_side: i
     share. `faces`: analysed faces (`index`, `box`, `prediction`, `confidence`, as FaceResult has); one without a box
     (whole-image mode) is not drawn. The photo is enlarged to `min_side` or shrunk to `max_side` on its longer side;
     each label is sized to its own face (at most 1.6 times the box's width), so a crowd's labels overlap little."""
-    side = max(image.shape[:2])
-    f = min_side / side if side < min_side else max_side / side if side > max_side else 1.0
-    if f != 1:
-        image = cv2.resize(image, None, fx=f, fy=f, interpolation=cv2.INTER_LINEAR if f > 1 else cv2.INTER_AREA)
-    out = image.copy()
+    out, f = _fitted(image, min_side, max_side)
     top = max(0.5, max(out.shape[:2]) / 1200)  # the largest label scale, as a face filling the photo would get
     for r in faces:
         if r.box is None:
             continue
-        b = type(r.box)(round(r.box.x * f), round(r.box.y * f), round(r.box.w * f), round(r.box.h * f))
+        b = _scaled(r.box, f)
         text = ascii_text(f"{r.index + 1} {r.prediction} {r.confidence:.0%}")
         width1 = cv2.getTextSize(text, FONT, 1.0, 1)[0][0]
         scale = float(np.clip(1.6 * b.w / width1, 0.35, top))
