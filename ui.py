@@ -20,6 +20,15 @@ from fer_core.inference import (DEFAULT_CHECKPOINT, Predictor, analyze, classify
                                 locate_faces)
 from fer_core.labels import EMOTIONS
 
+# the evaluation sets of checkpoints/results.json (train/evaluate.py), in the order pages show them, with their labels
+TEST_SETS = {
+    "raf-db": "RAF-DB test",
+    "fer2013": "FER2013 test",
+    "fer2013-ferplus": "FER2013 test, FER+ labels",
+    "affectnet-hq-app": "in the wild (affectnet-hq val, the app's crop)",
+    "affectnet-hq": "in the wild (affectnet-hq val, whole image)",
+}
+
 RESULTS_PATH = CHECKPOINT_DIR / "results.json"
 DEFAULT_METHODS = ["gradcam", "cam", "occlusion"]
 OCCLUSION_WINDOW, OCCLUSION_STRIDE = 8, 4  # the sidebar's starting values (px at the model's input)

@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from .errors import FerError
+from .errors import FerError, UsageError
 
 
 def _progress_bar(total: int | None, desc: str):
@@ -16,36 +16,60 @@ def _progress_bar(total: int | None, desc: str):
 
 
 def cmd_score(args: argparse.Namespace) -> int:
+    from collections import Counter
+
     from .inference import load_predictor
-    from .io import write_csv
-    from .scoring import NO_FACE, iter_inputs, noted_faces, score_columns, score_items
+    from .io import CsvSink, prepare_output, resume_csv
+    from .scoring import NO_FACE, iter_inputs, iter_scores, note_counts, noted_faces, score_columns
 
-    predictor = load_predictor(args.model, precision=args.precision)
-    items = list(iter_inputs(args.paths))
-    bar = _progress_bar(len(items), "scoring")
-    rows = score_items(
-        items, predictor, whole_image=args.whole_image, detector=args.detector, batch_size=args.batch_size,
-        progress=lambda n, name: bar.update(1), whole_if_no_face=args.whole_if_no_face,
-    )
-    bar.close()
     columns = score_columns(not args.whole_image)
+    if args.resume and not args.output:
+        raise UsageError("--resume continues the file given with --output; give one")
+    done: set[str] = set()
     if args.output:
-        write_csv(args.output, rows, columns)
-        print(f"wrote {len(rows)} rows to {args.output}", file=sys.stderr)
+        prepare_output(args.output)  # before any work: a bad path fails now, not after the last file
+        if args.resume:
+            done = resume_csv(args.output, columns)
+    predictor = load_predictor(args.model, precision=args.precision)
+    items = [i for i in iter_inputs(args.paths) if i.name not in done]
+    if done:
+        print(f"resuming: {len(done)} file(s) already in {args.output} skipped", file=sys.stderr)
+    if args.output:
+        sink = CsvSink(args.output, columns, append=args.resume)
     else:
-        import csv
-
-        w = csv.DictWriter(sys.stdout, fieldnames=columns, extrasaction="ignore")
-        w.writeheader()
-        w.writerows(rows)
-    bad = sum(1 for r in rows if r.get("error"))
+        sink = CsvSink.to_stream(sys.stdout, columns)
+    bar = _progress_bar(len(items), "scoring")
+    rows = bad = faceless = 0
+    files: set[str] = set()
+    notes: Counter = Counter()
+    try:
+        for part in iter_scores(
+            items, predictor, whole_image=args.whole_image, detector=args.detector, batch_size=args.batch_size,
+            progress=lambda n, name: bar.update(1), whole_if_no_face=args.whole_if_no_face,
+        ):
+            sink.write(part)
+            rows += len(part)
+            files.update(r["filepath"] for r in part)
+            bad += sum(1 for r in part if r.get("error"))
+            faceless += sum(1 for r in part if r.get("error") == NO_FACE)
+            notes += note_counts(part)
+    except KeyboardInterrupt:
+        bar.close()
+        sink.close()
+        where = f" in {args.output}; rerun with --resume to score the rest" if args.output else ""
+        print(f"interrupted: {len(files)} of {len(items)} file(s) done, {rows} row(s) written{where}",
+              file=sys.stderr)
+        return 130
+    bar.close()
+    sink.close()
+    if args.output:
+        print(f"wrote {rows} rows to {args.output}" + (f" ({sink.rows} new)" if done else ""), file=sys.stderr)
     if bad:
-        print(f"{bad} of {len(rows)} rows have an error (see the error column)", file=sys.stderr)
-    faceless = sum(1 for r in rows if r.get("error") == NO_FACE)
+        print(f"{bad} of {rows} rows have an error (see the error column)", file=sys.stderr)
     if faceless:  # most often a face crop too tight, small or odd for the detector
         print(f"{faceless} file(s) with no face found: if they are face crops, rerun with --whole-if-no-face (each "
               "scored whole where no face is found) or --whole-image (every file one face)", file=sys.stderr)
-    noted = noted_faces(rows)
+    noted = noted_faces(notes)
     if noted:  # small, cut-off, turned, side-view and unsure faces, crops scored whole (README: Command line)
         print(f"faces noted: {noted} (see the note column)", file=sys.stderr)
     return 0
@@ -60,17 +84,18 @@ def cmd_explain(args: argparse.Namespace) -> int:
     from .io import read_image
     from .overlay import grid, labelled_photo, overlay
 
-    predictor = load_predictor(args.model, precision=args.precision)
+    from .io import prepare_output
+
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     for m in methods:
         if m not in EXPLAINERS:
-            raise SystemExit(f"unknown method {m!r}; choose from {', '.join(EXPLAINERS)}")
+            raise UsageError(f"unknown method {m!r}; choose from {', '.join(EXPLAINERS)}")
+    out = prepare_output(args.out, folder=True)  # before any work
+    predictor = load_predictor(args.model, precision=args.precision)
     results = analyze(
         args.image, predictor=predictor, methods=methods, target=args.target, layer=args.layer,
         whole_image=args.whole_image, faithfulness=not args.no_scores, road=args.road,
     )
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     stem = Path(args.image).stem
     report = {"image": str(args.image), "model": predictor.name, "classes": list(predictor.classes), "faces": []}
     for r in results:
@@ -115,8 +140,12 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 def cmd_video(args: argparse.Namespace) -> int:
     from .inference import load_predictor
+    from .io import prepare_output
     from .video import analyze_video, face_summary
 
+    for path in (args.out, args.csv):  # before any work
+        if path:
+            prepare_output(path)
     predictor = load_predictor(args.model, precision=args.precision)
     bar = _progress_bar(None, "frames")
 
@@ -183,7 +212,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--whole-if-no-face", action="store_true",
                    help="score an image in which no face is found as one whole-image face (its note says so) "
                         "instead of a 'no face found' error row: for folders of face crops")
-    s.add_argument("--output", "-o", help="CSV file to write (default: standard output)")
+    s.add_argument("--output", "-o", help="CSV file to write, row by row as files are scored (default: standard "
+                                          "output); its folder is created")
+    s.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run: the files already in --output are skipped, the rest appended")
     s.add_argument("--batch-size", type=int, default=64, help="faces per forward pass")
     s.add_argument("--detector", default="auto", choices=["auto", "yunet", "haar"], help="face detector")
     s.set_defaults(func=cmd_score)
@@ -223,6 +255,9 @@ def main(argv: list[str] | None = None) -> int:
     except FerError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -92,23 +92,73 @@ def cache_dir() -> Path:
     return Path(os.environ.get("FER_CACHE", Path.home() / ".cache" / "fer_core"))
 
 
-def load_uint8(folder: LabelledFolder, size: int = 64, *, cache: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-    """Decode a whole split once: uint8 (N, 3, size, size) and int64 labels (N,).
-
-    Cached as .npy under ~/.cache/fer_core keyed by the file list, so later runs start instantly.
-    """
+def _detector_crop(image: np.ndarray, size: int) -> tuple[np.ndarray, bool]:
+    """`image` (a loosely cropped face) found and cropped as the app crops a photo's face (the detector's most
+    confident face, fer_core.faces.crop_face), resized to `size`; the whole image where no face is found."""
+    from .faces import crop_face, detect_faces
     from .preprocess import resize_face
 
+    boxes = detect_faces(image, turns=False)
+    if not boxes:
+        return resize_face(image, size), False
+    best = max(boxes, key=lambda b: b.score)
+    return resize_face(crop_face(image, best).face, size), True
+
+
+def _decode_chunk(paths: list[Path], size: int, crop: str) -> tuple[np.ndarray, int]:
+    from .preprocess import resize_face
+
+    import cv2
+
+    cv2.setNumThreads(1)
+    arr, found = np.empty((len(paths), size, size, 3), dtype=np.uint8), 0
+    for i, p in enumerate(paths):
+        img = read_image(p)
+        if crop == "detector":
+            arr[i], hit = _detector_crop(img, size)
+            found += hit
+        else:
+            arr[i] = resize_face(img, size)
+    return arr, found
+
+
+CROPS = ("whole", "detector")  # how load_uint8 reads each image: all of it, or the app's detector crop of it
+
+
+def load_uint8(folder: LabelledFolder, size: int = 64, *, cache: bool = True,
+               crop: str = "whole", workers: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Decode a whole split once: uint8 (N, 3, size, size) and int64 labels (N,).
+
+    `crop="whole"` reads each image as the face; `crop="detector"` finds the face in it and crops it as the app
+    crops a face in a photo (images where no face is found are read whole): loosely framed in-the-wild faces then
+    look like the app's crops, whatever their source's framing. Cached as .npy under FER_CACHE keyed by the file
+    list, size and crop, so later runs start instantly; the detector crop runs on `workers` processes (0: one per
+    CPU; spawned, so a calling script needs the `if __name__ == "__main__":` guard).
+    """
+    if crop not in CROPS:
+        raise ValueError(f"unknown crop {crop!r}; choose from {', '.join(CROPS)}")
     key = hashlib.sha1(
-        ("\n".join(str(p) for p in folder.paths) + f"|{size}").encode()
+        ("\n".join(str(p) for p in folder.paths) + f"|{size}" + ("" if crop == "whole" else f"|{crop}")).encode()
     ).hexdigest()[:16]
     cache_file = cache_dir() / f"{folder.root.name}-{key}.npy"
     if cache and cache_file.is_file():
         arr = np.load(cache_file)
     else:
-        arr = np.empty((len(folder), size, size, 3), dtype=np.uint8)
-        for i, p in enumerate(folder.paths):
-            arr[i] = resize_face(read_image(p), size)
+        paths = list(folder.paths)
+        workers = workers or os.cpu_count() or 1
+        if crop == "whole" or workers == 1 or len(paths) < 200:
+            arr, found = _decode_chunk(paths, size, crop)
+        else:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            chunks = [paths[k:k + 250] for k in range(0, len(paths), 250)]
+            with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+                done = list(pool.map(_decode_chunk, chunks, [size] * len(chunks), [crop] * len(chunks)))
+            arr, found = np.concatenate([d[0] for d in done]), sum(d[1] for d in done)
+        if crop == "detector":
+            print(f"{folder.root}: the detector found a face in {found} of {len(paths)} images "
+                  f"({100 * found / max(len(paths), 1):.1f}%; the rest are read whole)")
         if cache:
             cache_file.parent.mkdir(parents=True, exist_ok=True)
             np.save(cache_file, arr)
@@ -138,15 +188,77 @@ def stratified_split(labels: torch.Tensor | np.ndarray, val_fraction: float, see
 
 
 def load_split_folder(root: str | os.PathLike, size: int, *, val_fraction: float, seed: int,
-                      limit: int = 0) -> tuple[torch.Tensor, torch.Tensor, np.ndarray, np.ndarray]:
+                      limit: int = 0, crop: str = "whole") -> tuple[torch.Tensor, torch.Tensor, np.ndarray, np.ndarray]:
     """One training folder as train/train.py reads it: uint8 images, labels (the first `limit` only, when
-    set) and its seeded stratified (train, val) indices. train.py, quantize.py and duo.py all call this,
-    so a checkpoint's validation split can be rebuilt exactly from its recorded arguments."""
-    x, y = load_uint8(load_labelled_folder(root), size)
+    set) and its (train, val) indices. Where the folder is a dataset's `train/` with a `val/` beside it
+    (affectnet-hq), that folder is the validation split and all of `train/` trains; otherwise a seeded stratified
+    `val_fraction` of it is held out. train.py, quantize.py and duo.py all call this, so a checkpoint's validation
+    split can be rebuilt exactly from its recorded arguments."""
+    root = Path(root)
+    x, y = load_uint8(load_labelled_folder(root), size, crop=crop)
     if limit:
         x, y = x[:limit], y[:limit]
+    val_dir = root.parent / "val"
+    if root.name == "train" and val_dir.is_dir() and (root.parent / "val_labels.csv").is_file():
+        xv, yv = load_uint8(load_labelled_folder(val_dir), size, crop=crop)
+        if limit:
+            xv, yv = xv[:limit], yv[:limit]
+        n = len(y)
+        return torch.cat([x, xv]), torch.cat([y, yv]), np.arange(n), n + np.arange(len(yv))
     tr, va = stratified_split(y, val_fraction, seed)
     return x, y, tr, va
+
+
+FERPLUS_CLASSES = ("neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt",
+                   "unknown", "NF")
+
+
+FERPLUS_MODES = ("off", "drop", "agree")
+
+
+def ferplus_votes(root: str | os.PathLike) -> dict[str, np.ndarray]:
+    """FER+ crowd votes (ten per face, FERPLUS_CLASSES order) for the images of a FER2013 split folder, keyed by
+    file name: read from `ferplus_votes.csv` beside the split (empty where there is none)."""
+    root = Path(root)
+    csv_path = root.parent / "ferplus_votes.csv"
+    out: dict[str, np.ndarray] = {}
+    if not csv_path.is_file():
+        return out
+    with open(csv_path, newline="", encoding="utf-8") as fh:
+        for row in csv.DictReader(fh):
+            split, _, name = row["image"].partition("/")
+            if split == root.name:
+                out[name] = np.array([int(row[c]) for c in FERPLUS_CLASSES], dtype=np.int64)
+    return out
+
+
+def ferplus_majority(votes: np.ndarray) -> int:
+    """The FER+ majority among the six emotions as an EMOTIONS index, or -1 where the face's overall majority is
+    neutral, contempt, unknown or not a face (a tie is broken towards those: the face is not clearly one of six)."""
+    six = votes[1:7]
+    if votes.sum() == 0 or six.max() <= max(votes[0], votes[7], votes[8], votes[9]):
+        return -1
+    return int(six.argmax())
+
+
+def ferplus_filter(root: str | os.PathLike, idx: np.ndarray, mode: str, *, limit: int = 0) -> np.ndarray:
+    """Training indices of a FER2013 folder with FER+ applied: "drop" keeps the faces whose FER+ majority is one of
+    the six emotions (ferplus_majority; faces without votes are kept), "agree" only those whose FER+ majority is
+    their FER2013 label, "off" keeps all. Labels are not changed, so the FER2013 benchmark keeps its original
+    labels."""
+    if mode == "off":
+        return idx
+    if mode not in FERPLUS_MODES:
+        raise ValueError(f"unknown FER+ mode {mode!r}; choose from {', '.join(FERPLUS_MODES)}")
+    folder = load_labelled_folder(root)
+    votes = ferplus_votes(root)
+    if not votes:
+        return idx
+    paths = folder.paths[:limit] if limit else folder.paths
+    labels = folder.labels[:len(paths)]
+    majority = np.array([ferplus_majority(votes[p.name]) if p.name in votes else -2 for p in paths])
+    keep = (majority >= 0) | (majority == -2) if mode == "drop" else (majority == np.array(labels)) | (majority == -2)
+    return idx[keep[idx]]
 
 
 def oversample_rare(labels: torch.Tensor | np.ndarray, idx: np.ndarray, power: float, seed: int) -> np.ndarray:

@@ -24,3 +24,11 @@ class CheckpointError(FerError, ValueError):
 
 class UnreadableVideo(FerError, ValueError):
     """The input is not a video OpenCV can decode, or it breaks the size limits."""
+
+
+class OutputError(FerError, OSError):
+    """An output path cannot be written (not writable, a folder where a file is expected, ...)."""
+
+
+class UsageError(FerError, ValueError):
+    """Options that do not go together, or a name that is not one of the choices."""

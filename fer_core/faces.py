@@ -69,6 +69,17 @@ TEMPLATE_LANDMARKS = np.array(
     [[0.30, 0.35], [0.70, 0.35], [0.50, 0.58], [0.33, 0.75], [0.66, 0.75]], dtype=np.float32
 )
 
+# The check that turns away boxes that are not faces (a raised hand, a pattern): the five landmarks in eye
+# distances, in a frame turned so the eyes are level (face_geometry), must fall within these bounds, chosen on
+# validation faces and faceless pictures with `python bench/false_faces.py` (docs/faces.md).
+FACE_CHECK = {
+    "eyes_box": (0.2, 0.75),  # the eyes' distance as a share of the box's width
+    "nose_x": (-0.3, 1.3),  # the nose tip along the eye line, 0 at the first eye, 1 at the second
+    "nose_y": (0.15, 1.2),  # the nose tip below the eye line
+    "mouth_y": (0.5, 1.9),  # the mouth's middle below the eye line
+    "mouth_w": (0.35, 1.6),  # the mouth's width
+}
+
 _lock = threading.Lock()
 
 
@@ -93,6 +104,31 @@ class FaceBox:
         return (self.x, self.y, self.w, self.h)
 
 
+def face_geometry(box: FaceBox) -> dict[str, float]:
+    """The box's five landmarks measured in eye distances, in a frame turned so the eyes are level (FACE_CHECK
+    names each number); {} for a box without landmarks."""
+    if box.landmarks is None:
+        return {}
+    pts = np.asarray(box.landmarks, dtype=np.float64)
+    e0, e1 = pts[0], pts[1]
+    d = float(np.hypot(*(e1 - e0)))
+    if d <= 0:
+        return {k: float("nan") for k in FACE_CHECK}
+    ux = (e1 - e0) / d  # along the eye line
+    uy = np.array([-ux[1], ux[0]])  # across it, downwards in the picture for an upright face
+    local = (pts - e0) @ np.stack([ux, uy]).T / d
+    mouth = (local[3] + local[4]) / 2
+    return {"eyes_box": d / max(box.w, 1), "nose_x": float(local[2, 0]), "nose_y": float(local[2, 1]),
+            "mouth_y": float(mouth[1]), "mouth_w": float(np.hypot(*(local[4] - local[3])))}
+
+
+def plausible_face(box: FaceBox) -> bool:
+    """Whether the box's landmarks sit as a face's do (FACE_CHECK); a box without landmarks (the Haar
+    detector's) passes."""
+    geometry = face_geometry(box)
+    return not geometry or all(lo <= geometry[k] <= hi for k, (lo, hi) in FACE_CHECK.items())
+
+
 def _yuface_available() -> bool:
     try:
         import yuface  # noqa: F401
@@ -102,9 +138,11 @@ def _yuface_available() -> bool:
 
 
 def detect_faces(
-    image: np.ndarray, *, min_score: float = 0.6, min_size: int = 12, detector: str = "auto", turns: bool = True
+    image: np.ndarray, *, min_score: float = 0.6, min_size: int = 12, detector: str = "auto", turns: bool = True,
+    check: bool = True,
 ) -> list[FaceBox]:
-    """Every face in an RGB uint8 image (H, W, 3), largest first.
+    """Every face in an RGB uint8 image (H, W, 3), the most confident first (the face a page shows first).
+    With `check`, boxes whose landmarks do not sit as a face's do are left out (plausible_face).
 
     `detector`: "yunet" (libfacedetection CNN from the `yuface` package: robust to pose and
     rotation), "haar" (OpenCV), or "auto" (yunet when installed). Big photos are downscaled to
@@ -138,7 +176,9 @@ def detect_faces(
             turned = _detect_all_looks(np.ascontiguousarray(np.rot90(small, k)), use, max(min_score, TURN_AT), min_size)
             for f in turned:
                 out = _with_face(out, _unturned(f, k, small.shape[1], small.shape[0], scale), out)
-    return sorted(out, key=lambda f: f.area, reverse=True)
+    if check:
+        out = [f for f in out if plausible_face(f)]
+    return sorted(out, key=lambda f: (f.score, f.area), reverse=True)
 
 
 def _unturned(box: FaceBox, k: int, w: int, h: int, scale: float = 1.0) -> FaceBox:

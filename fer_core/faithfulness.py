@@ -31,14 +31,38 @@ def _blurred(x: torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(cv2.GaussianBlur(img, (k, k), 0)).permute(2, 0, 1)[None]
 
 
+def relevance_order(cam: np.ndarray, seed: int = 0) -> np.ndarray:
+    """Flat pixel indices of `cam`, most relevant first, with tied pixels in a seeded random order (not the
+    image's raster order: after Grad-CAM's ReLU most of a map is exactly zero)."""
+    flat = np.asarray(cam, dtype=np.float64).reshape(-1)
+    tie_break = np.random.default_rng(seed).random(flat.size)
+    return np.lexsort((tie_break, -flat))  # the last key sorts first
+
+
+def tie_broken(cam: np.ndarray, seed: int = 0) -> np.ndarray:
+    """`cam` as distinct values in [0, 1] with its order kept and ties broken at random (seeded): pixel i gets its
+    rank from the least relevant. A percentile of it splits the pixels at exactly that share, which a percentile of
+    a map that is mostly one value cannot."""
+    order = relevance_order(cam, seed)[::-1]
+    ranks = np.empty(order.size, dtype=np.float64)
+    ranks[order] = np.arange(order.size)
+    return (ranks / max(order.size - 1, 1)).reshape(np.shape(cam)).astype(np.float32)
+
+
 def deletion_insertion(
-    model: nn.Module, x: torch.Tensor, cam: np.ndarray, target: int, *, steps: int = 16
+    model: nn.Module, x: torch.Tensor, cam: np.ndarray, target: int, *, steps: int = 16, seed: int = 0,
+    tie_orders: int = 1,
 ) -> tuple[float, float]:
     """(deletion AUC, insertion AUC) of the target probability as the most relevant pixels (by `cam`,
     (S, S) at the input size) are removed (replaced by the grey mean) or inserted into a blurred copy.
-    Lower deletion and higher insertion mean a more faithful map. One batched forward pass."""
+    Lower deletion and higher insertion mean a more faithful map. Tied pixels go in a seeded random order
+    (relevance_order); with `tie_orders` > 1 the AUCs are the mean over that many orders (seeds `seed`,
+    `seed` + 1, ...). One batched forward pass per order."""
+    if tie_orders > 1:
+        runs = [deletion_insertion(model, x, cam, target, steps=steps, seed=seed + k) for k in range(tie_orders)]
+        return float(np.mean([r[0] for r in runs])), float(np.mean([r[1] for r in runs]))
     s = x.shape[-1]
-    order = np.argsort(-cam.reshape(-1), kind="stable")
+    order = relevance_order(cam, seed)
     fractions = np.linspace(0, 1, steps + 1)
     masks = np.zeros((steps + 1, s * s), dtype=np.float32)
     for i, f in enumerate(fractions):
@@ -54,16 +78,23 @@ def deletion_insertion(
 
 
 def road_score(model: nn.Module, x: torch.Tensor, cam: np.ndarray, target: int,
-               percentiles: tuple[int, ...] = (20, 40, 60, 80)) -> float:
+               percentiles: tuple[int, ...] = (20, 40, 60, 80), seed: int = 0) -> float:
     """ROAD (Rong et al. 2022) via pytorch-grad-cam: mean of (LeRF - MoRF) confidence drops with
-    noisy-linear imputation; higher = more faithful."""
+    noisy-linear imputation; higher = more faithful. The map goes in tie-broken (tie_broken): pytorch-grad-cam
+    thresholds it at a percentile, which on a map that is mostly zeros would impute all of it or none of it
+    instead of the percentile's share. The imputation's noise is seeded too."""
     from pytorch_grad_cam.metrics.road import ROADCombined
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputSoftmaxTarget
 
-    with torch.inference_mode(False), torch.no_grad():
-        score = ROADCombined(percentiles=list(percentiles))(
-            x, cam[None].astype(np.float32), [ClassifierOutputSoftmaxTarget(target)], model
-        )
+    state = np.random.get_state()  # the imputer draws its noise from numpy's global generator
+    np.random.seed(seed)
+    try:
+        with torch.inference_mode(False), torch.no_grad():
+            score = ROADCombined(percentiles=list(percentiles))(
+                x, tie_broken(cam, seed)[None], [ClassifierOutputSoftmaxTarget(target)], model
+            )
+    finally:
+        np.random.set_state(state)
     return float(np.asarray(score).reshape(-1)[0])
 
 
@@ -88,22 +119,53 @@ def randomised_copy(model: FerNet, seed: int = 0) -> FerNet:
     return rnd
 
 
+def is_constant(a: np.ndarray) -> bool:
+    """A map with one value everywhere (after the ReLU, often all zeros): it ranks no pixel above another."""
+    a = np.asarray(a)
+    return a.size == 0 or bool(np.all(a == a.reshape(-1)[0]))
+
+
 def spearman(a: np.ndarray, b: np.ndarray) -> float:
-    ra = np.argsort(np.argsort(a.reshape(-1), kind="stable"), kind="stable").astype(np.float64)
-    rb = np.argsort(np.argsort(b.reshape(-1), kind="stable"), kind="stable").astype(np.float64)
-    ra -= ra.mean()
-    rb -= rb.mean()
-    denom = np.sqrt((ra**2).sum() * (rb**2).sum())
-    return float((ra * rb).sum() / denom) if denom > 0 else 0.0
+    """Spearman's rank correlation of two maps, tied pixels at their average rank (scipy.stats.spearmanr); NaN
+    where either map is constant (a rank correlation is undefined there)."""
+    from scipy.stats import spearmanr
+
+    if is_constant(a) or is_constant(b):
+        return float("nan")
+    return float(spearmanr(np.asarray(a, dtype=np.float64).reshape(-1),
+                           np.asarray(b, dtype=np.float64).reshape(-1)).statistic)
+
+
+def map_ssim(a: np.ndarray, b: np.ndarray) -> float:
+    """Structural similarity (scikit-image) of two maps, each scaled to [0, 1] by its own range (a constant map
+    is all zeros): a second view of "are the two maps alike", by local structure rather than global rank."""
+    from skimage.metrics import structural_similarity
+
+    def unit(m: np.ndarray) -> np.ndarray:
+        m = np.asarray(m, dtype=np.float64)
+        span = m.max() - m.min() if m.size else 0.0
+        return (m - m.min()) / span if span > 0 else np.zeros_like(m)
+
+    return float(structural_similarity(unit(a), unit(b), data_range=1.0))
+
+
+def sanity_verdict(similarity: float, randomised_constant: bool) -> tuple[float, bool]:
+    """The sanity check's number and whether the map collapsed: a map that becomes constant on the randomised
+    model has changed completely (it no longer ranks any pixel), so it counts as similarity 0, never as a match."""
+    if randomised_constant or np.isnan(similarity):
+        return 0.0, True
+    return similarity, False
 
 
 def sanity_similarity(model: FerNet, x: torch.Tensor, cam: np.ndarray, target: int, *, method: str,
                       layer: str | None = None, options: dict | None = None, seed: int = 0,
-                      bf16: bool | None = None) -> float:
-    """Spearman rank correlation between the map and the same method's map (same layer and options,
-    e.g. occlusion's window and stride) on a randomised model: near 1 means the map ignores what the
-    model learned (fails the sanity check). `seed` picks the random re-initialisation; one face's value
-    depends on it (see bench/explain.py --sanity-seeds).
+                      bf16: bool | None = None, detail: bool = False) -> float | dict:
+    """Spearman rank correlation (ties at their average rank) between the map and the same method's map (same
+    layer and options, e.g. occlusion's window and stride) on a randomised model: near 1 means the map ignores what
+    the model learned (fails the sanity check). A randomised map that is constant counts as 0 (the map changed;
+    sanity_verdict). `seed` picks the random re-initialisation; one face's value depends on it (see
+    bench/explain.py --sanity-seeds). With `detail`, a dict: `sanity_similarity`, `sanity_ssim` (map_ssim of
+    the two maps) and `sanity_collapsed` (the randomised map, or the map itself, was constant).
 
     `bf16` (None = where the CPU has native bfloat16): forward-only methods (occlusion, hundreds of
     passes) run the randomised copy under bf16 autocast, about half the time. On 20 RAF-DB faces x 3
@@ -117,7 +179,11 @@ def sanity_similarity(model: FerNet, x: torch.Tensor, cam: np.ndarray, target: i
     forward = None
     if get_explainer(method).forward_only and (bf16_supported(x.device) if bf16 is None else bf16):
         forward = functools.partial(forward_logits, rnd, tta_flip=False, bf16=True)
-    return spearman(cam, explain(rnd, x, target, method, layer=layer, forward=forward, **(options or {})))
+    other = explain(rnd, x, target, method, layer=layer, forward=forward, **(options or {}))
+    similarity, collapsed = sanity_verdict(spearman(cam, other), is_constant(other))
+    if not detail:
+        return similarity
+    return {"sanity_similarity": similarity, "sanity_ssim": map_ssim(cam, other), "sanity_collapsed": collapsed}
 
 
 def faithfulness_scores(predictor: "Predictor", x: torch.Tensor, cam: np.ndarray, target: int, *, method: str,
@@ -135,6 +201,6 @@ def faithfulness_scores(predictor: "Predictor", x: torch.Tensor, cam: np.ndarray
         if road:
             out["road"] = road_score(model, x, cam, target)
     if sanity:
-        out["sanity_similarity"] = sanity_similarity(model, x, cam, target, method=method, layer=layer,
-                                                     options=options)
+        out.update(sanity_similarity(model, x, cam, target, method=method, layer=layer, options=options,
+                                     detail=True))
     return out

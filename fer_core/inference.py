@@ -25,7 +25,7 @@ from .quantize import int8_for_inference, int8_supported
 
 DEFAULT_CHECKPOINT = "fernet"
 UNSURE_BELOW = 0.5  # a top probability under this gets a word: no class reached half (six classes, no neutral)
-MAX_FACES = 50  # analyze() keeps a photo's largest faces up to this many
+MAX_FACES = 50  # analyze() keeps a photo's most confident faces up to this many
 SMALL_FACE, UNSURE, CUT_OFF, TURNED, SIDE = "small face", "unsure", "cut-off face", "turned photo", "side view"  # face_notes' words
 
 
@@ -244,7 +244,7 @@ def find_faces(
     image: np.ndarray, *, whole_image: bool = False, detector: str = "auto",
     margin: float | None = None, align: bool = True,
 ) -> list[tuple[FaceBox | None, FaceCrop]]:
-    """Detected faces (largest first) with their crops; the whole image as one face on request."""
+    """Detected faces (the most confident first) with their crops; the whole image as one face on request."""
     if whole_image:
         return [(None, whole_image_crop(image))]
     return [(b, crop_face(image, b, margin=margin, align=align)) for b in detect_faces(image, detector=detector)]
@@ -291,7 +291,7 @@ def locate_faces(
     image: ImageSource, *, whole_image: bool = False, detector: str = "auto", margin: float | None = None,
     align: bool = True, max_faces: int = MAX_FACES,
 ) -> list[tuple[FaceBox | None, FaceCrop]]:
-    """analyze()'s first half, the same for every model: read the image and crop its `max_faces` largest faces.
+    """analyze()'s first half, the same for every model: read the image and crop its `max_faces` most confident faces.
     Raises UnreadableImage/ImageTooLarge for bad input and NoFaceFound when nothing is detected."""
     rgb = read_image(image)
     found = find_faces(rgb, whole_image=whole_image, detector=detector, margin=margin, align=align)[:max_faces]

@@ -142,3 +142,94 @@ def write_csv(path: str | os.PathLike, rows: Iterable[dict], columns: Sequence[s
         writer.writeheader()
         for row in rows:
             writer.writerow(row)
+
+
+def prepare_output(path: str | os.PathLike, *, folder: bool = False) -> Path:
+    """Check an output path before any work is done, so a long run never fails at its end: its folder is created
+    (with `folder`, the path itself is one), and a folder where a file is expected, a file where a folder is, or a
+    place that cannot be written raise OutputError with one line saying which."""
+    from .errors import OutputError
+
+    p = Path(path)
+    where = p if folder else p.parent
+    if not folder and p.is_dir():
+        raise OutputError(f"{p} is a folder; give a file name (for example {p / 'out.csv'})")
+    if folder and p.exists() and not p.is_dir():
+        raise OutputError(f"{p} is a file; give a folder for the output")
+    try:
+        where.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise OutputError(f"cannot create the folder {where}: a file of that name is in the way") from None
+    except OSError as exc:
+        raise OutputError(f"cannot create the folder {where}: {exc.strerror or exc}") from None
+    if not os.access(where, os.W_OK | os.X_OK) or (p.exists() and not folder and not os.access(p, os.W_OK)):
+        raise OutputError(f"{p if p.exists() else where} is not writable")
+    return p
+
+
+class CsvSink:
+    """A CSV written as rows arrive: the header first, then each `write` of rows flushed to disk at once, so a run
+    that is interrupted leaves a valid file with every row written so far. With `append`, rows go after those of
+    an existing file with the same header (`score --resume`)."""
+
+    def __init__(self, path: str | os.PathLike, columns: Sequence[str], *, append: bool = False) -> None:
+        self.path = Path(path)
+        new = not (append and self.path.is_file() and self.path.stat().st_size > 0)
+        self._fh = open(self.path, "w" if new else "a", newline="", encoding="utf-8")
+        self._writer = csv.DictWriter(self._fh, fieldnames=list(columns), extrasaction="ignore")
+        if new:
+            self._writer.writeheader()
+            self._fh.flush()
+        self.rows, self._owned = 0, True
+
+    @classmethod
+    def to_stream(cls, stream, columns: Sequence[str]) -> "CsvSink":
+        """A sink onto an open text stream (standard output), header first; closing it leaves the stream open."""
+        sink = cls.__new__(cls)
+        sink.path, sink._fh, sink.rows, sink._owned = None, stream, 0, False
+        sink._writer = csv.DictWriter(stream, fieldnames=list(columns), extrasaction="ignore")
+        sink._writer.writeheader()
+        stream.flush()
+        return sink
+
+    def write(self, rows: Iterable[dict]) -> None:
+        for row in rows:
+            self._writer.writerow(row)
+            self.rows += 1
+        self._fh.flush()
+
+    def close(self) -> None:
+        if self._owned:
+            self._fh.close()
+
+    def __enter__(self) -> "CsvSink":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def resume_csv(path: str | os.PathLike, columns: Sequence[str]) -> set[str]:
+    """The files an interrupted `score -o path` finished, to skip on `--resume`: the `filepath`s of its rows. A last
+    line cut off mid-write is removed, and so are the rows of the last file in it (it may have more faces to come),
+    so that file is scored again. Raises OutputError where the file's header is not `columns`."""
+    from .errors import OutputError
+
+    p = Path(path)
+    if not p.is_file() or p.stat().st_size == 0:
+        return set()
+    data = p.read_bytes()
+    text = data[:data.rfind(b"\n") + 1].decode("utf-8", errors="replace")  # a partial last line dropped
+    rows = list(csv.reader(io.StringIO(text, newline="")))
+    if not rows or rows[0] != list(columns):
+        raise OutputError(f"{p} was not written by this command with these options (its columns differ); "
+                          "give another --output or leave out --resume")
+    done = [r[0] for r in rows[1:] if r]
+    last = done[-1] if done else None
+    kept = [rows[0]] + [r for r in rows[1:] if r and r[0] != last]  # a file's rows are written together, last
+    buf = io.StringIO()
+    csv.writer(buf).writerows(kept)
+    if buf.getvalue().encode("utf-8") != data:
+        with open(p, "w", newline="", encoding="utf-8") as fh:
+            fh.write(buf.getvalue())
+    return {f for f in done if f != last}

@@ -21,13 +21,24 @@ def resize_face(face: np.ndarray, size: int) -> np.ndarray:
     return cv2.resize(face, (size, size), interpolation=interp)
 
 
+def luminance(x: torch.Tensor) -> torch.Tensor:
+    """(B, 3, H, W) RGB -> (B, 1, H, W) luminance with torchvision's weights (rgb_to_grayscale: 0.2989, 0.587,
+    0.114), in float32 for uint8 input: the one grey that training, augmentation and the app all use."""
+    from torchvision.transforms.functional import rgb_to_grayscale
+
+    return rgb_to_grayscale(x.float() if x.dtype == torch.uint8 else x)
+
+
+def grey_uint8(x_u8: torch.Tensor) -> torch.Tensor:
+    """uint8 (B, 3, H, W) -> the same faces in grey, uint8 (B, 3, H, W): what a grayscale model reads."""
+    return luminance(x_u8).round().clamp(0, 255).to(torch.uint8).expand(-1, 3, -1, -1).contiguous()
+
+
 def faces_to_uint8(faces: Sequence[np.ndarray], spec: ModelSpec) -> torch.Tensor:
     """List of RGB uint8 faces -> uint8 tensor (B, 3, S, S)."""
     arr = np.stack([resize_face(f, spec.input_size) for f in faces])
-    if spec.grayscale:
-        gray = arr @ np.array([0.299, 0.587, 0.114])
-        arr = np.repeat(gray.round().clip(0, 255).astype(np.uint8)[..., None], 3, axis=3)
-    return torch.from_numpy(np.ascontiguousarray(arr)).permute(0, 3, 1, 2).contiguous()
+    x = torch.from_numpy(np.ascontiguousarray(arr)).permute(0, 3, 1, 2).contiguous()
+    return grey_uint8(x) if spec.grayscale else x
 
 
 GRAY_TOLERANCE = 8  # largest |R - G| or |G - B| (levels 0-255) of a black-and-white photo saved in colour
@@ -127,10 +138,9 @@ class BatchAugment:
     @staticmethod
     def _grayscale(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
         """The drawn samples to 3-channel luminance (torchvision's weights)."""
-        w = torch.tensor([0.2989, 0.587, 0.114], device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
         idx = idx.to(x.device)
         x = x.clone()
-        x[idx] = (x[idx] * w).sum(1, keepdim=True).expand(-1, 3, -1, -1)
+        x[idx] = luminance(x[idx]).expand(-1, 3, -1, -1)
         return x
 
     @staticmethod
@@ -218,7 +228,7 @@ class BatchAugment:
             on = (torch.rand(b, 1, 1, 1) < 0.8).float()
             bright, contrast, sat = (
                 (1 + on * (torch.rand(b, 1, 1, 1) * 2 - 1) * c).to(dev) for _ in range(3))
-            gray = (x * torch.tensor([0.299, 0.587, 0.114], device=dev).view(1, 3, 1, 1)).sum(1, keepdim=True)
+            gray = luminance(x)
             x = gray + (x - gray) * sat
             mean = x.mean((1, 2, 3), keepdim=True)
             x = ((x - mean) * contrast + mean) * bright

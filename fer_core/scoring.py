@@ -83,7 +83,7 @@ def iter_inputs(paths: Iterable[str | os.PathLike]) -> Iterator[ImageItem]:
             yield ImageItem(str(p), None, "no such file or folder")
 
 
-def score_items(
+def iter_scores(
     items: Iterable[ImageItem],
     predictor: Predictor,
     *,
@@ -94,17 +94,19 @@ def score_items(
     progress: Callable[[int, str], None] | None = None,
     keep_faces: bool = False,
     whole_if_no_face: bool = False,
-) -> list[dict]:
-    """One row per face: filepath, face, x, y, w, h, the six probabilities, prediction, confidence,
-    crop_px (the face's side in the photo's pixels) and note (`face_notes`: "small face", "cut-off face", "turned
-    photo", "side view", "unsure").
+) -> Iterator[list[dict]]:
+    """score_items' rows as they are finished, a list at a time (every file's rows in one list, in input order):
+    what `score` streams to its CSV, so an interrupted run keeps every row finished so far. One row per face:
+    filepath, face, x, y, w, h, face_score (the detector's confidence), the six probabilities, prediction,
+    confidence, crop_px (the face's side in the photo's pixels) and note (`face_notes`: "small face", "cut-off
+    face", "turned photo", "side view", "unsure").
 
     A file that cannot be read, or holds no face, gets one row with `error` and no scores; the run
     goes on. With `whole_if_no_face`, a file with no face found is scored as one whole-image face instead, its
     note saying so (a folder of face crops, some too tight or odd for the detector). Faces are classified in
     batches across files. With `keep_faces`, rows carry the crop under the key "_face" (for thumbnails).
     """
-    rows: list[dict] = []
+    rows: list[dict] = []  # finished, or waiting for their batch's scores
     # (row, crop, scored whole because no face was found, the detector's box or None)
     pending: list[tuple[dict, FaceCrop, bool, FaceBox | None]] = []
 
@@ -126,6 +128,9 @@ def score_items(
     for n, item in enumerate(items, start=1):
         if progress:
             progress(n, item.name)
+        if not pending and rows:  # nothing waits for scores: hand over what is finished
+            yield rows
+            rows = []
         if item.error:
             rows.append({"filepath": item.name, "error": item.error})
             continue
@@ -144,22 +149,34 @@ def score_items(
         for i, (box, crop) in enumerate(found):
             row = {"filepath": item.name, "face": i + 1, "error": ""}
             if box is not None:
-                row.update({"x": box.x, "y": box.y, "w": box.w, "h": box.h})
+                row.update({"x": box.x, "y": box.y, "w": box.w, "h": box.h, "face_score": round(box.score, 3)})
             rows.append(row)
             pending.append((row, crop, fallback, box))
         if len(pending) >= batch_size:
             flush()
     flush()
-    return rows
+    if rows:
+        yield rows
+
+
+def score_items(items: Iterable[ImageItem], predictor: Predictor, **kwargs) -> list[dict]:
+    """One row per face (iter_scores' rows, all at once): filepath, face, x, y, w, h, face_score, the six
+    probabilities, prediction, confidence, crop_px and note; a bad file's row has `error`."""
+    return [row for part in iter_scores(items, predictor, **kwargs) for row in part]
 
 
 def score_columns(with_boxes: bool) -> list[str]:
-    base = ["filepath"] + (["face", "x", "y", "w", "h"] if with_boxes else [])
+    base = ["filepath"] + (["face", "x", "y", "w", "h", "face_score"] if with_boxes else [])
     return base + list(EMOTIONS) + ["prediction", "confidence", "crop_px", "note", "error"]
 
 
-def noted_faces(rows: Iterable[dict]) -> str:
+def note_counts(rows: Iterable[dict]) -> Counter:
+    """How many of score_items' faces carry each note."""
+    return Counter(note for row in rows for note in str(row.get("note") or "").split(", ") if note)
+
+
+def noted_faces(rows: Iterable[dict] | Counter) -> str:
     """How many of score_items' faces carry each note, most first ("2 side view, 1 small face"; "" when none),
-    counted at the end of `score` and above the Batch page's table."""
-    counts = Counter(note for row in rows for note in str(row.get("note") or "").split(", ") if note)
+    counted at the end of `score` (from its running note_counts) and above the Batch page's table."""
+    counts = rows if isinstance(rows, Counter) else note_counts(rows)
     return ", ".join(f"{n} {note}" for note, n in counts.most_common())

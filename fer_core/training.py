@@ -17,7 +17,7 @@ from torch import nn
 from .checkpoints import ModelSpec, save_checkpoint
 from .device import autocast_ctx, forward_logits, pick_device
 from .metrics import calibrate, classification_report
-from .preprocess import AugmentOptions, BatchAugment, grayscale_mask, mean_std, normalize
+from .preprocess import AugmentOptions, BatchAugment, grayscale_mask, grey_uint8, luminance, mean_std, normalize
 
 
 def _progress(iterable, total: int, desc: str):
@@ -195,7 +195,7 @@ def train_one_epoch(
         xb, yb = x_u8[idx.to(x_u8.device)], y[idx]
         xf = augment(xb) if augment is not None else xb.float() / 255.0
         if spec.grayscale:
-            xf = xf.mean(1, keepdim=True).expand(-1, 3, -1, -1)
+            xf = luminance(xf).expand(-1, 3, -1, -1)  # the app's grey (preprocess.faces_to_uint8)
         xf = ((xf - mean) / std).to(device).contiguous(memory_format=torch.channels_last)
         yb = yb.to(device)
         y2, lam = yb, 1.0
@@ -260,7 +260,7 @@ def predict_logits(
     for i in range(0, len(x_u8), batch_size):
         xb = x_u8[i:i + batch_size]
         if spec.grayscale:
-            xb = xb.float().mean(1, keepdim=True).round().to(torch.uint8).expand(-1, 3, -1, -1)
+            xb = grey_uint8(xb)
         out.append(forward_logits(model, _to_input(xb, spec, device), tta_flip=tta_flip, bf16=bf16).cpu())
     return torch.cat(out) if out else torch.zeros(0, len(spec.classes))
 
@@ -339,8 +339,13 @@ def fit(
     augment_on_device: bool = False,
     sam_rho: float = 0.0,
     compile_mode: str | None = None,
+    val_groups: dict[str, np.ndarray] | None = None,
 ) -> tuple[nn.Module, ModelSpec]:
     """Train with early stopping on validation macro-F1; the best model is saved to `out` as it goes.
+
+    With `val_groups` (a name per training folder → the positions of its faces in `val_idx`), each folder's
+    validation macro-F1 is recorded per epoch (`val_macro_f1_<name>`) and the model is chosen by their mean
+    (`val_mean_macro_f1`), so a large folder does not outvote a small one.
 
     With `augment_on_device` the training images are copied to `device` once and each batch is cut and
     augmented there (JPEG re-compression excepted), so a GPU host needs no CPU cores for augmentation.
@@ -418,16 +423,21 @@ def fit(
             "train_loss": tr["loss"], "train_accuracy": tr["accuracy"], "train_macro_f1": tr["macro_f1"],
             "val_loss": va["loss"], "val_accuracy": va["accuracy"], "val_macro_f1": va["macro_f1"],
         }
+        row.update(group_scores(va["logits"], y[val_idx], val_groups))
         history.append(row)
-        improved = va["macro_f1"] > best_f1
+        score = row.get("val_mean_macro_f1", va["macro_f1"])
+        improved = score > best_f1
+        groups = "".join(f" {k[len('val_macro_f1_'):]} {v:.4f}" for k, v in row.items() if k.startswith("val_macro_f1_"))
         log(
             f"epoch {epoch + 1}/{epochs} {row['seconds']}s train loss {tr['loss']:.3f} acc {tr['accuracy']:.3f} | "
-            f"val loss {va['loss']:.3f} acc {va['accuracy']:.4f} F1 {va['macro_f1']:.4f}{' *' if improved else ''}"
+            f"val loss {va['loss']:.3f} acc {va['accuracy']:.4f} F1 {va['macro_f1']:.4f}"
+            f"{f' | F1{groups}, mean {score:.4f}' if groups else ''}{' *' if improved else ''}"
         )
         if improved:
-            best_f1, best_epoch = va["macro_f1"], epoch + 1
-            _save_best(eval_model, spec, history, va, out, best_epoch, save_dtype)
-        torch.save(
+            best_f1, best_epoch = score, epoch + 1
+            _save_best(eval_model, spec, history, va, out, best_epoch, save_dtype,
+                       {k: v for k, v in row.items() if k.startswith(("val_macro_f1_", "val_mean"))})
+        save_atomic(
             {
                 "model": model.state_dict(), "optimizer": opt.state_dict(),
                 "scheduler": sched.state_dict() if sched is not None else None,
@@ -457,12 +467,33 @@ def fit(
     return best_model, best_spec
 
 
+def group_scores(logits: torch.Tensor, y: torch.Tensor, groups: dict[str, np.ndarray] | None) -> dict:
+    """Each validation group's macro-F1 (`val_macro_f1_<name>`) and their mean (`val_mean_macro_f1`); {} without
+    groups."""
+    if not groups:
+        return {}
+    pred, true = logits.argmax(1).numpy(), y.numpy()
+    out = {f"val_macro_f1_{name}": classification_report(true[pos], pred[pos])["macro_f1"]
+           for name, pos in groups.items()}
+    out["val_mean_macro_f1"] = float(np.mean(list(out.values())))
+    return out
+
+
+def save_atomic(obj: Any, path: Path) -> None:
+    """torch.save to a temporary file beside `path`, then an atomic rename: a run killed mid-save leaves the
+    previous state whole, never a truncated one that --resume would fail on."""
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
 def _save_best(
-    model: nn.Module, spec: ModelSpec, history: list, va: dict, out: Path, epoch: int, dtype: torch.dtype
+    model: nn.Module, spec: ModelSpec, history: list, va: dict, out: Path, epoch: int, dtype: torch.dtype,
+    extra: dict | None = None,
 ) -> None:
     metrics = dict(spec.metrics)
     metrics.update({
         "best_epoch": epoch, "val_accuracy": va["accuracy"], "val_macro_f1": va["macro_f1"],
-        "val_recall": va["report"]["recall"],
+        "val_recall": va["report"]["recall"], **(extra or {}),
     })
     save_checkpoint(model, spec.with_updates(metrics=metrics, history=tuple(history)), out, dtype=dtype)

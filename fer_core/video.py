@@ -14,7 +14,7 @@ import numpy as np
 from .errors import UnreadableVideo
 from .faces import FaceBox, crop_face, detect_faces
 from .inference import Predictor
-from .io import write_csv
+from .io import CsvSink
 from .labels import EMOTIONS
 from .overlay import FONT as _FONT
 from .overlay import box_label, heatmap
@@ -107,27 +107,33 @@ def open_video(path: str | os.PathLike, *, max_duration_s: float = MAX_DURATION_
 
 
 class VideoWriter:
-    """H.264 mp4 through imageio-ffmpeg's bundled ffmpeg (plays in browsers); OpenCV mp4v otherwise."""
+    """H.264 mp4 through imageio-ffmpeg's bundled ffmpeg (plays in browsers); OpenCV mp4v otherwise. The encoder
+    starts with the first frame, so a video with no frame written leaves no file and no encoder message."""
 
     def __init__(self, path: str | os.PathLike, fps: float, size: tuple[int, int]) -> None:
+        self.path, self.fps, self.size = path, fps, size
         self.codec = "h264"
-        w, h = size
+        self._gen = self._cv = None
+
+    def _open(self) -> None:
+        w, h = self.size
         try:
             import imageio_ffmpeg
 
             self._gen = imageio_ffmpeg.write_frames(
-                str(path), (w, h), fps=fps, codec="libx264", pix_fmt_in="rgb24", pix_fmt_out="yuv420p",
+                str(self.path), (w, h), fps=self.fps, codec="libx264", pix_fmt_in="rgb24", pix_fmt_out="yuv420p",
                 macro_block_size=2, output_params=["-preset", "veryfast", "-crf", "23"],
                 ffmpeg_log_level="error",
             )
             self._gen.send(None)
-            self._cv = None
         except (ImportError, RuntimeError, OSError):
             self.codec = "mp4v"
             self._gen = None
-            self._cv = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+            self._cv = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, (w, h))
 
     def write(self, rgb: np.ndarray) -> None:
+        if self._gen is None and self._cv is None:
+            self._open()
         if self._gen is not None:
             self._gen.send(np.ascontiguousarray(rgb))
         else:
@@ -136,8 +142,9 @@ class VideoWriter:
     def close(self) -> None:
         if self._gen is not None:
             self._gen.close()
-        else:
+        elif self._cv is not None:
             self._cv.release()
+        self._gen = self._cv = None
 
 
 _COLORS = [(255, 200, 0), (0, 200, 255), (255, 80, 160), (120, 255, 120), (200, 120, 255)]
@@ -213,7 +220,12 @@ def analyze_video(
     cap, fps, n_reported, w, h = open_video(path, max_duration_s=max_duration_s)
     scale = min(1.0, max_side / max(w, h))
     size = (max(2, int(w * scale) // 2 * 2), max(2, int(h * scale) // 2 * 2))
-    writer = VideoWriter(out_video, fps, size) if out_video else None
+    # the annotated video is written beside its name and renamed when it is whole: an interrupted run leaves no
+    # broken file; the timeline goes to its CSV as each frame is analysed, so an interrupted run keeps its rows
+    partial = Path(out_video).with_name(f".{Path(out_video).stem}.partial{Path(out_video).suffix}") if out_video else None
+    writer = VideoWriter(partial, fps, size) if out_video else None
+    sink = CsvSink(out_csv, TIMELINE_COLUMNS) if out_csv else None
+    finished = False
     tracker = Tracker()
     rows: list[dict] = []
     shown: list[Track] = []
@@ -240,19 +252,28 @@ def analyze_video(
                     row.update({c: float(p) for c, p in zip(EMOTIONS, t.probs)})
                     row["prediction"] = EMOTIONS[int(np.argmax(t.probs))]
                     rows.append(row)
+                if sink is not None and shown:
+                    sink.write(rows[-len(shown):])
             if writer is not None:
                 writer.write(annotate(rgb, shown))
             frame_idx += 1
             if progress:
                 progress(frame_idx, max(total, frame_idx))
+        finished = frame_idx > 0
     finally:
         cap.release()
+        if sink is not None:
+            sink.close()
         if writer is not None:
-            writer.close()
+            try:
+                writer.close()
+            finally:
+                if finished:
+                    os.replace(partial, out_video)
+                else:
+                    partial.unlink(missing_ok=True)
     if frame_idx == 0:
         raise UnreadableVideo(f"{Path(path).name} has no decodable frames")
-    if out_csv:
-        write_csv(out_csv, rows, TIMELINE_COLUMNS)
     return {
         "frames": frame_idx, "frames_reported": n_reported, "analysed_frames": analysed, "fps": fps,
         "size": list(size), "faces": len({r["face"] for r in rows}), "rows_count": len(rows),

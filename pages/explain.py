@@ -116,9 +116,12 @@ if faith and r.maps:  # maps are on screen already; the scores fill in below the
     with st.spinner("Scoring faithfulness…"):
         for m, slot in score_slots.items():
             s = scores[m] = ui.cached_scores(*key, m)
+            sanity = (f"sanity similarity {s['sanity_similarity']:.2f} (lower better; SSIM "
+                      f"{s.get('sanity_ssim', float('nan')):.2f})")
+            if s.get("sanity_collapsed"):
+                sanity = "sanity: the map collapsed to a constant on the randomised model (it changed: passes)"
             slot.caption(f"deletion AUC {s['deletion_auc']:.2f} (lower better) · insertion AUC "
-                         f"{s['insertion_auc']:.2f} (higher better) · sanity similarity "
-                         f"{s['sanity_similarity']:.2f} (lower better)")
+                         f"{s['insertion_auc']:.2f} (higher better) · {sanity}")
 
 if r.maps:
     regions = pd.DataFrame(r.regions).T.map(lambda v: f"{v:.0%}")

@@ -16,11 +16,14 @@ if not name:
 spec = read_spec(name)
 res = ui.load_results().get("checkpoints", {}).get(name, {})
 
-c1, c2, c3, c4 = st.columns(4)
+c1, c2, c3, c4, c5 = st.columns(5)
 c1.metric("Architecture", spec.arch)
 c2.metric("Parameters", f"{res['parameters'] / 1e6:.2f} M" if res else "—")
 c3.metric("RAF-DB test acc", f"{res['raf-db']['accuracy']:.1%}" if "raf-db" in res else "not evaluated")
 c4.metric("FER2013 test acc", f"{res['fer2013']['accuracy']:.1%}" if "fer2013" in res else "not evaluated")
+c5.metric("In the wild acc", f"{res['affectnet-hq-app']['accuracy']:.1%}" if "affectnet-hq-app" in res else "not evaluated",
+          help="affectnet-hq val: web photos and portraits the model never trained on, through the app's detector and "
+               "crop")
 
 predictor = ui.get_predictor(name)
 st.subheader("Training data and preprocessing")
@@ -121,10 +124,17 @@ if len(bal):
     st.plotly_chart(px.bar(bal, x="emotion", y="images", color="set", barmode="group"), width="stretch")
 
 if res:
-    st.subheader("Per-class recall on the test splits")
-    rec = pd.DataFrame({ds: res[ds]["recall"] for ds in ("raf-db", "fer2013") if ds in res}, index=ui.EMOTIONS)
+    st.subheader("Per-class recall on the evaluation sets")
+    rec = pd.DataFrame({label: res[ds]["recall"] for ds, label in ui.TEST_SETS.items() if ds in res},
+                       index=ui.EMOTIONS)
     st.dataframe(rec.map(lambda v: f"{v:.0%}"), width="stretch")
-rel = {ds: res[ds] for ds in ("raf-db", "fer2013") if "reliability" in res.get(ds, {})}
+    wild = res.get("affectnet-hq-app", {})
+    if wild.get("by_source"):
+        st.caption("In the wild, per source: " + "; ".join(
+            f"{src} ({v['n']} faces) {v['accuracy']:.1%} right, macro-F1 {v['macro_f1']:.3f}"
+            for src, v in wild["by_source"].items()) + ". FFHQ portraits hold 99% of the pool's happiness faces, so "
+            "each source's numbers say whether the model reads the face or the framing.")
+rel = {ds: res[ds] for ds in ("raf-db", "fer2013", "affectnet-hq-app") if "reliability" in res.get(ds, {})}
 if rel:
     st.subheader("Are its percentages honest?")
     fig = go.Figure(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="perfectly calibrated",
@@ -135,7 +145,7 @@ if rel:
             continue
         conf, acc, count = (list(v) for v in zip(*bins))
         fig.add_trace(go.Scatter(
-            x=conf, y=acc, mode="lines+markers", customdata=count, name=f"{ds} test (ECE {r['ece_after']:.1%})",
+            x=conf, y=acc, mode="lines+markers", customdata=count, name=f"{ui.TEST_SETS.get(ds, ds)} (ECE {r['ece_after']:.1%})",
             marker={"size": [min(22, 4 + n ** 0.5 / 2) for n in count]},
             hovertemplate="confidence %{x:.2f}<br>right %{y:.0%}<br>%{customdata} faces<extra></extra>"))
     fig.update_layout(xaxis_title="the model's confidence (calibrated)", yaxis_title="share answered right",

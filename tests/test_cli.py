@@ -1,6 +1,7 @@
 import csv
 import io
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -37,11 +38,11 @@ def test_score_folder_with_bad_file_and_zip(tmp_path, astronaut, random_checkpoi
     assert main(["score", str(folder), str(zpath), "--model", str(random_checkpoint), "-o", str(out)]) == 0
     rows = _read(out)
     header = list(rows[0].keys())
-    assert header[:6] == ["filepath", "face", "x", "y", "w", "h"]
-    assert header[6:12] == list(EMOTIONS) and "prediction" in header and "error" in header
+    assert header[:7] == ["filepath", "face", "x", "y", "w", "h", "face_score"]
+    assert header[7:13] == list(EMOTIONS) and "prediction" in header and "error" in header
     by_name = {r["filepath"].rsplit("/", 1)[-1]: r for r in rows}
     good = by_name["a_first.png"]
-    assert good["error"] == "" and good["prediction"] in EMOTIONS
+    assert good["error"] == "" and good["prediction"] in EMOTIONS and 0.6 <= float(good["face_score"]) <= 1
     assert abs(sum(float(good[c]) for c in EMOTIONS) - 1) < 1e-4
     assert header[-3:] == ["crop_px", "note", "error"] and float(good["crop_px"]) > 50  # the astronaut's face, ~98 px
     assert good["note"] == ("unsure" if float(good["confidence"]) < 0.5 else "")
@@ -181,3 +182,83 @@ def test_face_notes():
     turned = FaceBox(0, 0, 40, 40, turn=1)
     assert face_notes(20.0, 0.49, cut_off=True, box=turned) == ["small face", "cut-off face", "turned photo", "unsure"]
     assert face_notes(200.0, 0.9, box=FaceBox(0, 0, 40, 40)) == []
+
+
+def _photos(folder, astronaut, n):
+    folder.mkdir(parents=True, exist_ok=True)
+    for k in range(n):
+        Image.fromarray(np.ascontiguousarray(np.roll(astronaut, 7 * k, axis=1))).save(folder / f"p{k:02d}.png")
+    (folder / "p99_broken.jpg").write_bytes(b"not a jpeg")
+    return folder
+
+
+@pytest.mark.parametrize("argv, why", [
+    (["score", "{photos}", "-o", "{tmp}"], "is a folder"),
+    (["score", "{photos}", "-o", "{file}/x.csv"], "a file of that name is in the way"),
+    (["explain", "{photo}", "--out", "{file}"], "is a file"),
+    (["video", "{photo}", "--csv", "{tmp}"], "is a folder"),
+    (["score", "{photos}", "--resume"], "--resume continues the file given with --output"),
+])
+def test_bad_output_paths_stop_at_once_with_one_line(tmp_path, astronaut, random_checkpoint, capsys, argv, why):
+    photos = _photos(tmp_path / "photos", astronaut, 1)
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    fill = {"photos": str(photos), "tmp": str(tmp_path), "file": str(blocker), "photo": str(photos / "p00.png")}
+    code = main([a.format(**fill) for a in argv] + ["--model", str(random_checkpoint)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and err[0].startswith("error:") and why in err[0], err
+
+
+def test_output_folders_are_created(tmp_path, astronaut, random_checkpoint):
+    photos = _photos(tmp_path / "photos", astronaut, 1)
+    out = tmp_path / "new" / "deeper" / "scores.csv"
+    assert main(["score", str(photos), "-o", str(out), "--model", str(random_checkpoint)]) == 0
+    assert len(_read(out)) == 2
+
+
+def test_a_killed_score_run_leaves_a_valid_csv_that_resume_completes(tmp_path, astronaut, random_checkpoint):
+    """A `score` subprocess killed mid-run leaves whole rows; --resume scores the rest, and the result equals an
+    uninterrupted run's rows."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    photos = _photos(tmp_path / "photos", astronaut, 12)
+    full = tmp_path / "full.csv"
+    assert main(["score", str(photos), "-o", str(full), "--model", str(random_checkpoint), "--batch-size", "1"]) == 0
+    out = tmp_path / "out" / "scores.csv"
+    cmd = [sys.executable, "-m", "fer_core", "score", str(photos), "-o", str(out), "--model", str(random_checkpoint),
+           "--batch-size", "1"]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and (not out.is_file() or len(out.read_text().splitlines()) < 4):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    partial = _read(out)  # a valid CSV: every row has every column
+    assert 3 <= len(partial) < len(_read(full))
+    assert all(None not in r.values() for r in partial)
+    with open(out, "a") as fh:  # as if killed in the middle of writing a row
+        fh.write(f"{photos / 'p11.png'},1,12,3")
+    assert main(["score", str(photos), "-o", str(out), "--model", str(random_checkpoint), "--resume",
+                 "--batch-size", "1"]) == 0
+    assert _read(out) == _read(full)
+
+
+def test_resume_refuses_a_file_with_other_columns(tmp_path, astronaut, random_checkpoint, capsys):
+    photos = _photos(tmp_path / "photos", astronaut, 1)
+    out = tmp_path / "scores.csv"
+    out.write_text("a,b\n1,2\n")
+    assert main(["score", str(photos), "-o", str(out), "--resume", "--model", str(random_checkpoint)]) == 2
+    assert "columns differ" in capsys.readouterr().err and out.read_text() == "a,b\n1,2\n"
+
+
+def test_score_streams_rows_before_the_run_ends(astronaut, predictor):
+    from fer_core.scoring import ImageItem, iter_scores
+
+    items = [ImageItem(f"p{k}", astronaut) for k in range(3)] + [ImageItem("bad", None, "no such file or folder")]
+    parts = list(iter_scores(items, predictor, batch_size=1))
+    assert len(parts) >= 3 and [r["filepath"] for p in parts for r in p] == ["p0", "p1", "p2", "bad"]

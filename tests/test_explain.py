@@ -166,6 +166,78 @@ def test_spearman():
     assert spearman(a, -a) == pytest.approx(-1.0)
 
 
+def _blob(cy: int, cx: int, s: int = 64, r: float = 8.0) -> np.ndarray:
+    yy, xx = np.mgrid[:s, :s]
+    return np.maximum(0.0, 1 - np.hypot(yy - cy, xx - cx) / r)  # a cone: zero outside radius r
+
+
+def test_spearman_on_tied_maps_matches_scipy():
+    """Tied pixels get their average rank: two maps that are mostly zeros, scipy.stats.spearmanr as the oracle.
+    A constant map has no ranks: NaN, never a similarity."""
+    from scipy.stats import spearmanr
+
+    mouth, eyes = _blob(48, 32), _blob(20, 22) + _blob(20, 42)
+    assert (mouth == 0).mean() > 0.9 and (eyes == 0).mean() > 0.8
+    expected = spearmanr(mouth.ravel(), eyes.ravel()).statistic
+    assert expected < 0  # disjoint blobs: where one is high the other is zero
+    assert spearman(mouth, eyes) == pytest.approx(expected, abs=1e-12)
+    sparse = np.where(np.random.default_rng(0).random((64, 64)) < 0.2, np.random.default_rng(1).random((64, 64)), 0)
+    assert (sparse == 0).mean() == pytest.approx(0.8, abs=0.02)
+    assert spearman(sparse, mouth) == pytest.approx(spearmanr(sparse.ravel(), mouth.ravel()).statistic, abs=1e-12)
+    assert np.isnan(spearman(mouth, np.zeros((64, 64)))) and np.isnan(spearman(np.full((8, 8), 3.0), mouth[:8, :8]))
+    # hand-computed: [0, 0, 1, 2] has ranks [1.5, 1.5, 3, 4]; against [1, 2, 3, 4] r = 0.9486832980505138
+    assert spearman(np.array([0.0, 0, 1, 2]), np.arange(1.0, 5)) == pytest.approx(0.9486832980505138)
+
+
+def test_sanity_verdict_counts_a_collapsed_map_as_changed():
+    from fer_core.faithfulness import map_ssim, sanity_verdict
+
+    assert sanity_verdict(float("nan"), True) == (0.0, True)
+    assert sanity_verdict(0.7, False) == (0.7, False)
+    assert map_ssim(_blob(30, 30), _blob(30, 30)) == pytest.approx(1.0)
+    from skimage.metrics import structural_similarity
+
+    a, b = _blob(48, 32), 2 * _blob(20, 22)  # each scaled by its own range
+    assert map_ssim(a, b) == pytest.approx(structural_similarity(a, b / 2, data_range=1.0))
+    assert map_ssim(a, b) < 0.9
+
+
+def test_relevance_order_breaks_ties_at_random_and_keeps_the_order_of_values():
+    from fer_core.faithfulness import relevance_order, tie_broken
+
+    cam = np.zeros((64, 64))
+    cam[40:48, 20:44] = np.linspace(1, 2, 24)  # 192 relevant pixels, the rest (95%) tied at zero
+    order = relevance_order(cam, seed=0)
+    assert sorted(order.tolist()) == list(range(64 * 64))
+    values = cam.ravel()[order]
+    assert np.all(np.diff(values) <= 0)  # most relevant first
+    zeros = order[192:]
+    assert not np.all(np.diff(zeros) > 0)  # not raster order among the ties
+    assert np.abs(np.mean(zeros // 64) - 31.5) < 3  # spread over the whole image, not the top rows first
+    assert not np.array_equal(relevance_order(cam, seed=1), order) and np.array_equal(relevance_order(cam, 0), order)
+    ranked = tie_broken(cam, seed=0)
+    assert len(np.unique(ranked)) == 64 * 64 and ranked.min() == 0 and ranked.max() == 1
+    for pct in (20, 40, 60, 80):  # a percentile now splits the pixels at exactly its share
+        assert (ranked < np.percentile(ranked, pct)).mean() == pytest.approx(pct / 100, abs=1 / 4096)
+    # the relevant pixels keep their order above every zero
+    assert ranked[cam > 0].min() > ranked[cam == 0].max()
+
+
+def test_deletion_insertion_is_order_free_among_tied_pixels(models):
+    """On a map that is one value everywhere, deletion no longer removes the top rows first: averaged over tie
+    orders, deleting 'the most relevant' pixels of a constant map is deleting random pixels."""
+    model = models["fernet"].eval()
+    x = torch.randn(1, 3, 64, 64)
+    flat = np.zeros((64, 64))
+    one = deletion_insertion(model, x, flat, 0, seed=0)
+    again = deletion_insertion(model, x, flat, 0, seed=0)
+    other = deletion_insertion(model, x, flat, 0, seed=3)
+    assert one == again and one != other
+    mean = deletion_insertion(model, x, flat, 0, tie_orders=3)
+    runs = [deletion_insertion(model, x, flat, 0, seed=k) for k in range(3)]
+    assert mean[0] == pytest.approx(np.mean([r[0] for r in runs])) and mean[1] == pytest.approx(np.mean([r[1] for r in runs]))
+
+
 def test_gradcam_beats_random_map_on_trained_checkpoint():
     from fer_core.checkpoints import list_checkpoints
     from fer_core.inference import DEFAULT_CHECKPOINT, load_predictor

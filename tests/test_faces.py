@@ -276,7 +276,8 @@ def test_analyze_bad_inputs(predictor, tmp_path):
 def test_analyze_target_and_cam_reason(astronaut, predictor):
     r = analyze(astronaut, predictor=predictor, methods=["gradcam", "cam"], target="anger", faithfulness=True)[0]
     assert r.target == "anger" and set(r.maps) == {"gradcam", "cam"}
-    assert set(r.scores["gradcam"]) == {"deletion_auc", "insertion_auc", "sanity_similarity"}
+    assert set(r.scores["gradcam"]) == {"deletion_auc", "insertion_auc", "sanity_similarity", "sanity_ssim",
+                                        "sanity_collapsed"}
     assert abs(sum(r.regions["gradcam"].values()) - 1) < 1e-5
 
 

@@ -1,7 +1,12 @@
 """Evaluate checkpoints on labelled folders and write checkpoints/results.json.
 
-  python train/evaluate.py                      # every checkpoint, RAF-DB test and FER2013 test
+  python train/evaluate.py                      # every checkpoint on every set in DEFAULT_SETS
   python train/evaluate.py --models fernet --sample 300
+
+The sets: RAF-DB test and FER2013 test (original labels), FER2013 test against the FER+ majority among the six
+(`fer2013-ferplus`: faces whose majority is neutral, contempt, unknown or not a face left out), and the in-the-wild
+affectnet-hq val split read whole (`affectnet-hq`) and as the app reads a photo: the face found by the detector and
+cropped (`affectnet-hq-app`), each with its accuracy per source (AffectNet / FFHQ).
 Every number in the results file comes from this script; nothing is typed by hand.
 """
 from __future__ import annotations
@@ -19,7 +24,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from fer_core.checkpoints import CHECKPOINT_DIR, list_checkpoints, resolve_checkpoint  # noqa: E402
 from fer_core.device import cpu_summary, median_ms  # noqa: E402
-from fer_core.data import datasets_root, load_labelled_folder, load_uint8  # noqa: E402
+from fer_core.data import (  # noqa: E402
+    LabelledFolder, datasets_root, ferplus_majority, ferplus_votes, load_labelled_folder, load_uint8,
+)
 from fer_core.inference import load_predictor, probs_from_logits  # noqa: E402
 from fer_core.metrics import classification_report, expected_calibration_error, reliability  # noqa: E402
 from fer_core.models import count_parameters  # noqa: E402
@@ -30,9 +37,9 @@ from fer_core.training import predict_logits  # noqa: E402
 def get_args_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", nargs="*", default=None, help="checkpoint names or paths (default: all)")
-    p.add_argument("--data", nargs="*", default=["raf-db", "fer2013"],
-                   help="test sets: dataset names under ../shared/datasets (their test/ split), folders, "
-                        "or NAME=FOLDER to file a folder's results under NAME")
+    p.add_argument("--data", nargs="*", default=list(DEFAULT_SETS),
+                   help=f"test sets: {', '.join(DEFAULT_SETS)}, other dataset names under ../shared/datasets (their "
+                        "test/ split), folders, or NAME=FOLDER to file a folder's results under NAME")
     p.add_argument("--sample", type=int, default=0, help="evaluate a fixed, seeded sample of N images per set")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     p.add_argument("--latency-repeats", type=int, default=200,
@@ -43,6 +50,29 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 
 SAMPLE_N = 300
+DEFAULT_SETS = ("raf-db", "fer2013", "fer2013-ferplus", "affectnet-hq", "affectnet-hq-app")
+WILD_SAMPLE_N = 300  # the fixed affectnet-hq val sample that tests/test_default_checkpoint.py re-scores
+
+
+def test_set(item: str) -> tuple[LabelledFolder, str]:
+    """A named evaluation set: its folder (labels included) and how its images are read ("whole" or "detector")."""
+    item, _, folder_path = item.partition("=")
+    if folder_path or Path(item).exists():
+        return load_labelled_folder(Path(folder_path or item)), "whole"
+    if item in ("affectnet-hq", "affectnet-hq-app"):
+        return load_labelled_folder(datasets_root() / "affectnet-hq" / "val"), \
+            "detector" if item.endswith("-app") else "whole"
+    if item == "fer2013-ferplus":
+        folder = load_labelled_folder(datasets_root() / "fer2013" / "test")
+        votes = ferplus_votes(folder.root)
+        keep = [(p, m) for p in folder.paths if p.name in votes for m in [ferplus_majority(votes[p.name])] if m >= 0]
+        return LabelledFolder(folder.root, tuple(p for p, _ in keep), tuple(m for _, m in keep)), "whole"
+    return load_labelled_folder(datasets_root() / item / "test"), "whole"
+
+
+def source_of(path: Path) -> str:
+    """The affectnet-hq pool's two sources, from the file name: FFHQ portraits (`ffhq_…`) or AffectNet (`image…`)."""
+    return "ffhq" if path.name.startswith("ffhq") else "affectnet"
 
 
 def sample_indices(n: int, k: int, seed: int = 0) -> np.ndarray:
@@ -59,11 +89,19 @@ def app_logits(predictor, x_u8: torch.Tensor) -> torch.Tensor:
                           device=predictor.device, bf16=predictor.precision == "bfloat16")
 
 
-def evaluate_on(predictor, x_u8: torch.Tensor, y: torch.Tensor) -> dict:
+def evaluate_on(predictor, x_u8: torch.Tensor, y: torch.Tensor, sources: np.ndarray | None = None) -> dict:
+    """The app's predictions on uint8 faces scored: classification_report, ECE before and after calibration, the
+    reliability diagram; with `sources` (a name per face), the report's accuracy, macro-F1 and recall per source."""
     spec = predictor.spec
     logits = app_logits(predictor, x_u8)
     yt = y.numpy()
     rep = classification_report(yt, logits.argmax(1).numpy())
+    if sources is not None:
+        pred = logits.argmax(1).numpy()
+        rep["by_source"] = {
+            s: {"n": int((sources == s).sum()), **{k: v for k, v in classification_report(
+                yt[sources == s], pred[sources == s]).items() if k in ("accuracy", "macro_f1", "recall")}}
+            for s in sorted(set(sources.tolist()))}
     rep["ece_before"] = expected_calibration_error(probs_from_logits(logits), yt)
     calibrated = probs_from_logits(logits, predictor.face_temperatures(grayscale_mask(x_u8, spec)))
     rep["ece_after"] = expected_calibration_error(calibrated, yt)
@@ -80,21 +118,18 @@ def latency_ms(predictor, repeats: int = 200) -> float:
 def main(args: argparse.Namespace) -> dict:
     torch.set_num_threads(args.threads)
     names = args.models or list_checkpoints()
-    folders = {}
-    for item in args.data:
-        item, _, folder_path = item.partition("=")
-        root = Path(folder_path or item)
-        folders[item] = load_labelled_folder(root if root.exists() else datasets_root() / item / "test")
+    folders = {item.partition("=")[0]: test_set(item) for item in args.data}
     decoded: dict[int, dict] = {}
 
     def splits_at(size: int) -> dict:
         """Each test split decoded at a model's input size (once per size), sampled as --sample says."""
         if size not in decoded:
             decoded[size] = {}
-            for item, folder in folders.items():
-                x, y = load_uint8(folder, size)
-                idx = torch.from_numpy(sample_indices(len(y), args.sample))
-                decoded[size][item] = (x[idx], y[idx])
+            for item, (folder, crop) in folders.items():
+                x, y = load_uint8(folder, size, crop=crop)
+                idx = sample_indices(len(y), args.sample)
+                src = np.array([source_of(folder.paths[i]) for i in idx])
+                decoded[size][item] = (x[torch.from_numpy(idx)], y[torch.from_numpy(idx)], src)
         return decoded[size]
     out = {}
     for name in names:
@@ -110,14 +145,15 @@ def main(args: argparse.Namespace) -> dict:
             "latency_ms": latency_ms(pred, args.latency_repeats), "precision": pred.precision, "runtime": pred.runtime, "cpu": cpu_summary(), "sample": args.sample or None,
             "command": "python train/evaluate.py " + " ".join(sys.argv[1:]),
         }
-        if "raf-db" in sets and not args.sample:
-            # a fixed seeded sample that tests/test_default_checkpoint.py re-scores through the app's path
-            x, y = sets["raf-db"]
-            idx = torch.from_numpy(sample_indices(len(y), SAMPLE_N))
-            r = evaluate_on(pred, x[idx], y[idx])
-            entry["raf-db_sample"] = {"n": SAMPLE_N, "seed": 0, "accuracy": r["accuracy"]}
-        for set_name, (x, y) in sets.items():
-            entry[set_name] = evaluate_on(pred, x, y)
+        for set_name, n in (("raf-db", SAMPLE_N), ("affectnet-hq-app", WILD_SAMPLE_N)):
+            if set_name in sets and not args.sample:
+                # a fixed seeded sample that tests/test_default_checkpoint.py re-scores through the app's path
+                x, y, _ = sets[set_name]
+                idx = torch.from_numpy(sample_indices(len(y), n))
+                r = evaluate_on(pred, x[idx], y[idx])
+                entry[f"{set_name}_sample"] = {"n": n, "seed": 0, "accuracy": r["accuracy"]}
+        for set_name, (x, y, src) in sets.items():
+            entry[set_name] = evaluate_on(pred, x, y, src if set_name.startswith("affectnet-hq") else None)
             r = entry[set_name]
             print(f"{path.stem:18s} {set_name:8s} acc {r['accuracy']:.4f} F1 {r['macro_f1']:.4f} "
                   f"ECE {r['ece_before']:.3f}->{r['ece_after']:.3f} n={r['n']}")

@@ -49,9 +49,10 @@ def training_splits(spec, sources: list[str] | None = None) -> tuple[torch.Tenso
     xs, ys, tr_parts, va_parts, offset = [], [], [], [], 0
     for source in spec.train_data:  # "raf-db/train (9747 images, x2)", relative to the datasets root
         root = Path(source.rsplit(" (", 1)[0])
+        crop = "detector" if ", detector crop" in source else "whole"
         x, y, tr, va = load_split_folder(root if root.is_absolute() else datasets_root() / root, spec.input_size,
                                          val_fraction=spec.args.get("val_fraction", 0.1),
-                                         seed=split_seed(spec.args), limit=spec.args.get("limit") or 0)
+                                         seed=split_seed(spec.args), limit=spec.args.get("limit") or 0, crop=crop)
         xs.append(x)
         ys.append(y)
         tr_parts.append(tr + offset)

@@ -16,7 +16,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from fer_core.checkpoints import ModelSpec, git_commit  # noqa: E402
-from fer_core.data import datasets_root, load_split_folder, oversample_rare, split_seed  # noqa: E402
+from fer_core.data import (  # noqa: E402
+    FERPLUS_MODES, datasets_root, ferplus_filter, load_split_folder, oversample_rare, split_seed,
+)
 from fer_core.labels import EMOTIONS  # noqa: E402
 from fer_core.models import count_parameters, create_model, list_models, model_options  # noqa: E402
 from fer_core.preprocess import AugmentOptions  # noqa: E402
@@ -30,6 +32,17 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", nargs="+", default=["raf-db"],
                    help="training folders: a dataset name under ../shared/datasets (raf-db, fer2013) or a path "
                         "to a labelled folder; NAME:K repeats that set K times per epoch")
+    p.add_argument("--detector-crop", nargs="*", default=[],
+                   help="training folders (as named in --data, without :K) whose images are found and cropped by the "
+                        "app's detector, as a face in a photo is (loosely framed in-the-wild faces); their "
+                        "validation faces too")
+    p.add_argument("--ferplus", default="off", choices=FERPLUS_MODES,
+                   help="FER2013 training faces by their FER+ votes: drop = leave out faces whose FER+ majority is "
+                        "neutral, contempt, unknown or not a face; agree = keep only faces whose FER+ majority is "
+                        "their label (validation faces and labels unchanged)")
+    p.add_argument("--select-by", default="mean", choices=["mean", "pooled"],
+                   help="the validation score that picks the best epoch: mean = the mean of each training folder's "
+                        "macro-F1, pooled = macro-F1 over all validation faces together")
     p.add_argument("--out", required=True, help="checkpoint path (.safetensors); best-so-far is saved here")
     p.add_argument("--epochs", type=int, default=30, help="maximum number of epochs")
     p.add_argument("--batch-size", type=int, default=128, help="batch size")
@@ -175,22 +188,33 @@ def main(args: argparse.Namespace) -> dict:
     device = pick_device(args.device)
     bf16 = {"on": True, "off": False}.get(args.bf16, bf16_supported(device))
     xs, ys, tr_parts, va_parts, offset, sources = [], [], [], [], 0, []
+    groups: dict[str, np.ndarray] = {}
+    n_val = 0
     for item in args.data:
         root, rep = resolve_data(item)
+        name = item.partition(":")[0]
+        crop = "detector" if name in (args.detector_crop or []) else "whole"
         x, y, tr, va = load_split_folder(root, args.input_size, val_fraction=args.val_fraction,
-                                         seed=split_seed(vars(args)), limit=args.limit)
+                                         seed=split_seed(vars(args)), limit=args.limit, crop=crop)
+        if (root / ".." / "ferplus_votes.csv").is_file():
+            before = len(tr)
+            tr = ferplus_filter(root, tr, args.ferplus, limit=args.limit)
+            if len(tr) < before:
+                print(f"FER+ {args.ferplus}: {before - len(tr)} of {before} training faces of {root} left out")
         n_train = len(tr)
         tr = oversample_rare(y, tr, args.oversample, args.seed)
         xs.append(x)
         ys.append(y)
         tr_parts.append(np.tile(tr + offset, rep))
         va_parts.append(va + offset)
+        groups[Path(name).name if Path(name).exists() else name] = n_val + np.arange(len(va))
+        n_val += len(va)
         offset += len(y)
         try:  # recorded relative to the datasets root, so checkpoints carry no machine paths
             shown = root.resolve().relative_to(datasets_root().resolve())
         except ValueError:
             shown = root
-        sources.append(f"{shown} ({len(y)} images, x{rep})")
+        sources.append(f"{shown} ({len(y)} images{', detector crop' if crop == 'detector' else ''}, x{rep})")
         print(f"data {root}: {n_train} train / {len(va)} val, classes {np.bincount(y.numpy(), minlength=6).tolist()}; "
               f"per epoch {rep} x {np.bincount(y.numpy()[tr], minlength=6).tolist()}")
     x_u8, y = torch.cat(xs), torch.cat(ys)
@@ -234,7 +258,7 @@ def main(args: argparse.Namespace) -> dict:
         teacher=teacher, distill_alpha=args.distill_alpha, distill_temperature=args.distill_temperature,
         mixup_alpha=args.mixup, cutmix_alpha=args.cutmix, mix_prob=args.mix_prob, sam_rho=args.sam,
         augment_on_device={"cpu": False, "device": True}.get(args.augment_on, device.type != "cpu"),
-        compile_mode=args.compile,
+        compile_mode=args.compile, val_groups=groups if args.select_by == "mean" and len(groups) > 1 else None,
     )
     print(json.dumps({k: v for k, v in spec.metrics.items() if not isinstance(v, list)}))
     return spec.metrics
