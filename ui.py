@@ -73,7 +73,7 @@ def preload(names: list[str]) -> None:
     """Load checkpoints (and choose each one's prediction copy: ~1 s each) on a background thread, once
     per process: the Compare page starts it when it opens, so the first upload does not wait for all eight models
     (`python bench/app_latency.py --compare --think 8`: 2.8-3.0 s until every model is shown, 6.9-7.7 s with
-    `--no-background`; session 31). get_predictor() then finds them in load_predictor's cache."""
+    `--no-background`). get_predictor() then finds them in load_predictor's cache."""
     if os.environ.get("FER_WARM_UP", "1") == "0":  # tests: no background work
         return
     with _PRELOAD_LOCK:
@@ -93,7 +93,7 @@ def _load_quietly(names: list[str]) -> None:
 
 def warm_up(predictor: Predictor) -> None:
     """A process's first explanation pays for one-off set-up (the first backward pass, the prediction copy's
-    first runs at occlusion's batch shapes): 2-5 s on a 2-core CPU, against 0.5-0.7 s later (session 23). Paid
+    first runs at occlusion's batch shapes): 2-5 s on a 2-core CPU, against 0.5-0.7 s later. Paid
     here, on a thread started when the model loads, while the person picks a photo."""
     from fer_core.examples import astronaut
     from fer_core.explain import unsupported_reason
@@ -168,8 +168,7 @@ def whole_for(whole_key: str, data: bytes, toggled: bool) -> bool:
     """Whether this picture is scored as one face: the page's toggle is on, or faces_or_stop's button was pressed for
     this very picture (its digest), so the next picture is looked at for faces again. The button once switched the
     toggle on from a callback and a new picture's callback off again, and in a real browser the new upload's rerun
-    could come back with the browser's own copy of the toggle still on: a group photo scored as one face (session 33,
-    reproduced in Chromium; `tests/test_browser.py`)."""
+    could come back with the browser's own copy of the toggle still on: a group photo scored as one face (reproduced in Chromium; `tests/test_browser.py`)."""
     if toggled:
         return True
     pressed_for = st.session_state.get(_pressed_key(whole_key))  # hash the photo only once the button was pressed

@@ -51,8 +51,8 @@ def wait_healthy(url: str, timeout_s: float = 60.0) -> bool:
 
 
 def stop_server(proc: subprocess.Popen) -> None:
-    """Ask a `streamlit run` to stop, and kill it after 20 s: on a loaded machine a server can take over 10 s (the
-    stop machine's CI after session 25; 4-5 s here beside three busy processes, under 1 s alone)."""
+    """Ask a `streamlit run` to stop, and kill it after 20 s: on a loaded machine a server can take over 10 s
+    (under 1 s on an idle one)."""
     proc.terminate()
     try:
         proc.wait(20)

@@ -1,6 +1,6 @@
 """Is checkpoint A really better than B? A paired comparison on the same test faces.
 
-  python bench/compare.py fernet /tmp/old_fernet.safetensors                 # RAF-DB test and FER2013 test
+  python bench/compare.py fernet old/fernet.safetensors                 # RAF-DB test and FER2013 test
   python bench/compare.py fernet fernet_duo --data raf-db --n-boot 5000
 
 Each checkpoint runs as the app and train/evaluate.py run it (the same precision, int8 copy and flip

@@ -6,7 +6,7 @@ the template's where it finds none). Faces are scored whole, as `train/evaluate.
 explain the prediction with the app's default options.
 
   python bench/regions.py                                   # RAF-DB test, every face: the Model card's file
-  python bench/regions.py --sample 300 --out /tmp/r.json    # a quick look
+  python bench/regions.py --sample 300 --out regions_sample.json    # a quick look
   python bench/regions.py --model fernet_duo --data fer2013 # another checkpoint or test set (added to the file)
 
 Writes (adds to) a JSON file, `checkpoints/regions.json` by default, keyed by checkpoint name then test set: the

@@ -110,7 +110,7 @@ def fastest_module(candidates: dict[str, torch.nn.Module | None], example: torch
     13.3 vs 9.5."""
     names = [n for n, m in candidates.items() if m is not None]
     # 7 timed calls, not 15: the pick only sets the speed (the copies' logits agree to ~1e-6), and a close call
-    # matters little; 15 took 0.5-1.3 s a model on a 2-core AVX2 host (session 35)
+    # matters little; 15 took 0.5-1.3 s a model on a 2-core AVX2 host
     best, best_ms = names[0], median_ms(candidates[names[0]], example, repeats=7, warmup=2)
     for name in names[1:]:
         ms = median_ms(candidates[name], example, repeats=7, warmup=2)

@@ -24,7 +24,7 @@ TIGHT_PAD = 0.25
 # taken (over a less confident upright twin). The CNN finds many turned faces as they are, but (small and soft ones
 # above all) with landmarks in upright order wherever the eyes are, so the crop is not turned back and the answer is
 # wrong; it scores them lower (validation faces on a plain ground: median 0.90 upright, 0.74 turned). Chosen on 1,200
-# validation faces with a plain border at 224 px (session 28, docs/experiments.md): accuracy upright 74.0 -> 74.1,
+# validation faces with a plain border at 224 px (docs/decisions.md): accuracy upright 74.0 -> 74.1,
 # turned a quarter / upside down 3-9 -> 68; it looks again for a quarter of upright ones (0.85: 13%, upside down
 # 66). A face seen only turned needs TURN_AT too: at 0.8, 5 of 275 faceless pictures and crops got a face.
 TURN_BELOW, TURN_AT = 0.88, 0.85
@@ -35,8 +35,7 @@ CROP_MAX_SIDE = 224  # face crops (and their explanation maps) are at most this 
 # both training sets' faces re-framed together (0.37-0.40; `bench/framing.py`); the old 5% margin gave ~0.34 in
 # photos (`bench/detection.py --context 0.5`: 2-3 points lost on RAF-DB faces). The model learned colour faces from
 # RAF-DB, whose crops are tighter (eyes 0.45 apart), and black-and-white ones mostly from FER2013 (0.37), so a colour
-# face gets a tighter square: on the validation split's RAF-DB faces in 4 new random frames (session 32,
-# docs/experiments.md) 0.87 of the box scored +1.0 point on colour faces over 0.94 (95% of a bootstrap over faces
+# face gets a tighter square: on the validation split's RAF-DB faces in 4 new random frames (# docs/decisions.md) 0.87 of the box scored +1.0 point on colour faces over 0.94 (95% of a bootstrap over faces
 # +0.2 ... +1.8), while FER2013's faces lost 0.2-0.5 at 0.87.
 MARGIN_GREY, MARGIN_COLOUR = -0.03, -0.065
 # A box that nearly fills the image is a face someone already cropped (a dataset's aligned face, a
@@ -48,18 +47,18 @@ FILL_FROM, FILL_TO = 0.7, 0.9
 # (`python bench/robustness.py --face-sizes 12 16 20 24 32 48`; the README has the table). The app says so.
 SMALL_FACE_PX = 24
 # A picture narrower than this rarely shows the detector a face: test crops resized whole to 12 / 16 px were found
-# 13 / 96% (RAF-DB) and 3 / 77% (FER2013) of the time (`python bench/detection.py --sides 12 16 24 32`, session 31).
+# 13 / 96% (RAF-DB) and 3 / 77% (FER2013) of the time (`python bench/detection.py --sides 12 16 24 32`).
 FINDABLE_PX = 16
 # A face cropped tighter than any training face (forehead and chin cut off) leaves the eyes more than EYES_MAX of
 # the crop apart (RAF-DB's crops: ~0.45, FER2013's ~0.37); such a crop is widened until they are EYES_TO apart, in
-# a frame of the picture's mean colour. On the validation split (`/tmp` script, session 27; docs/experiments.md),
+# a frame of the picture's mean colour. On the validation split (docs/decisions.md),
 # faces cut to their central 70% / 78% / 85% at 224 px, FER2013 part / RAF-DB part accuracy, not widened ->
 # widened: 64.4 / 80.5 -> 64.6 / 82.1, 69.7 / 86.7 -> 69.5 / 86.3, 71.4 / 88.1 -> 71.3 / 87.9. From 0.50 it helped
 # the tightest more (83.5) and cost the others up to 0.8.
 EYES_MAX, EYES_TO = 0.56, 0.47
 # A head turned to the side puts the nose tip off the eyes' midpoint (`head_turn`: 0 for a frontal face, in eye
 # distances). Faces past SIDE_VIEW on the validation split, set in a plain 256-px frame and cut to 0.94 of the box
-# (session 32, docs/experiments.md): 6% of RAF-DB's and 12% of FER2013's, right 76% / 65% of the time against 89% /
+# (docs/decisions.md): 6% of RAF-DB's and 12% of FER2013's, right 76% / 65% of the time against 89% /
 # 73% for the others; `python bench/detection.py --by-pose` measures it.
 SIDE_VIEW = 0.2
 
@@ -387,6 +386,6 @@ def crop_face(
 def whole_image_crop(image: np.ndarray, *, max_side: int = CROP_MAX_SIDE) -> FaceCrop:
     """Treat the whole image as one face (pre-cropped datasets): all of it, made square by repeating its edge
     pixels (on non-square validation faces as good as a mean-colour or mirrored border, and better than cutting a
-    centre square or stretching, except where the extra length is background; session 27), template landmarks."""
+    centre square or stretching, except where the extra length is background), template landmarks."""
     h, w = image.shape[:2]
     return crop_face(image, FaceBox(0, 0, w, h), margin=0.0, align=False, max_side=max_side)

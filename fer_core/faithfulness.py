@@ -169,7 +169,7 @@ def sanity_similarity(model: FerNet, x: torch.Tensor, cam: np.ndarray, target: i
 
     `bf16` (None = where the CPU has native bfloat16): forward-only methods (occlusion, hundreds of
     passes) run the randomised copy under bf16 autocast, about half the time. On 20 RAF-DB faces x 3
-    seeds (docs/experiments.md, session 12) that moved one face's occlusion value by 0.12 on average
+    seeds (docs/decisions.md) that moved one face's occlusion value by 0.12 on average
     (0.43 at most) and raised the mean from 0.10 to 0.18 — towards "fails", so never a false pass —
     while the choice of random draw alone moved one face by 0.29 on average."""
     from .device import bf16_supported, forward_logits

@@ -3,9 +3,9 @@ measures the app's path with, and what `train/train.py --app-framed` trains on.
 
 A dataset's crop has its own aligner's framing (RAF-DB's eyes ~0.45 of the side apart, FER2013's ~0.37); a face in a
 photo gets our detector's box and crop. The default model's validation faces set in a plain frame (`python
-bench/detection.py --split val --sides 256 --context 0.5 --plain --sample 1000`, session 30): RAF-DB 89.5 -> 88.0 on
+bench/detection.py --split val --sides 256 --context 0.5 --plain --sample 1000`): RAF-DB 89.5 -> 88.0 on
 the faces found (99.0%), FER2013 74.6 -> 73.9 (96.7% found). The detector's framing moves from face to face (its scale
-0.66-1.36 of the dataset's, 5-95%; docs/experiments.md), and the model, trained on the datasets' framing with a
+0.66-1.36 of the dataset's, 5-95%; docs/decisions.md), and the model, trained on the datasets' framing with a
 synthetic jitter, pays for it.
 """
 from __future__ import annotations
@@ -79,8 +79,7 @@ def app_framed(x_u8: torch.Tensor, indices: np.ndarray, *, seed: int = 0, cache:
     in a picture (in_a_photo: surroundings CONTEXT of its side, mirrored or plain, longer side SIDES px, drawn per
     face from `seed`), found by the detector and cropped, then resized to S. A face the detector misses keeps its own
     crop. Returns the copies (in `indices` order) and how many were found. `workers` processes (0: one per CPU) share
-    the detections, `chunk` faces at a time (~30 ms a face on an idle core; the two training sets' 30,141 faces took
-    28 minutes on 2 cores shared with other work in session 30); the result is cached as .npz under FER_CACHE. The
+    the detections, `chunk` faces at a time (~30 ms a face on an idle core); the result is cached as .npz under FER_CACHE. The
     workers are spawned, so a script that calls this needs the usual `if __name__ == "__main__":` guard (train.py
     has it)."""
     import multiprocessing

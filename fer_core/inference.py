@@ -114,7 +114,7 @@ class Predictor:
         self._int8 = int8_for_inference(self.model, example, self.spec.int8) if self._int8_ok else None
         # the int8 copy is taken unmeasured: it was the fastest on every CPU timed (2.5x the frozen float32 copy on
         # an AVX2 EPYC, 3x bf16 eager on an AVX-512 one), and building and timing the float32 copies for nothing
-        # took 1.5-3 s a model, 4.5 s of the Compare page's first load on an AVX2 host (session 35)
+        # took 1.5-3 s a model, 4.5 s of the Compare page's first load on an AVX2 host
         if self._int8 is not None:
             return self._int8
         bf16 = self._float_precision == "bfloat16"
@@ -205,7 +205,7 @@ def load_predictor(name_or_path: str | os.PathLike = DEFAULT_CHECKPOINT, *, prec
     By default it predicts as the app does (`frozen=True`): with the int8 copy where the checkpoint is calibrated
     and the CPU has the engine, so the library, the CLI and the app give the same numbers, those of
     checkpoints/results.json (the eager float32 model gave another class for 0.2% of RAF-DB test faces,
-    probabilities up to 0.13 apart; session 33). The copy is built on the first prediction, ~1 s, and a folder earns
+    probabilities up to 0.13 apart). The copy is built on the first prediction, ~1 s, and a folder earns
     it back (188 against 108 faces/s on an AVX2 host); elsewhere the frozen float32 copy or eager bfloat16, whose
     logits are eager float32's to ~1e-6. `frozen=False` for the eager model alone, `precision="float32"` for
     float32 predictions."""

@@ -4,7 +4,7 @@ A checkpoint may carry, in its spec's `int8` field, the activation ranges (scale
 `calibrate_int8` measured on training faces; `int8_for_inference` rebuilds the quantized model from
 them at load time, so no data is needed where the app runs. On a 2-core AVX2 host the int8 `fernet`
 took 2.4 ms per flip-averaged face against 6.2 ms for the frozen float32 copy, with the same test
-accuracy (docs/experiments.md, session 5). Weights are quantized per channel when the model is built;
+accuracy (docs/decisions.md). Weights are quantized per channel when the model is built;
 batch norm is folded into the convolutions. Explainers never use this copy: they keep the float32
 model and its hooks.
 """
@@ -23,7 +23,7 @@ _FX_CONFIG_LOCK = threading.Lock()  # see _prepared
 
 # fernet_duo's int8 copy joins its two branches with a quantized cat whose inputs keep their own ranges, and
 # torch warns on every such call (the server log filled with it). The cost was measured, not assumed: int8 vs
-# float32 duo 0.7243 vs 0.7278 validation macro-F1 (docs/experiments.md, session 10). Only this message is
+# float32 duo 0.7243 vs 0.7278 validation macro-F1 (docs/decisions.md). Only this message is
 # hidden, from the moment an int8 copy is built (process-wide: the copy is called from any thread).
 _QUANTIZED_CAT_WARNING = "All inputs of this cat operator must share the same quantization parameters"
 
@@ -40,7 +40,7 @@ def _prepared(model: torch.nn.Module, example: torch.Tensor) -> torch.fx.GraphMo
     torch.backends.quantized.engine = ENGINE
     model = copy.deepcopy(model).eval().to(memory_format=torch.contiguous_format)
     # FX's quantization tracer records a stack trace per node for debugging, and symbolising the first one imports
-    # torch._inductor: 2.5 of the 3.8 s the int8 copy took to build in a fresh process (the CLI's start; session 33).
+    # torch._inductor: 2.5 of the 3.8 s the int8 copy took to build in a fresh process (the CLI's start).
     # The switch is process-wide, so builds on two threads (the app's preload) take turns to set and restore it.
     with _FX_CONFIG_LOCK:
         config, emitted = torch.fx.config, torch.fx.config.do_not_emit_stack_traces

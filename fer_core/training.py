@@ -349,16 +349,14 @@ def fit(
 
     With `augment_on_device` the training images are copied to `device` once and each batch is cut and
     augmented there (JPEG re-compression excepted), so a GPU host needs no CPU cores for augmentation.
-    On an H200 (session 14, batched augmentation) augmenting a batch of 128 there took ~5 ms against a
-    ~13 ms step (~18 ms together, ~9 ms with `compile_mode="reduce-overhead"`); session 12's comparison
-    with CPU augmentation (~12 s per epoch either way, three to five runs sharing the GPU) predates both.
+    On a GPU this keeps the step, not the augmentation, the bottleneck (docs/training.md).
 
     With `sam_rho` > 0 every step is a sharpness-aware (SAM) step of radius rho (see train_one_epoch).
 
     With `compile_mode` ("default", "reduce-overhead", ...) the training forward runs through
     `torch.compile(model, mode=compile_mode)`, and so do the teachers'; the weights, EMA, evaluation and
     saving are the plain model's. "reduce-overhead" replays CUDA graphs: for a GPU, where a 64-px
-    fernet's step is launch-bound (docs/experiments.md, session 14); on the CPU compiling gained nothing
+    fernet's step is launch-bound (docs/decisions.md); on the CPU compiling gained nothing
     measurable.
 
     A resumable state (`<out>.state.pt`, plain tensors, loaded with weights_only=True) is written

@@ -107,7 +107,7 @@ def test_upload_face_shows_probabilities_and_maps(server, astronaut, tmp_path):
 def test_the_no_face_button_holds_for_one_picture(server, tmp_path):
     """After "Use the whole image as the face" on a faceless picture, the next upload (a group photo) is looked at
     for faces. When the button switched the page's toggle on and the new picture's callback switched it off, the
-    upload's rerun in Chromium came back with the toggle on, and the group was scored as one face (session 33)."""
+    upload's rerun in Chromium came back with the toggle on, and the group was scored as one face."""
     from playwright.sync_api import sync_playwright
 
     from fer_core.examples import group_photo, no_face

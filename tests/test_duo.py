@@ -154,5 +154,5 @@ def test_duo_of_a_fine_and_a_coarse_last_map(tmp_path):
         q = int8_for_inference(duo, x[:1], calibrate_int8(duo, [x]))
         with torch.no_grad():
             z8, z32 = q(x), duo(x)
-        # untrained weights: 0.91-1.00 over 24 random draws (session 29); a broken int8 path gives ~0
+        # untrained weights: 0.91-1.00 over 24 random draws; a broken int8 path gives ~0
         assert np.corrcoef(z8.numpy().ravel(), z32.numpy().ravel())[0, 1] > 0.9

@@ -206,7 +206,7 @@ def test_int8_teachers_for_distillation(calibrated, random_checkpoint, tmp_path)
 
 def test_the_int8_duo_runs_without_the_quantized_cat_warning():
     """fernet_duo's int8 copy joins its branches with a quantized cat; torch's warning on every call is hidden
-    (its cost was measured: docs/experiments.md, session 10), and nothing else is."""
+    (its cost was measured: docs/decisions.md), and nothing else is."""
     import warnings
 
     from fer_core.models import fernet_duo

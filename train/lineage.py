@@ -2,8 +2,8 @@
 
   python train/lineage.py fernet runs/gpu6/fernet_s3.safetensors   # -> checkpoints/fernet.lineage.json
 
-train/train.py --init keeps the parent's arguments, metrics and curves in the new checkpoint (since session 25);
-a checkpoint made before that (the default, session 19's f2, a fine-tune of s3) records only its own 14 epochs.
+train/train.py --init keeps the parent's arguments, metrics and curves in the new checkpoint; a checkpoint made
+by an older train.py records only its own epochs.
 This writes the parent's record (its own lineage, then it) to a small JSON file beside the checkpoint instead of
 rewriting the checkpoint, whose weights git would then keep twice; fer_core.checkpoints.read_spec reads it back for
 that run only (a later run promoted over it does not inherit it). The parent must be the file the fine-tune's

@@ -4,12 +4,12 @@
   python train/promote.py runs/fernet_v2.safetensors --name fernet --dtype float16
 
 The comparison is validation macro-F1 (never a test split): when the two share a validation split, both
-re-scored on its original images (float32, train/quantize.py's validation_predictions), since a run trained on
-a lent GPU recorded its number on re-encoded copies (session 19 promoted on a recorded tie, 0.73970 against
-0.73966, that the re-score puts at 0.7401 against 0.7382); else the numbers train/train.py recorded.
+re-scored on its original images (float32, train/quantize.py's validation_predictions), since a run trained
+elsewhere may have recorded its number on re-encoded copies (a recorded tie, 0.73970 against 0.73966, was
+0.7401 against 0.7382 re-scored); else the numbers train/train.py recorded.
 A re-score also prints a paired bootstrap of the difference over the validation faces (its 95% interval; on
 the 3,348 faces of the default's split about ±0.004 for a fine-tune of the committed network and ±0.008 for
-its parent, session 20); with --margin M a run must be better by more than M to replace the committed
+its parent); with --margin M a run must be better by more than M to replace the committed
 checkpoint (default 0: any gain). Weights are stored as float16 by default to keep checkpoints/ small (git
 keeps every version). The promoted checkpoint is then calibrated for int8 CPU predictions
 (train/quantize.py; --no-int8 skips).

@@ -74,7 +74,7 @@ def validation_key(spec) -> tuple:
 def validation_predictions(*checkpoints: str | Path) -> tuple[np.ndarray, list[np.ndarray]]:
     """Labels and each float32 model's predictions (with its flip averaging) on the original images of their
     shared validation split, decoded once (the checkpoints must have equal validation_keys). What train/train.py
-    recorded can come from other copies of those faces (a lent GPU trains on a re-encoded pack), so runs are
+    recorded can come from other copies of those faces (a run trained elsewhere may have read re-encoded copies), so runs are
     compared by these."""
     loaded = [load_checkpoint(c) for c in checkpoints]
     if len({validation_key(spec) for _, spec in loaded}) > 1:

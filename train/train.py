@@ -91,7 +91,7 @@ def get_args_parser() -> argparse.ArgumentParser:
                    help="checkpoints whose mean logits the model also learns from (knowledge distillation)")
     p.add_argument("--teacher-int8", action="store_true",
                    help="on a CPU, run each teacher as its int8 copy where it has a calibration (the app's "
-                        "prediction copy): about 40%% less teacher time than bfloat16 (docs/experiments.md, session 24)")
+                        "prediction copy): about 40%% less teacher time than bfloat16 (docs/decisions.md)")
     p.add_argument("--distill-alpha", type=float, default=0.5, help="weight of the distillation term (0-1)")
     p.add_argument("--distill-temperature", type=float, default=2.0, help="softmax temperature of distillation")
     p.add_argument("--mixup", type=float, default=0.0, help="mixup Beta alpha, e.g. 0.2 (0 = off)")
