@@ -16,8 +16,8 @@ import streamlit as st
 
 from fer_core.checkpoints import CHECKPOINT_DIR, list_checkpoints, read_spec
 from fer_core.explain import EXPLAINERS
-from fer_core.inference import (DEFAULT_CHECKPOINT, Predictor, analyze, classify_faces, explain_face, load_predictor,
-                                locate_faces)
+from fer_core.pipeline import analyze, classify_faces, explain_face, locate_faces
+from fer_core.runtime import DEFAULT_CHECKPOINT, Predictor, load_predictor
 from fer_core.labels import EMOTIONS
 
 # the evaluation sets of checkpoints/results.json (train/evaluate.py), in the order pages show them, with their labels
@@ -97,7 +97,7 @@ def warm_up(predictor: Predictor) -> None:
     here, on a thread started when the model loads, while the person picks a photo."""
     from fer_core.examples import astronaut
     from fer_core.explain import unsupported_reason
-    from fer_core.inference import faithfulness_for
+    from fer_core.pipeline import faithfulness_for
 
     # no try/except: on a thread, an error ends only the warm-up, and threading prints its traceback
     face = analyze(astronaut(), predictor=predictor, whole_image=True)[0]
@@ -168,7 +168,8 @@ def whole_for(whole_key: str, data: bytes, toggled: bool) -> bool:
     """Whether this picture is scored as one face: the page's toggle is on, or faces_or_stop's button was pressed for
     this very picture (its digest), so the next picture is looked at for faces again. The button once switched the
     toggle on from a callback and a new picture's callback off again, and in a real browser the new upload's rerun
-    could come back with the browser's own copy of the toggle still on: a group photo scored as one face (reproduced in Chromium; `tests/test_browser.py`)."""
+    could come back with the browser's own copy of the toggle still on: a group photo scored as one face
+    (reproduced in Chromium; `tests/test_browser.py`)."""
     if toggled:
         return True
     pressed_for = st.session_state.get(_pressed_key(whole_key))  # hash the photo only once the button was pressed
@@ -233,7 +234,7 @@ def method_options(window: int, stride: int) -> dict[str, dict]:
 def cached_scores(data: bytes, model: str, target: str | None, whole_image: bool, face: int,
                   methods: tuple[str, ...], layer: str | None, window: int, stride: int, method: str) -> dict:
     """Faithfulness of one face's map; takes cached_explanation's arguments, so the map comes from its cache."""
-    from fer_core.inference import faithfulness_for
+    from fer_core.pipeline import faithfulness_for
 
     result = cached_explanation(data, model, target, whole_image, face, methods, layer, window, stride)
     return faithfulness_for(get_predictor(model), result, method, layer=layer,

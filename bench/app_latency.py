@@ -27,7 +27,6 @@ import numpy as np
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 from fer_core.examples import astronaut, group_photo  # noqa: E402
 

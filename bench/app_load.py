@@ -25,8 +25,6 @@ import numpy as np
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
 
 from app_latency import IMAGES, MAPS_LOADED, free_port, stop_server, wait_healthy  # noqa: E402
 

@@ -17,13 +17,12 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "train"))
 
 from evaluate import app_logits  # noqa: E402
 from fer_core.checkpoints import resolve_checkpoint  # noqa: E402
 from fer_core.data import datasets_root, load_labelled_folder, load_uint8  # noqa: E402
-from fer_core.inference import load_predictor  # noqa: E402
+from fer_core.runtime import load_predictor  # noqa: E402
 from fer_core.metrics import paired_difference  # noqa: E402
 
 

@@ -38,7 +38,6 @@ import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "train"))
 
 from evaluate import sample_indices  # noqa: E402
@@ -46,7 +45,8 @@ from robustness import _noise  # noqa: E402
 from fer_core.data import datasets_root, load_labelled_folder  # noqa: E402
 from fer_core.faces import SIDE_VIEW, head_turn  # noqa: E402
 from fer_core.framing import central, in_a_photo  # noqa: E402
-from fer_core.inference import DEFAULT_CHECKPOINT, find_faces, load_predictor  # noqa: E402
+from fer_core.pipeline import find_faces  # noqa: E402
+from fer_core.runtime import DEFAULT_CHECKPOINT, load_predictor  # noqa: E402
 from fer_core.metrics import expected_calibration_error  # noqa: E402
 
 

@@ -14,20 +14,17 @@ autocast where the CPU has native bf16, as in the app.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from fer_core.data import datasets_root, load_labelled_folder  # noqa: E402
 from fer_core.explain import EXPLAINERS, explain, supported_explainers  # noqa: E402
 from fer_core.faithfulness import deletion_insertion, road_score, sanity_similarity, spearman  # noqa: E402
-from fer_core.inference import DEFAULT_CHECKPOINT, load_predictor  # noqa: E402
+from fer_core.runtime import DEFAULT_CHECKPOINT, load_predictor  # noqa: E402
 from fer_core.io import read_image  # noqa: E402
 
 

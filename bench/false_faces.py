@@ -20,8 +20,6 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT / "train"))
 
 from fer_core.examples import hand_picture  # noqa: E402
@@ -82,7 +80,7 @@ def positives(split: str, per_set: int) -> list[tuple[str, np.ndarray]]:
     256-px picture with a plain and with a mirrored border."""
     from detection import split_faces, validation_faces
 
-    from fer_core.inference import load_predictor
+    from fer_core.runtime import load_predictor
 
     val = validation_faces(load_predictor(precision="float32").spec) if split == "val" else None
     out = []

@@ -23,14 +23,12 @@ import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "train"))
-sys.path.insert(0, str(ROOT / "bench"))
 
 from quantize import training_splits  # noqa: E402
 from robustness import _affine  # noqa: E402
 from fer_core.faces import detect_faces, eyes_apart  # noqa: E402
-from fer_core.inference import DEFAULT_CHECKPOINT, load_predictor  # noqa: E402
+from fer_core.runtime import DEFAULT_CHECKPOINT, load_predictor  # noqa: E402
 from fer_core.metrics import classification_report  # noqa: E402
 
 DETECT_SIDE = 256

@@ -14,13 +14,12 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "train"))
 
 from evaluate import latency_ms  # noqa: E402
 from fer_core.checkpoints import load_checkpoint  # noqa: E402
 from fer_core.device import cpu_summary  # noqa: E402
-from fer_core.inference import DEFAULT_CHECKPOINT, Predictor  # noqa: E402
+from fer_core.runtime import DEFAULT_CHECKPOINT, Predictor  # noqa: E402
 
 
 def main() -> None:

@@ -27,7 +27,6 @@ import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "train"))
 
 from evaluate import sample_indices  # noqa: E402
@@ -36,7 +35,8 @@ from fer_core.data import datasets_root, load_labelled_folder  # noqa: E402
 from fer_core.explain import unsupported_reason  # noqa: E402
 from fer_core.faces import detect_faces  # noqa: E402
 from fer_core.framing import nearest_centre  # noqa: E402
-from fer_core.inference import DEFAULT_CHECKPOINT, analyze, explain_face, load_predictor  # noqa: E402
+from fer_core.pipeline import analyze, explain_face  # noqa: E402
+from fer_core.runtime import DEFAULT_CHECKPOINT, load_predictor  # noqa: E402
 from fer_core.io import read_image  # noqa: E402
 from fer_core.regions import REGIONS, region_shares  # noqa: E402
 

@@ -5,16 +5,13 @@
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from fer_core.data import datasets_root, load_labelled_folder  # noqa: E402
-from fer_core.inference import DEFAULT_CHECKPOINT, load_predictor  # noqa: E402
+from fer_core.runtime import DEFAULT_CHECKPOINT, load_predictor  # noqa: E402
 from fer_core.io import read_image  # noqa: E402
 from fer_core.scoring import iter_inputs, score_items  # noqa: E402
 

@@ -12,20 +12,17 @@ counted as changed (sanity_verdict). It also says what share of each method's ma
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from fer_core.data import datasets_root, load_labelled_folder  # noqa: E402
 from fer_core.explain import explain  # noqa: E402
 from fer_core.faithfulness import (  # noqa: E402
-    deletion_insertion, is_constant, randomised_copy, relevance_order, road_score, sanity_verdict, spearman,
+    deletion_insertion, is_constant, randomised_copy, road_score, sanity_verdict, spearman,
 )
-from fer_core.inference import DEFAULT_CHECKPOINT, load_predictor  # noqa: E402
+from fer_core.runtime import DEFAULT_CHECKPOINT, load_predictor  # noqa: E402
 from fer_core.io import read_image  # noqa: E402
 
 

@@ -11,14 +11,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from fer_core.checkpoints import ModelSpec  # noqa: E402
 from fer_core.device import bf16_supported, pick_device  # noqa: E402

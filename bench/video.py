@@ -6,7 +6,6 @@ The clip is made here from scikit-image's astronaut (two faces moving across a 6
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 from pathlib import Path
 
@@ -14,10 +13,9 @@ import cv2
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from fer_core.examples import astronaut  # noqa: E402
-from fer_core.inference import DEFAULT_CHECKPOINT, load_predictor  # noqa: E402
+from fer_core.runtime import DEFAULT_CHECKPOINT, load_predictor  # noqa: E402
 from fer_core.video import analyze_video  # noqa: E402
 
 

@@ -14,7 +14,8 @@ from .labels import EMOTIONS
 __version__ = "0.1.0"
 
 _LAZY = {
-    "analyze": "inference", "explain_face": "inference", "load_predictor": "inference", "Predictor": "inference", "FaceResult": "inference",
+    "analyze": "pipeline", "explain_face": "pipeline", "FaceResult": "pipeline", "load_predictor": "runtime",
+    "Predictor": "runtime",
     "detect_faces": "faces", "FaceBox": "faces", "read_image": "io", "create_model": "models",
     "list_models": "models", "load_checkpoint": "checkpoints", "save_checkpoint": "checkpoints",
     "ModelSpec": "checkpoints", "explain": "explain", "EXPLAINERS": "explain", "analyze_video": "video",

@@ -18,7 +18,7 @@ def _progress_bar(total: int | None, desc: str):
 def cmd_score(args: argparse.Namespace) -> int:
     from collections import Counter
 
-    from .inference import load_predictor
+    from .runtime import load_predictor
     from .io import CsvSink, prepare_output, resume_csv
     from .scoring import NO_FACE, iter_inputs, iter_scores, note_counts, noted_faces, score_columns
 
@@ -79,8 +79,9 @@ def cmd_explain(args: argparse.Namespace) -> int:
     import cv2
 
     from .explain import EXPLAINERS
-    from .faces import SMALL_FACE_PX
-    from .inference import CUT_OFF, SIDE, SMALL_FACE, TURNED, UNSURE, analyze, load_predictor
+    from .notes import note_sentence
+    from .pipeline import analyze
+    from .runtime import load_predictor
     from .io import read_image
     from .overlay import grid, labelled_photo, overlay
 
@@ -116,20 +117,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
         })
         for m, why in r.errors.items():
             print(f"face {r.index + 1}: {m} not available: {why}", file=sys.stderr)
-        if SMALL_FACE in r.notes:
-            print(f"face {r.index + 1}: only {r.source_side:.0f} px across; below {SMALL_FACE_PX} px accuracy falls "
-                  "(README: small faces)", file=sys.stderr)
-        if CUT_OFF in r.notes:
-            print(f"face {r.index + 1}: the picture cuts the face off; the crop was framed to show it whole, and "
-                  "accuracy is lower on such faces (README: faces cropped tight)", file=sys.stderr)
-        if TURNED in r.notes:
-            print(f"face {r.index + 1}: found with the picture turned; its crop was turned upright (README: turned "
-                  "photos)", file=sys.stderr)
-        if SIDE in r.notes:
-            print(f"face {r.index + 1}: a side view (the head turned away); accuracy is lower on such faces (README: "
-                  "side views)", file=sys.stderr)
-        if UNSURE in r.notes:
-            print(f"face {r.index + 1}: unsure, no emotion got half of the probability", file=sys.stderr)
+        for label in r.notes:
+            print(f"face {r.index + 1}: {note_sentence(label, r.source_side)}", file=sys.stderr)
     (out / f"{stem}.json").write_text(json.dumps(report, indent=2))
     if any(r.box is not None for r in results):  # the photo with every face's box and answer
         labelled = labelled_photo(read_image(args.image), results)
@@ -139,7 +128,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 
 def cmd_video(args: argparse.Namespace) -> int:
-    from .inference import load_predictor
+    from .runtime import load_predictor
     from .io import prepare_output
     from .video import analyze_video, face_summary
 
@@ -192,7 +181,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 def _model_args(p: argparse.ArgumentParser) -> None:
     from .device import PRECISIONS
-    from .inference import DEFAULT_CHECKPOINT
+    from .runtime import DEFAULT_CHECKPOINT
 
     p.add_argument("--model", default=DEFAULT_CHECKPOINT, help="checkpoint name in checkpoints/ or a path")
     p.add_argument("--precision", default=None, choices=PRECISIONS,

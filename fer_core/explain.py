@@ -1,5 +1,5 @@
 """EXPLAINERS registry. Every method maps (model, x (1, 3, S, S), target class) to a float32 (S, S)
-map in [0, 1] at the model's input size; `fer_core.inference` resizes it to the face crop.
+map in [0, 1] at the model's input size; `fer_core.pipeline` resizes it to the face crop.
 
 Hook-based methods register hooks on the shared model, so every call holds that model's lock:
 several threads (Streamlit sessions) may explain with one loaded model at once.

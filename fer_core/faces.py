@@ -35,8 +35,9 @@ CROP_MAX_SIDE = 224  # face crops (and their explanation maps) are at most this 
 # both training sets' faces re-framed together (0.37-0.40; `bench/framing.py`); the old 5% margin gave ~0.34 in
 # photos (`bench/detection.py --context 0.5`: 2-3 points lost on RAF-DB faces). The model learned colour faces from
 # RAF-DB, whose crops are tighter (eyes 0.45 apart), and black-and-white ones mostly from FER2013 (0.37), so a colour
-# face gets a tighter square: on the validation split's RAF-DB faces in 4 new random frames (# docs/decisions.md) 0.87 of the box scored +1.0 point on colour faces over 0.94 (95% of a bootstrap over faces
-# +0.2 ... +1.8), while FER2013's faces lost 0.2-0.5 at 0.87.
+# face gets a tighter square: on the validation split's RAF-DB faces in 4 new random frames
+# (docs/decisions.md) 0.87 of the box scored +1.0 point on colour faces over 0.94 (95% of a bootstrap over
+# faces +0.2 ... +1.8), while FER2013's faces lost 0.2-0.5 at 0.87.
 MARGIN_GREY, MARGIN_COLOUR = -0.03, -0.065
 # A box that nearly fills the image is a face someone already cropped (a dataset's aligned face, a
 # close-up): its own framing is kept. From FILL_FROM to FILL_TO of the image's shorter side the crop

@@ -4,7 +4,6 @@ from __future__ import annotations
 import copy
 import functools
 import weakref
-from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -12,9 +11,6 @@ import torch
 from torch import nn
 
 from .models import FerNet
-
-if TYPE_CHECKING:
-    from .inference import Predictor
 
 
 def _target_probs(model: nn.Module, xs: torch.Tensor, target: int, batch_size: int = 64) -> np.ndarray:
@@ -186,17 +182,17 @@ def sanity_similarity(model: FerNet, x: torch.Tensor, cam: np.ndarray, target: i
     return {"sanity_similarity": similarity, "sanity_ssim": map_ssim(cam, other), "sanity_collapsed": collapsed}
 
 
-def faithfulness_scores(predictor: "Predictor", x: torch.Tensor, cam: np.ndarray, target: int, *, method: str,
-                        layer: str | None = None, road: bool = False, sanity: bool = True,
-                        options: dict | None = None) -> dict[str, float]:
-    """Faithfulness numbers for one map (S, S) at the model's input size, made by `method` with `options`.
-    ROAD is opt-in: its noisy linear imputation solves a sparse system per percentile (seconds per map
-    on 2 cores)."""
+def faithfulness_scores(model: FerNet, x: torch.Tensor, cam: np.ndarray, target: int, *, method: str,
+                        scorer: nn.Module | None = None, layer: str | None = None, road: bool = False,
+                        sanity: bool = True, options: dict | None = None) -> dict[str, float]:
+    """Faithfulness numbers for one map (S, S) of `model` at its input size, made by `method` with `options`.
+    `scorer`: the module that predicts (an int8 or frozen copy of `model`; default `model`), which deletion and
+    insertion run. ROAD is opt-in: its noisy linear imputation solves a sparse system per percentile (seconds per
+    map on 2 cores)."""
     from .explain import model_lock
 
-    model = predictor.model
     with model_lock(model):  # these passes may run the eager model, which another thread may be hooking
-        dele, ins = deletion_insertion(predictor.scorer(), x, cam, target)  # the module that predicts
+        dele, ins = deletion_insertion(scorer or model, x, cam, target)
         out = {"deletion_auc": dele, "insertion_auc": ins}
         if road:
             out["road"] = road_score(model, x, cam, target)

@@ -12,7 +12,9 @@ import numpy as np
 
 from .errors import FerError
 from .faces import FaceBox, FaceCrop
-from .inference import Predictor, face_notes, find_faces
+from .notes import face_notes
+from .pipeline import find_faces
+from .runtime import Predictor
 from .io import is_image_name, read_image
 from .labels import EMOTIONS
 

@@ -13,7 +13,7 @@ import numpy as np
 
 from .errors import UnreadableVideo
 from .faces import FaceBox, crop_face, detect_faces
-from .inference import Predictor
+from .runtime import Predictor
 from .io import CsvSink
 from .labels import EMOTIONS
 from .overlay import FONT as _FONT

@@ -71,7 +71,7 @@ def explain_face_of(filepath: str, face: int, whole: bool) -> None:
     `whole`: the file was scored as one whole-image face."""
     from fer_core.errors import FerError
     from fer_core.explain import EXPLAINERS
-    from fer_core.inference import MAX_FACES
+    from fer_core.pipeline import MAX_FACES
     from fer_core.overlay import overlay
 
     data = next((item.data for item in items_from_uploads(uploads) if item.name == filepath), None)

@@ -8,8 +8,7 @@ import streamlit as st
 import ui
 from fer_core.examples import EXAMPLES
 from fer_core.explain import EXPLAINERS
-from fer_core.faces import SMALL_FACE_PX
-from fer_core.inference import CUT_OFF, SIDE, SMALL_FACE, TURNED, UNSURE
+from fer_core.notes import BY_LABEL, CUT_OFF, SMALL_FACE, UNSURE, note_sentence
 from fer_core.overlay import COLORMAPS, grid, labelled_photo, overlay
 from fer_core.regions import region_sentence
 
@@ -74,26 +73,12 @@ with st.spinner("Explaining…"):
 with right:
     st.subheader(f"Face {idx + 1}: **{r.prediction}** ({r.confidence:.0%})")
     st.plotly_chart(ui.probs_chart(r.probs, highlight=r.target), width="stretch")
-    if UNSURE in r.notes:
-        st.caption("**Unsure**: no emotion gets half of the probability. The model knows only these six and no "
-                   "neutral, so a calm or mixed face is spread over them. The percentages are calibrated on "
-                   "validation faces: where it says 40%, it is right about 40% of the time.")
-    if SMALL_FACE in r.notes:
-        st.warning(f"A small face: {r.source_side:.0f} px across in the photo. Below {SMALL_FACE_PX} px the model "
-                   "lacks the detail it learned from, and its accuracy falls (README: small faces).",
-                   icon="🔍")
-    if CUT_OFF in r.notes:
-        st.warning("A face cut off by the picture's edges (forehead or chin missing): the model learned from "
-                   "whole faces, so the crop below was framed in the picture's mean colour to show it at their "
-                   "size. Accuracy is lower on such faces (README: faces cropped tight).", icon="✂️")
-    if TURNED in r.notes:
-        st.info("This face was found with the photo turned sideways or upside down (its orientation tag may have "
-                "been lost), so the crop below was turned upright. Accuracy is a little lower on such faces "
-                "(README: turned photos).", icon="🔄")
-    if SIDE in r.notes:
-        st.info("A side view: the head is turned away from the camera. The model learned mostly from faces looking at "
-                "it and is right 7-9 points less often on side views of test faces; its confidence drops with them "
-                "(README: side views).", icon="↪️")
+    for label in r.notes:  # the notes' sentences (fer_core.notes): unsure as a caption, the rest as boxes
+        if label == UNSURE:
+            st.caption(note_sentence(label))
+        else:
+            (st.warning if label in (SMALL_FACE, CUT_OFF) else st.info)(
+                note_sentence(label, r.source_side), icon=BY_LABEL[label].icon)
     if r.target != r.prediction:
         st.caption(f"Maps below explain **{r.target}**, not the prediction.")
 

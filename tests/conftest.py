@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -9,7 +8,6 @@ import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 torch.set_num_threads(2)
 os.environ["FER_WARM_UP"] = "0"  # the app's warm-up thread (ui.warm_up) would explain every throwaway model
@@ -50,7 +48,7 @@ def random_checkpoint(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def predictor(random_checkpoint):
-    from fer_core.inference import load_predictor
+    from fer_core.runtime import load_predictor
 
     return load_predictor(random_checkpoint)
 

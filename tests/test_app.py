@@ -4,7 +4,6 @@ import base64
 import io
 import json
 import re
-import sys
 import zipfile
 from pathlib import Path
 
@@ -20,7 +19,7 @@ TIMEOUT = 120
 @pytest.fixture(scope="module")
 def app_env(tmp_path_factory):
     from fer_core.checkpoints import ModelSpec, save_checkpoint
-    from fer_core.inference import DEFAULT_CHECKPOINT
+    from fer_core.runtime import DEFAULT_CHECKPOINT
     from fer_core.models import create_model, list_models
     from tests.test_data import make_folder
 
@@ -44,7 +43,6 @@ def app_env(tmp_path_factory):
     mp = pytest.MonkeyPatch()
     mp.setenv("FER_CHECKPOINTS", str(ck))
     mp.setenv("FER_CACHE", str(d / "cache"))
-    sys.path.insert(0, str(ROOT / "train"))
     import fer_core.checkpoints as C
 
     mp.setattr(C, "CHECKPOINT_DIR", ck)
@@ -53,7 +51,6 @@ def app_env(tmp_path_factory):
     evaluate.main(evaluate.get_args_parser().parse_args(
         ["--data", f"raf-db={test}", "--output", str(ck / "results.json"), "--threads", "2",
          "--latency-repeats", "3"]))  # timing untrained models 200 times was most of this module's time
-    sys.path.insert(0, str(ROOT / "bench"))
     import regions
 
     regions.main(["--data", f"raf-db={test}", "--methods", "cam,occlusion", "--out", str(ck / "regions.json")])
@@ -122,15 +119,14 @@ def test_explain_group_photo_maps_the_face_picked(app_env):
 
 
 def test_warm_up_explains_and_scores_the_default_methods_once(app_env, predictor, monkeypatch):
-    sys.path.insert(0, str(ROOT))
-    import fer_core.inference as inference
+    import fer_core.pipeline as pipeline
     import ui
 
     calls = []
-    real_explain, real_faith = inference.explain_face, inference.faithfulness_for
+    real_explain, real_faith = pipeline.explain_face, pipeline.faithfulness_for
     monkeypatch.setattr(ui, "explain_face", lambda p, r, methods, **kw: calls.append(("explain", tuple(methods)))
                         or real_explain(p, r, methods, **kw))
-    monkeypatch.setattr(inference, "faithfulness_for", lambda p, r, m, **kw: calls.append(("faith", m))
+    monkeypatch.setattr(pipeline, "faithfulness_for", lambda p, r, m, **kw: calls.append(("faith", m))
                         or real_faith(p, r, m, **kw))
     ui.warm_up(predictor)
     assert calls == [("explain", ("gradcam", "cam", "occlusion")), ("faith", "gradcam"), ("faith", "cam"),
@@ -138,7 +134,6 @@ def test_warm_up_explains_and_scores_the_default_methods_once(app_env, predictor
 
 
 def test_preload_loads_each_checkpoint_once_on_a_thread_and_skips_a_broken_one(app_env, monkeypatch):
-    sys.path.insert(0, str(ROOT))
     import threading
 
     import ui
@@ -175,12 +170,11 @@ def test_preload_loads_each_checkpoint_once_on_a_thread_and_skips_a_broken_one(a
 
 
 def test_every_face_zip_has_a_figure_each_and_one_table(app_env, predictor):
-    sys.path.insert(0, str(ROOT))
     from dataclasses import replace
 
     import ui
     from fer_core.examples import group_photo
-    from fer_core.inference import analyze, explain_face
+    from fer_core.pipeline import analyze, explain_face
 
     results = analyze(group_photo(), predictor=predictor)  # classified, not yet explained
     # the face on screen is already explained: the zip takes it as it is (here marked by a black crop)
@@ -208,14 +202,14 @@ def test_explain_warns_under_maps_that_fail_the_sanity_check(app_env):
 def test_explain_says_a_side_view_is_less_reliable(app_env, astronaut, monkeypatch):
     """A face noted "side view" (head_turn past SIDE_VIEW) gets a word on the Explain page; the astronaut, who faces
     the camera, does not. No picture here turns a head reliably, so the measure is stubbed for the second upload."""
-    import fer_core.inference
+    import fer_core.notes
 
     at = _app("pages/explain.py")
     at.run()
     at.file_uploader[0].set_value(("face.png", _png(astronaut), "image/png")).run()
     _no_exception(at)
     assert not any("A side view" in i.value for i in at.info)
-    monkeypatch.setattr(fer_core.inference, "head_turn", lambda landmarks: 0.3)  # a head turned away
+    monkeypatch.setattr(fer_core.notes, "head_turn", lambda landmarks: 0.3)  # a head turned away
     at = _app("pages/explain.py")  # a new session: the last one's face picker formats its faces' notes anew
     at.run()
     at.file_uploader[0].set_value(("face.png", _png(astronaut), "image/png")).run()
@@ -321,7 +315,6 @@ def test_batch_with_zip_and_bad_files(app_env, astronaut):
 
 
 def test_labelled_photos_zip_has_each_photo_with_faces_under_a_safe_name(astronaut):
-    sys.path.insert(0, str(ROOT))
     import ui
     from fer_core.examples import group_photo
     from fer_core.scoring import ImageItem
@@ -379,7 +372,6 @@ def test_batch_scores_a_faceless_crop_whole_when_asked(app_env, astronaut):
 
 
 def test_compare_finds_the_faces_once_for_every_model(app_env, astronaut, monkeypatch):
-    sys.path.insert(0, str(ROOT))
     import ui
 
     calls = []
@@ -394,7 +386,7 @@ def test_compare_finds_the_faces_once_for_every_model(app_env, astronaut, monkey
 
 
 def test_compare_and_model_card(app_env, astronaut):
-    from fer_core.inference import DEFAULT_CHECKPOINT
+    from fer_core.runtime import DEFAULT_CHECKPOINT
     from fer_core.labels import EMOTIONS
 
     at = _app("pages/compare.py")

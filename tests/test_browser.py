@@ -12,9 +12,10 @@ import torch
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "bench"))
 
 from app_latency import free_port, stop_server, wait_healthy  # noqa: E402
+
+pytestmark = pytest.mark.browser
 
 
 @contextlib.contextmanager

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from fer_core.checkpoints import ModelSpec, load_checkpoint
-from fer_core.inference import Predictor
+from fer_core.runtime import Predictor
 from fer_core.metrics import MIN_GROUP, calibrate, fit_temperature, fit_temperatures
 from fer_core.preprocess import GRAY_TOLERANCE, grayscale_mask
 

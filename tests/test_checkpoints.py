@@ -90,7 +90,7 @@ def test_frozen_predictions_match_eager(random_checkpoint):
     probabilities for any batch size; off by default, the faster of the two with frozen=None."""
     import numpy as np
 
-    from fer_core.inference import Predictor
+    from fer_core.runtime import Predictor
 
     rng = np.random.default_rng(0)
     faces = [rng.integers(0, 255, (40 + 9 * i, 70, 3), dtype=np.uint8) for i in range(5)]

@@ -138,7 +138,7 @@ def test_explain_bad_image_exits_cleanly(tmp_path, random_checkpoint, capsys):
 
 def test_precision_options_agree(astronaut, random_checkpoint, monkeypatch):
     from fer_core.device import resolve_precision
-    from fer_core.inference import load_predictor
+    from fer_core.runtime import load_predictor
 
     p32 = load_predictor(random_checkpoint, precision="float32")
     p16 = load_predictor(random_checkpoint, precision="bfloat16")
@@ -173,7 +173,7 @@ def test_noted_faces_counts_each_note_most_first():
 
 def test_face_notes():
     from fer_core.faces import FaceBox
-    from fer_core.inference import face_notes
+    from fer_core.notes import face_notes
 
     assert face_notes(200.0, 0.9) == []
     assert face_notes(20.0, 0.9) == ["small face"]

@@ -1,17 +1,15 @@
 """The committed default checkpoint still scores what its results file says (±1 point) on a fixed
 sample of RAF-DB test, read through the same path as the app and CLI (files -> crop -> predictor)."""
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from fer_core.checkpoints import CHECKPOINT_DIR, list_checkpoints
-from fer_core.inference import DEFAULT_CHECKPOINT, load_predictor
+from fer_core.runtime import DEFAULT_CHECKPOINT, load_predictor
 from tests.conftest import datasets_or_skip
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "train"))
+pytestmark = pytest.mark.slow
 
 
 def test_default_checkpoint_matches_results_file():

@@ -1,6 +1,4 @@
 """fernet_duo: two fernet networks read by one GAP + linear head (train/duo.py joins two checkpoints)."""
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,7 +9,6 @@ from fer_core.explain import explain
 from fer_core.models import count_parameters, create_model
 from tests.test_data import make_folder
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "train"))
 
 
 def _pair():
@@ -53,7 +50,7 @@ def test_duo_script_joins_two_runs(tmp_path, monkeypatch):
     import duo as duo_script
     import train as train_script
 
-    from fer_core.inference import Predictor
+    from fer_core.runtime import Predictor
 
     monkeypatch.setenv("FER_CACHE", str(tmp_path / "cache"))
     data = make_folder(tmp_path / "train", n_per_class=6)

@@ -240,7 +240,7 @@ def test_deletion_insertion_is_order_free_among_tied_pixels(models):
 
 def test_gradcam_beats_random_map_on_trained_checkpoint():
     from fer_core.checkpoints import list_checkpoints
-    from fer_core.inference import DEFAULT_CHECKPOINT, load_predictor
+    from fer_core.runtime import DEFAULT_CHECKPOINT, load_predictor
     from tests.conftest import datasets_or_skip
 
     root = datasets_or_skip()

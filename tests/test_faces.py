@@ -4,7 +4,7 @@ import pytest
 from fer_core.errors import ImageTooLarge, NoFaceFound, UnreadableImage
 from fer_core.examples import group_photo, no_face
 from fer_core.faces import TURN_BELOW, crop_face, detect_faces
-from fer_core.inference import analyze
+from fer_core.pipeline import analyze
 from fer_core.regions import REGIONS, region_masks, region_sentence, region_shares
 
 
@@ -215,7 +215,7 @@ def test_a_face_cropped_too_tight_is_widened_in_a_plain_frame():
 
 
 def test_a_tight_photo_is_noted_as_a_cut_off_face(astronaut, close_up, predictor):
-    from fer_core.inference import CUT_OFF
+    from fer_core.notes import CUT_OFF
     from fer_core.scoring import ImageItem, score_items
 
     assert CUT_OFF in analyze(close_up, predictor=predictor)[0].notes
@@ -228,7 +228,7 @@ def test_a_side_view_is_noted(astronaut, predictor):
     """face_notes: "side view" when the detector's landmarks put the nose SIDE_VIEW eye distances off the eyes'
     midline; not for the astronaut (facing the camera), nor for a box without landmarks (Haar, whole image)."""
     from fer_core.faces import FaceBox
-    from fer_core.inference import SIDE, UNSURE, face_notes
+    from fer_core.notes import SIDE, UNSURE, face_notes
 
     frontal = FaceBox(0, 0, 100, 100, landmarks=((30, 35), (70, 35), (50, 58), (33, 75), (66, 75)))
     turned = FaceBox(0, 0, 100, 100, landmarks=((30, 35), (70, 35), (60, 58), (40, 75), (70, 75)))  # nose 0.25 off
@@ -284,7 +284,7 @@ def test_analyze_target_and_cam_reason(astronaut, predictor):
 def test_analyze_can_explain_one_face_of_a_group_later(predictor):
     """A group photo is classified whole; explain_faces limits the maps to the faces asked for, and
     explain_face adds them to a classified face afterwards: the same maps as explaining it at once."""
-    from fer_core.inference import explain_face
+    from fer_core.pipeline import explain_face
 
     photo = group_photo()
     every = analyze(photo, predictor=predictor, methods=["gradcam", "cam"])
@@ -302,7 +302,7 @@ def test_analyze_can_explain_one_face_of_a_group_later(predictor):
 def test_sanity_check_reruns_occlusion_with_the_maps_options(astronaut, predictor, monkeypatch):
     """The randomised model's map must be made with the window and stride the user chose, not defaults."""
     import fer_core.explain as explain_mod
-    from fer_core.inference import faithfulness_for
+    from fer_core.pipeline import faithfulness_for
 
     calls = []
     real = explain_mod.explain

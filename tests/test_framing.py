@@ -52,7 +52,6 @@ def test_a_face_the_detector_misses_keeps_its_crop(tmp_path, monkeypatch):
 
 
 def test_train_swaps_a_share_of_the_draws_never_a_validation_face(astronaut, tmp_path, monkeypatch):
-    sys.path.insert(0, str(ROOT / "train"))
     from train import with_app_framed
 
     monkeypatch.setenv("FER_CACHE", str(tmp_path))

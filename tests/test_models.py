@@ -96,7 +96,7 @@ def test_import_is_light():
 def test_the_default_model_runs_without_importing_torchvision():
     """fernet is built from our own ResNet body, so loading and running the default does not pay torchvision's
     ~1.2 s import (the zoo's resnet18/34 and vgg16 still import it when built)."""
-    code = ("import sys, numpy as np\nfrom fer_core.inference import load_predictor\n"
+    code = ("import sys, numpy as np\nfrom fer_core.runtime import load_predictor\n"
             "p = load_predictor('fernet')\np.predict([np.zeros((64, 64, 3), np.uint8)])\n"
             "print('torchvision' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,

@@ -1,5 +1,4 @@
 """Int8 CPU predictions rebuilt from a checkpoint's stored activation ranges (fer_core.quantize)."""
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -7,11 +6,10 @@ import pytest
 import torch
 
 from fer_core.checkpoints import load_checkpoint, read_spec, update_spec
-from fer_core.inference import Predictor
+from fer_core.runtime import Predictor
 from fer_core.quantize import calibrate_int8, int8_for_inference, int8_supported
 from tests.test_data import make_folder
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "train"))
 pytestmark = pytest.mark.skipif(not int8_supported(), reason="no x86 int8 engine in this torch build")
 
 
@@ -167,11 +165,11 @@ def test_occlusion_runs_the_prediction_module(calibrated):
 
 
 def test_scorer_is_the_eager_model_under_bf16_autocast_when_that_predicts(random_checkpoint, monkeypatch):
-    import fer_core.inference
+    import fer_core.runtime
 
     f32 = Predictor(*load_checkpoint(random_checkpoint), precision="float32")
     assert f32.scorer() is f32.model  # the library default predicts with the eager float32 model itself
-    monkeypatch.setattr(fer_core.inference, "resolve_precision", lambda requested, device: "bfloat16")
+    monkeypatch.setattr(fer_core.runtime, "resolve_precision", lambda requested, device: "bfloat16")
     pred = Predictor(*load_checkpoint(random_checkpoint), precision="bfloat16")
     scorer = pred.scorer()
     assert scorer.model is pred.model
@@ -231,7 +229,7 @@ def test_the_cli_and_library_score_with_the_copy_the_app_predicts_with(calibrate
     from PIL import Image
 
     from fer_core.__main__ import main
-    from fer_core.inference import load_predictor
+    from fer_core.runtime import load_predictor
     from fer_core.labels import EMOTIONS
     from fer_core.scoring import iter_inputs, score_items
 

@@ -1,11 +1,8 @@
 """bench/regions.py: where a model looks, per emotion, over the faces it gets right."""
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 
 from regions import MAP_SIDE, crop_landmarks, main, where_it_looks  # noqa: E402
 

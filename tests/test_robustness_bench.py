@@ -1,12 +1,9 @@
 """bench/robustness.py: every corruption is deterministic, keeps shape and dtype, and changes the face."""
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 
 from robustness import CORRUPTIONS, corrupt_batch, face_size_corruptions  # noqa: E402
 
@@ -40,7 +37,7 @@ def test_detection_bench_frames_a_crop_with_surroundings_and_scores_the_central_
     middle (a mirrored half-face can be found too), framed by the app's crop rule (a colour face: eyes ~0.45 apart)."""
     from detection import central, resized
 
-    from fer_core.inference import find_faces
+    from fer_core.pipeline import find_faces
 
     tight = astronaut[60:180, 165:285]  # the face, about as tightly as RAF-DB crops it
     framed = resized(tight, 400, context=0.5)
@@ -57,7 +54,7 @@ def test_detection_bench_plain_border_and_turned_picture(astronaut):
     quarter turns anticlockwise last, whose one face the detector turns back upright."""
     from detection import central, resized
 
-    from fer_core.inference import find_faces
+    from fer_core.pipeline import find_faces
 
     tight = astronaut[60:180, 165:285]
     plain = resized(tight, 400, context=0.5, plain=True)

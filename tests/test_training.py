@@ -1,5 +1,4 @@
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -7,7 +6,6 @@ import pytest
 from fer_core.checkpoints import load_checkpoint
 from tests.test_data import make_folder
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "train"))
 
 
 @pytest.mark.parametrize("arch", ["fernet", "baseline"])

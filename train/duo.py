@@ -13,14 +13,10 @@ fitted on the same validation logits. No training happens here.
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from fer_core.checkpoints import ModelSpec, git_commit, load_checkpoint, save_checkpoint  # noqa: E402
 from fer_core.data import split_seed  # noqa: E402

@@ -20,14 +20,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from fer_core.checkpoints import CHECKPOINT_DIR, list_checkpoints, resolve_checkpoint  # noqa: E402
 from fer_core.device import cpu_summary, median_ms  # noqa: E402
 from fer_core.data import (  # noqa: E402
     LabelledFolder, datasets_root, ferplus_majority, ferplus_votes, load_labelled_folder, load_uint8,
 )
-from fer_core.inference import load_predictor, probs_from_logits  # noqa: E402
+from fer_core.runtime import load_predictor, probs_from_logits  # noqa: E402
 from fer_core.metrics import classification_report, expected_calibration_error, reliability  # noqa: E402
 from fer_core.models import count_parameters  # noqa: E402
 from fer_core.preprocess import grayscale_mask  # noqa: E402
@@ -142,7 +141,8 @@ def main(args: argparse.Namespace) -> dict:
             **dict(zip(("temperature", "temperature_gray"), pred.temperatures)),
             "train_data": list(pred.spec.train_data),
             "val_accuracy": pred.spec.metrics.get("val_accuracy"), "val_macro_f1": pred.spec.metrics.get("val_macro_f1"),
-            "latency_ms": latency_ms(pred, args.latency_repeats), "precision": pred.precision, "runtime": pred.runtime, "cpu": cpu_summary(), "sample": args.sample or None,
+            "latency_ms": latency_ms(pred, args.latency_repeats), "precision": pred.precision, "runtime": pred.runtime,
+            "cpu": cpu_summary(), "sample": args.sample or None,
             "command": "python train/evaluate.py " + " ".join(sys.argv[1:]),
         }
         for set_name, n in (("raf-db", SAMPLE_N), ("affectnet-hq-app", WILD_SAMPLE_N)):

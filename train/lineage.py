@@ -12,10 +12,8 @@ that run only (a later run promoted over it does not inherit it). The parent mus
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from fer_core.checkpoints import read_spec, record_lineage, resolve_checkpoint  # noqa: E402
 

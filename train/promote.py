@@ -17,12 +17,10 @@ keeps every version). The promoted checkpoint is then calibrated for int8 CPU pr
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from fer_core.checkpoints import CHECKPOINT_DIR, lineage_file, load_checkpoint, read_spec, save_checkpoint  # noqa: E402
 from fer_core.metrics import paired_macro_f1_difference  # noqa: E402

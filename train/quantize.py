@@ -15,13 +15,11 @@ from __future__ import annotations
 
 import argparse
 import re
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from fer_core.checkpoints import load_checkpoint, resolve_checkpoint, update_spec  # noqa: E402
 from fer_core.data import datasets_root, load_split_folder, split_seed  # noqa: E402

@@ -19,13 +19,11 @@ Never a test split. Promote it like a run: python train/promote.py runs/soup.saf
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from fer_core.checkpoints import load_checkpoint, save_checkpoint  # noqa: E402
 from fer_core.metrics import calibrate, classification_report  # noqa: E402

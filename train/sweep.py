@@ -11,10 +11,8 @@ import argparse
 import csv
 import itertools
 import json
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import train as train_script  # noqa: E402
 

@@ -7,13 +7,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from fer_core.checkpoints import ModelSpec, git_commit  # noqa: E402
 from fer_core.data import (  # noqa: E402
@@ -70,7 +68,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--val-fraction", type=float, default=0.1, help="stratified validation share of train")
     p.add_argument("--seed", type=int, default=0, help="seed for the split, init and augmentation")
     p.add_argument("--split-seed", type=int, default=None,
-                   help="seed of the train/validation split only (default: --seed); runs that share it share "
+                   help="seed of the train/validation split only (default: --init's split when fine-tuning, else --seed); "
+                        "runs that share it share "
                         "a validation split, so they can be compared, souped or joined by train/duo.py")
     p.add_argument("--input-size", type=int, default=64, help="model input size in pixels")
     p.add_argument("--grayscale", action="store_true", help="train and infer on grayscale input")
@@ -187,6 +186,12 @@ def main(args: argparse.Namespace) -> dict:
     torch.manual_seed(args.seed)
     device = pick_device(args.device)
     bf16 = {"on": True, "off": False}.get(args.bf16, bf16_supported(device))
+    if args.init and args.split_seed is None:
+        # a fine-tune validates on its parent's split: another split would score it on faces the parent trained on
+        from fer_core.checkpoints import read_spec
+
+        args.split_seed = split_seed(read_spec(args.init).args)
+        print(f"--split-seed {args.split_seed}: the validation split of --init {args.init}")
     xs, ys, tr_parts, va_parts, offset, sources = [], [], [], [], 0, []
     groups: dict[str, np.ndarray] = {}
     n_val = 0
@@ -254,7 +259,8 @@ def main(args: argparse.Namespace) -> dict:
         schedule=args.schedule, weight_decay=args.weight_decay, label_smoothing=args.label_smoothing,
         class_weights=args.class_weights, class_weight_power=args.class_weight_power, patience=args.patience,
         augment=augment, device=device,
-        bf16=bf16, save_dtype=getattr(torch, args.save_dtype), ema_decay=args.ema, tta_flip=args.tta_flip, resume=not args.no_resume,
+        bf16=bf16, save_dtype=getattr(torch, args.save_dtype), ema_decay=args.ema, tta_flip=args.tta_flip,
+        resume=not args.no_resume,
         teacher=teacher, distill_alpha=args.distill_alpha, distill_temperature=args.distill_temperature,
         mixup_alpha=args.mixup, cutmix_alpha=args.cutmix, mix_prob=args.mix_prob, sam_rho=args.sam,
         augment_on_device={"cpu": False, "device": True}.get(args.augment_on, device.type != "cpu"),
