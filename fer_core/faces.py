@@ -244,13 +244,13 @@ def _detect_all_looks(image: np.ndarray, use: str, min_score: float, min_size: i
 def _with_face(out: list[FaceBox], box: FaceBox, among: list[FaceBox]) -> list[FaceBox]:
     """`out` with `box` added, unless a face of `among` that it overlaps (IoU > 0.4: the same face, found by another
     look) is at least as confident; the twins it beats leave `out`."""
-    twins = [f for f in among if _iou(box, f) > 0.4]
+    twins = [f for f in among if iou(box, f) > 0.4]
     if twins and max(f.score for f in twins) >= box.score:
         return out
     return [f for f in out if all(f is not t for t in twins)] + [box]
 
 
-def _iou(a: FaceBox, b: FaceBox) -> float:
+def iou(a: FaceBox, b: FaceBox) -> float:
     """Intersection over union (one face found at two scales scores ~0.7-0.9)."""
     iw = min(a.x + a.w, b.x + b.w) - max(a.x, b.x)
     ih = min(a.y + a.h, b.y + b.h) - max(a.y, b.y)

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
-import numpy as np
 
 from .errors import FerError
 from .faces import FaceBox, FaceCrop
@@ -16,7 +15,7 @@ from .notes import face_notes
 from .pipeline import find_faces
 from .runtime import Predictor
 from .io import is_image_name, read_image
-from .labels import EMOTIONS
+from .rows import BOX_COLUMNS, PROB_COLUMNS, box_fields, prob_fields
 
 NO_FACE = "no face found (for a photo that is already a tight face crop, use whole-image mode)"
 WHOLE_FALLBACK = "no face found: the whole image scored"  # the note of score_items(whole_if_no_face=True)'s rows
@@ -117,11 +116,9 @@ def iter_scores(
             return
         probs = predictor.predict([c.face for _, c, _, _ in pending], batch_size=batch_size)
         for (row, crop, fallback, box), p in zip(pending, probs):
-            row.update({c: float(v) for c, v in zip(predictor.classes, p)})
-            k = int(np.argmax(p))
-            row["prediction"], row["confidence"] = predictor.classes[k], float(p[k])
+            row.update(prob_fields(p, predictor.classes))
             row["crop_px"] = round(crop.source_side, 1)
-            notes = face_notes(crop.source_side, float(p[k]), crop.widened, box)
+            notes = face_notes(crop.source_side, row["confidence"], crop.widened, box)
             row["note"] = ", ".join([WHOLE_FALLBACK] * fallback + notes)
             if keep_faces:
                 row["_face"] = crop.face
@@ -149,9 +146,7 @@ def iter_scores(
             rows.append({"filepath": item.name, "error": NO_FACE})
             continue
         for i, (box, crop) in enumerate(found):
-            row = {"filepath": item.name, "face": i + 1, "error": ""}
-            if box is not None:
-                row.update({"x": box.x, "y": box.y, "w": box.w, "h": box.h, "face_score": round(box.score, 3)})
+            row = {"filepath": item.name, "face": i + 1, "error": "", **box_fields(box)}
             rows.append(row)
             pending.append((row, crop, fallback, box))
         if len(pending) >= batch_size:
@@ -168,8 +163,8 @@ def score_items(items: Iterable[ImageItem], predictor: Predictor, **kwargs) -> l
 
 
 def score_columns(with_boxes: bool) -> list[str]:
-    base = ["filepath"] + (["face", "x", "y", "w", "h", "face_score"] if with_boxes else [])
-    return base + list(EMOTIONS) + ["prediction", "confidence", "crop_px", "note", "error"]
+    base = ["filepath"] + (["face", *BOX_COLUMNS] if with_boxes else [])
+    return base + PROB_COLUMNS + ["crop_px", "note", "error"]
 
 
 def note_counts(rows: Iterable[dict]) -> Counter:

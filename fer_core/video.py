@@ -12,9 +12,10 @@ import cv2
 import numpy as np
 
 from .errors import UnreadableVideo
-from .faces import FaceBox, crop_face, detect_faces
+from .faces import FaceBox, crop_face, detect_faces, iou
 from .runtime import Predictor
 from .io import CsvSink
+from .rows import BOX_COLUMNS, PROB_COLUMNS, box_fields, prob_fields
 from .labels import EMOTIONS
 from .overlay import FONT as _FONT
 from .overlay import box_label, heatmap
@@ -23,7 +24,7 @@ MAX_DURATION_S = 120.0  # longer clips are refused (the app is interactive; use 
 MAX_FRAMES = 20_000
 ANALYSIS_MAX_SIDE = 640  # frames are downscaled to this for analysis and for the output video
 DETECT_MAX_SIDE = 320  # face detection runs on a copy at most this large (measured: 640 px costs 2x)
-TIMELINE_COLUMNS = ["frame", "time_s", "face", "x", "y", "w", "h", *EMOTIONS, "prediction"]
+TIMELINE_COLUMNS = ["frame", "time_s", "face", *BOX_COLUMNS, *PROB_COLUMNS]  # the smoothed probabilities
 
 
 @dataclass
@@ -34,14 +35,6 @@ class Track:
     missed: int = 0
     cam: np.ndarray | None = None
     history: list = field(default_factory=list)
-
-
-def iou(a: FaceBox, b: FaceBox) -> float:
-    x0, y0 = max(a.x, b.x), max(a.y, b.y)
-    x1, y1 = min(a.x + a.w, b.x + b.w), min(a.y + a.h, b.y + b.h)
-    inter = max(0, x1 - x0) * max(0, y1 - y0)
-    union = a.area + b.area - inter
-    return inter / union if union > 0 else 0.0
 
 
 class Tracker:
@@ -246,12 +239,8 @@ def analyze_video(
                 t_analysis += time.perf_counter() - t0
                 analysed += 1
                 for t in shown:
-                    b = t.box
-                    row = {"frame": frame_idx, "time_s": round(frame_idx / fps, 3), "face": t.id,
-                           "x": b.x, "y": b.y, "w": b.w, "h": b.h}
-                    row.update({c: float(p) for c, p in zip(EMOTIONS, t.probs)})
-                    row["prediction"] = EMOTIONS[int(np.argmax(t.probs))]
-                    rows.append(row)
+                    rows.append({"frame": frame_idx, "time_s": round(frame_idx / fps, 3), "face": t.id,
+                                 **box_fields(t.box), **prob_fields(t.probs)})
                 if sink is not None and shown:
                     sink.write(rows[-len(shown):])
             if writer is not None:

@@ -11,6 +11,7 @@ from fer_core.explain import EXPLAINERS
 from fer_core.notes import BY_LABEL, CUT_OFF, SMALL_FACE, UNSURE, note_sentence
 from fer_core.overlay import COLORMAPS, grid, labelled_photo, overlay
 from fer_core.regions import region_sentence
+from fer_core.rows import face_row
 
 st.title("Why does the model think so?")
 st.caption("Upload a photo: every face is found, classified into six emotions and explained. "
@@ -114,14 +115,10 @@ if r.maps:
     st.markdown("**Where the evidence lies** (share of each map on each facial region)")
     st.dataframe(regions, width="stretch")
 
-def face_row(res, explained=None, scores=None) -> dict:
+def download_row(res, explained=None, scores=None) -> dict:
     """One face's CSV/JSON row: box and scores; with `explained` (its explain_face result) the maps' region
     shares, with `scores` their faithfulness."""
-    row = {"face": res.index + 1, "prediction": res.prediction, "confidence": res.confidence, "target": res.target,
-           "note": ", ".join(res.notes)}
-    if res.box is not None:
-        row.update(dict(zip("xywh", res.box.as_tuple())))
-    row.update({c: float(p) for c, p in zip(ui.EMOTIONS, res.probs)})
+    row = {**face_row(res.index, res.box, res.probs, notes=res.notes), "target": res.target}
     for m, s in (scores or {}).items():
         row.update({f"{m}_{k}": v for k, v in s.items()})
     for m, sh in (explained.regions if explained is not None else {}).items():
@@ -135,14 +132,14 @@ def figure(res) -> np.ndarray:
 
 
 # every face's scores; the maps' numbers for the face shown (each face is explained when picked)
-rows = [face_row(res, r, scores) if res.index == r.index else face_row(res) for res in results]
+rows = [download_row(res, r, scores) if res.index == r.index else download_row(res) for res in results]
 stem = name.rsplit(".", 1)[0]
 predictor = ui.get_predictor(model)  # resolved here: the button's callable runs on another thread
 
 
 def every_face_zip() -> bytes:  # run when the button is clicked
     return ui.faces_zip(predictor, results, methods, layer=layer, options=ui.method_options(window, stride), stem=stem,
-                        figure=figure, row=face_row, explained={r.index: r})
+                        figure=figure, row=download_row, explained={r.index: r})
 
 
 def labelled_png() -> bytes:  # run when the button is clicked

@@ -126,7 +126,7 @@ def test_explain_command(tmp_path, astronaut, random_checkpoint, capsys):
     capsys.readouterr()
     assert main(["explain", str(tiny), "--model", str(random_checkpoint), "--methods", "cam", "--out", str(out)]) == 0
     err = capsys.readouterr().err
-    assert "face 1: only 1" in err and "px across; below 24 px" in err  # ~14 px
+    assert "face 1: A small face: 1" in err and "px across in the photo. Below 24 px" in err  # ~14 px
 
 
 def test_explain_bad_image_exits_cleanly(tmp_path, random_checkpoint, capsys):

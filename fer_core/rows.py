@@ -1,0 +1,32 @@
+"""The one per-face row: what the CLI's CSV, the Batch page's table, the Explain page's download and the video
+timeline say of a face, with the same names. Each adds its own columns around these (a file path, a frame)."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from .faces import FaceBox
+from .labels import EMOTIONS
+
+BOX_COLUMNS = ["x", "y", "w", "h", "face_score"]  # the detector's box in the photo's pixels, and its score
+PROB_COLUMNS = [*EMOTIONS, "prediction", "confidence"]
+
+
+def box_fields(box: FaceBox | None) -> dict:
+    """x, y, w, h and the detector's score (3 decimals); {} for a face scored whole (no box)."""
+    if box is None:
+        return {}
+    return {"x": box.x, "y": box.y, "w": box.w, "h": box.h, "face_score": round(float(box.score), 3)}
+
+
+def prob_fields(probs: np.ndarray, classes: Sequence[str] = EMOTIONS) -> dict:
+    """One column per class (its calibrated probability), the prediction and its probability."""
+    k = int(np.argmax(probs))
+    return {**{c: float(p) for c, p in zip(classes, probs)}, "prediction": classes[k], "confidence": float(probs[k])}
+
+
+def face_row(index: int, box: FaceBox | None, probs: np.ndarray, classes: Sequence[str] = EMOTIONS, *,
+             notes: Sequence[str] = ()) -> dict:
+    """face (1-based), the box fields, the probability fields and note (the face notes' labels, comma-separated)."""
+    return {"face": index + 1, **box_fields(box), **prob_fields(probs, classes), "note": ", ".join(notes)}
