@@ -20,9 +20,13 @@ def cmd_score(args: argparse.Namespace) -> int:
 
     from .runtime import load_predictor
     from .io import CsvSink, prepare_output, resume_csv
-    from .scoring import NO_FACE, iter_inputs, iter_scores, note_counts, noted_faces, score_columns
+    from .scoring import NO_FACE, iter_inputs, iter_scores, note_counts, noted_faces, parse_shard, score_columns, shard_of
 
     columns = score_columns(not args.whole_image)
+    try:
+        shard = parse_shard(args.shard) if args.shard else None
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
     if args.resume and not args.output:
         raise UsageError("--resume continues the file given with --output; give one")
     done: set[str] = set()
@@ -31,7 +35,11 @@ def cmd_score(args: argparse.Namespace) -> int:
         if args.resume:
             done = resume_csv(args.output, columns)
     predictor = load_predictor(args.model, precision=args.precision)
-    items = [i for i in iter_inputs(args.paths) if i.name not in done]
+    items = list(iter_inputs(args.paths))
+    if shard:
+        items = shard_of(items, *shard)
+        print(f"shard {shard[0]}/{shard[1]}: {len(items)} input(s)", file=sys.stderr)
+    items = [i for i in items if i.name not in done]
     if done:
         print(f"resuming: {len(done)} file(s) already in {args.output} skipped", file=sys.stderr)
     if args.output:
@@ -206,6 +214,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--resume", action="store_true",
                    help="continue an interrupted run: the files already in --output are skipped, the rest appended")
     s.add_argument("--batch-size", type=int, default=64, help="faces per forward pass")
+    s.add_argument("--shard", default=None, metavar="i/N",
+                   help="score only shard i of N (0-based): a contiguous block of the inputs in their listed order, "
+                        "for a job array (SLURM --array, one copy per task); the N CSVs joined in order, headers "
+                        "dropped, are the unsharded CSV")
     s.add_argument("--detector", default="auto", choices=["auto", "yunet", "haar"], help="face detector")
     s.set_defaults(func=cmd_score)
 

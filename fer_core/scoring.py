@@ -6,7 +6,7 @@ import zipfile
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable, Iterator, Sequence
 
 
 from .errors import FerError
@@ -82,6 +82,26 @@ def iter_inputs(paths: Iterable[str | os.PathLike]) -> Iterator[ImageItem]:
             yield ImageItem(str(p), p)
         else:
             yield ImageItem(str(p), None, "no such file or folder")
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """"i/N" (0 <= i < N) -> (i, N); a ValueError that says what is expected otherwise."""
+    i, sep, n = text.partition("/")
+    try:
+        k, count = int(i), int(n)
+    except ValueError:
+        k = count = -1
+    if not sep or count < 1 or not 0 <= k < count:
+        raise ValueError(f"--shard {text!r}: expected i/N with 0 <= i < N, such as 0/4")
+    return k, count
+
+
+def shard_of(items: Sequence[ImageItem], k: int, count: int) -> list[ImageItem]:
+    """Shard k of `count` of the listed inputs: a contiguous block in input order, so shards 0..N-1 scored one after
+    another (or their CSVs joined in that order, headers dropped) give the unsharded rows; blocks differ by at most
+    one file."""
+    n = len(items)
+    return list(items[n * k // count: n * (k + 1) // count])
 
 
 def iter_scores(
