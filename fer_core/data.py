@@ -161,7 +161,11 @@ def load_uint8(folder: LabelledFolder, size: int = 64, *, cache: bool = True,
                   f"({100 * found / max(len(paths), 1):.1f}%; the rest are read whole)")
         if cache:
             cache_file.parent.mkdir(parents=True, exist_ok=True)
-            np.save(cache_file, arr)
+            # a temporary name, then an atomic rename: processes decoding the same split at once (torchrun) or
+            # a run killed mid-write never leave a torn cache file
+            tmp = cache_file.with_name(f"{cache_file.stem}.{os.getpid()}.tmp.npy")
+            np.save(tmp, arr)
+            os.replace(tmp, cache_file)
     x = torch.from_numpy(arr).permute(0, 3, 1, 2).contiguous()
     return x, torch.tensor(folder.labels, dtype=torch.int64)
 

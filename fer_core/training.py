@@ -6,6 +6,7 @@ import math
 import os
 import sys
 import time
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Callable
 
@@ -18,6 +19,60 @@ from .checkpoints import ModelSpec, save_checkpoint
 from .device import autocast_ctx, forward_logits, pick_device
 from .metrics import calibrate, classification_report
 from .preprocess import AugmentOptions, BatchAugment, grayscale_mask, grey_uint8, luminance, mean_std, normalize
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The options of one training run, named as train/train.py's flags (`TrainConfig.from_args(args)`)."""
+
+    epochs: int = 30
+    batch_size: int = 128  # per process: under torchrun the global batch is batch_size × world size
+    lr: float = 0.1
+    optimizer: str = "sgd"
+    schedule: str = "onecycle"
+    weight_decay: float = 5e-4
+    label_smoothing: float = 0.1
+    class_weights: bool = False
+    class_weight_power: float = 1.0
+    patience: int = 0  # early stopping: epochs without a validation gain (0 = off)
+    bf16: bool = True  # autocast where the device has native bfloat16
+    ema: float = 0.0  # EMA decay of the weights that are evaluated and saved (0 = off)
+    tta_flip: bool = False
+    no_resume: bool = False
+    save_dtype: str = "float32"
+    distill_alpha: float = 0.5
+    distill_temperature: float = 2.0
+    mixup: float = 0.0
+    cutmix: float = 0.0
+    mix_prob: float = 1.0
+    augment_on_device: bool = False
+    sam: float = 0.0  # SAM radius rho (0 = plain steps)
+    compile: str | None = None  # torch.compile mode for the training forward
+
+    @classmethod
+    def from_args(cls, args: Any, **overrides: Any) -> "TrainConfig":
+        """The fields of an argparse namespace that carry these names, then `overrides`."""
+        values = {f.name: getattr(args, f.name) for f in fields(cls) if hasattr(args, f.name)}
+        return cls(**{**values, **overrides})
+
+
+def distributed_world() -> tuple[int, int]:
+    """(rank, world size) of this process: (0, 1) unless torch.distributed was initialised (torchrun)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def init_distributed(device: torch.device) -> tuple[int, int]:
+    """Under torchrun (WORLD_SIZE > 1 in the environment): join the process group (nccl on CUDA, gloo on the CPU)
+    and return (rank, world size); else (0, 1) and nothing is started."""
+    import torch.distributed as dist
+
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return distributed_world()
 
 
 def _progress(iterable, total: int, desc: str):
@@ -174,6 +229,7 @@ def train_one_epoch(
     mix: dict | None = None,
     sam_rho: float = 0.0,
     forward: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    shard: tuple[int, int] = (0, 1),
 ) -> dict:
     """One pass over `indices` (shuffled); returns loss, accuracy and macro-F1 on the augmented batches.
     With a `teacher`, the loss is (1 - alpha) · criterion + alpha · distillation_loss on the same
@@ -183,10 +239,13 @@ def train_one_epoch(
     augment_on_device); `y` stays on the CPU. With `sam_rho` > 0 each step is a SAM step: the gradient
     is taken again at the weights moved by rho along the first gradient (twice the cost of a step);
     the reported loss is the first, unperturbed one. `forward` (default: `model`) is what computes the
-    training logits, e.g. a `torch.compile`d `model` sharing its parameters."""
+    training logits, e.g. a `torch.compile`d `model` sharing its parameters, or its DistributedDataParallel
+    wrapper. `shard` = (rank, world size): every process draws the same shuffle (same seed) and takes every
+    world-size-th index from its rank, as DistributedSampler does, so each epoch covers the indices once across
+    processes."""
     model.train()
     forward = model if forward is None else forward
-    perm = indices[torch.randperm(len(indices)).numpy()]
+    perm = indices[torch.randperm(len(indices)).numpy()][shard[0]::shard[1]]
     n_batches = len(perm) // batch_size  # drop the ragged last batch (BN on tiny batches is noisy)
     total_loss, preds, trues = torch.zeros((), device=device), [], []
     mean, std = mean_std(spec, x_u8.device)  # once, not a host-to-GPU copy per batch
@@ -201,7 +260,8 @@ def train_one_epoch(
         y2, lam = yb, 1.0
         if mix:
             xf, y2, lam = mix_batch(xf, yb, **mix)
-        if forward is not model:  # a compiled step: a new iteration for CUDA-graph replays (teacher and student)
+        if forward is not model and not isinstance(forward, nn.parallel.DistributedDataParallel):
+            # a compiled step: a new iteration for CUDA-graph replays (teacher and student)
             torch.compiler.cudagraph_mark_step_begin()
         t_logits = None
         if teacher is not None:
@@ -305,6 +365,7 @@ def build_scheduler(optimizer: torch.optim.Optimizer, name: str, lr: float, epoc
 
 def fit(
     model: nn.Module,
+    config: TrainConfig = TrainConfig(),
     *,
     spec: ModelSpec,
     x_u8: torch.Tensor,
@@ -312,36 +373,13 @@ def fit(
     train_idx: np.ndarray,
     val_idx: np.ndarray,
     out: str | os.PathLike,
-    epochs: int = 30,
-    batch_size: int = 128,
-    lr: float = 0.1,
-    optimizer: str = "sgd",
-    schedule: str = "onecycle",
-    weight_decay: float = 5e-4,
-    label_smoothing: float = 0.1,
-    class_weights: bool = False,
-    class_weight_power: float = 1.0,
-    patience: int = 0,
     augment: AugmentOptions | None = AugmentOptions(),
     device: torch.device | None = None,
-    bf16: bool = True,
-    ema_decay: float = 0.0,
-    tta_flip: bool = False,
-    resume: bool = True,
-    save_dtype: torch.dtype = torch.float32,
     log: Callable[[str], None] = print,
     teacher: nn.Module | None = None,
-    distill_alpha: float = 0.5,
-    distill_temperature: float = 2.0,
-    mixup_alpha: float = 0.0,
-    cutmix_alpha: float = 0.0,
-    mix_prob: float = 1.0,
-    augment_on_device: bool = False,
-    sam_rho: float = 0.0,
-    compile_mode: str | None = None,
     val_groups: dict[str, np.ndarray] | None = None,
 ) -> tuple[nn.Module, ModelSpec]:
-    """Train with early stopping on validation macro-F1; the best model is saved to `out` as it goes.
+    """Train with `config` and early stopping on validation macro-F1; the best model is saved to `out` as it goes.
 
     With `val_groups` (a name per training folder → the positions of its faces in `val_idx`), each folder's
     validation macro-F1 is recorded per epoch (`val_macro_f1_<name>`) and the model is chosen by their mean
@@ -360,28 +398,39 @@ def fit(
     measurable.
 
     A resumable state (`<out>.state.pt`, plain tensors, loaded with weights_only=True) is written
-    after every epoch; with `resume`, training continues from it.
+    after every epoch; unless `config.no_resume`, training continues from it.
+
+    Under torchrun (init_distributed first) each process trains its share of every epoch through
+    DistributedDataParallel (gradients averaged, BN buffers from rank 0), so all ranks hold the same weights;
+    each scores the whole validation split alike, and rank 0 alone writes the checkpoint, the state and the log.
     """
+    c = config
     device = device or pick_device()
+    rank, world = distributed_world()
+    main_rank = rank == 0
+    if not main_rank:
+        log = lambda _: None  # noqa: E731
+    epochs, batch_size, lr, tta_flip, bf16 = c.epochs, c.batch_size, c.lr, c.tta_flip, c.bf16
+    save_dtype = getattr(torch, c.save_dtype) if isinstance(c.save_dtype, str) else c.save_dtype
     out = Path(out)
     model.to(device).to(memory_format=torch.channels_last)
     if teacher is not None:
         teacher = teacher.to(device).to(memory_format=torch.channels_last).eval()
-    opt = build_optimizer(model, optimizer, lr, weight_decay)
-    steps = len(train_idx) // batch_size
-    sched = build_scheduler(opt, schedule, lr, epochs, steps)
+    opt = build_optimizer(model, c.optimizer, lr, c.weight_decay)
+    steps = len(train_idx) // world // batch_size
+    sched = build_scheduler(opt, c.schedule, lr, epochs, steps)
     weight = None
-    if class_weights:
+    if c.class_weights:
         counts = np.bincount(y[train_idx].numpy(), minlength=len(spec.classes)).astype(np.float64)
-        w = (counts.sum() / np.maximum(counts, 1) / len(counts)) ** class_weight_power
+        w = (counts.sum() / np.maximum(counts, 1) / len(counts)) ** c.class_weight_power
         weight = torch.tensor(w / w.mean(), dtype=torch.float32, device=device)
-    criterion = nn.CrossEntropyLoss(weight=weight, label_smoothing=label_smoothing)
+    criterion = nn.CrossEntropyLoss(weight=weight, label_smoothing=c.label_smoothing)
     aug = BatchAugment(augment, spec.input_size) if augment is not None else None
-    ema = ema_of(model, ema_decay) if ema_decay > 0 else None
+    ema = ema_of(model, c.ema) if c.ema > 0 else None
     history: list[dict] = []
     best_f1, best_epoch, start_epoch = -1.0, -1, 0
     state_path = out.with_suffix(".state.pt")
-    if resume and state_path.is_file():
+    if not c.no_resume and state_path.is_file():
         st = torch.load(state_path, map_location=device, weights_only=True)
         model.load_state_dict(st["model"])
         opt.load_state_dict(st["optimizer"])
@@ -401,20 +450,26 @@ def fit(
         history = [dict(h) for h in st["history"]]
         best_f1, best_epoch, start_epoch = st["best_f1"], st["best_epoch"], st["epoch"] + 1
         log(f"resumed from {state_path} at epoch {start_epoch}")
-    x_train = x_u8.to(device) if augment_on_device else x_u8
-    forward = compiled(model, compile_mode) if compile_mode else None
-    if compile_mode and teacher is not None:  # the teachers' forward is most of a distilled step on a GPU
-        teacher = compiled(teacher, compile_mode)
+    x_train = x_u8.to(device) if c.augment_on_device else x_u8
+    forward = model
+    if world > 1:
+        forward = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    if c.compile:
+        forward = compiled(forward, c.compile)
+    if c.compile and teacher is not None:  # the teachers' forward is most of a distilled step on a GPU
+        teacher = compiled(teacher, c.compile)
     for epoch in range(start_epoch, epochs):
         t0 = time.time()
         tr = train_one_epoch(
             model, x_train, y, train_idx, spec=spec, augment=aug, optimizer=opt, scheduler=sched,
             criterion=criterion, batch_size=batch_size, device=device, bf16=bf16, ema=ema, epoch=epoch,
-            teacher=teacher, distill_alpha=distill_alpha, distill_temperature=distill_temperature,
-            mix={"mixup_alpha": mixup_alpha, "cutmix_alpha": cutmix_alpha, "prob": mix_prob}, sam_rho=sam_rho,
-            forward=forward,
+            teacher=teacher, distill_alpha=c.distill_alpha, distill_temperature=c.distill_temperature,
+            mix={"mixup_alpha": c.mixup, "cutmix_alpha": c.cutmix, "prob": c.mix_prob}, sam_rho=c.sam,
+            forward=forward, shard=(rank, world),
         )
         eval_model = ema.module if ema is not None else model
+        if world > 1:  # each rank's BN statistics saw only its batches: take rank 0's, so every rank is the same
+            _broadcast_from_rank_0(model.buffers(), *((ema.parameters(), ema.buffers()) if ema is not None else ()))
         va = evaluate(eval_model, x_u8[val_idx], y[val_idx], spec=spec, device=device, bf16=bf16, tta_flip=tta_flip)
         row = {
             "epoch": epoch + 1, "lr": opt.param_groups[0]["lr"], "seconds": round(time.time() - t0, 1),
@@ -433,22 +488,28 @@ def fit(
         )
         if improved:
             best_f1, best_epoch = score, epoch + 1
+        if improved and main_rank:
             _save_best(eval_model, spec, history, va, out, best_epoch, save_dtype,
                        {k: v for k, v in row.items() if k.startswith(("val_macro_f1_", "val_mean"))})
-        save_atomic(
-            {
+        if main_rank:
+            save_atomic({
                 "model": model.state_dict(), "optimizer": opt.state_dict(),
                 "scheduler": sched.state_dict() if sched is not None else None,
                 "ema": ema.state_dict() if ema is not None else None,
                 "rng": torch.get_rng_state(), "history": history, "best_f1": best_f1,
                 "best_epoch": best_epoch, "epoch": epoch, "total_steps": epochs * steps,
-            },
-            state_path,
-        )
-        if patience and epoch + 1 - best_epoch >= patience:
-            log(f"early stop: no val macro-F1 gain for {patience} epochs (best {best_f1:.4f} at {best_epoch})")
+            }, state_path)
+        if c.patience and epoch + 1 - best_epoch >= c.patience:
+            log(f"early stop: no val macro-F1 gain for {c.patience} epochs (best {best_f1:.4f} at {best_epoch})")
             break
     from .checkpoints import load_checkpoint
+
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.barrier()  # rank 0's last checkpoint is on disk
+        if not main_rank:
+            return load_checkpoint(out)
 
     best_model, best_spec = load_checkpoint(out)
     # calibration: temperatures (colour and black-and-white faces) fitted on validation logits of the best model
@@ -463,6 +524,14 @@ def fit(
     log(f"best val macro-F1 {best_f1:.4f} at epoch {best_epoch}; temperature {temp:.3f} (black-and-white faces "
         f"{temp_gray:.3f}); saved {out}")
     return best_model, best_spec
+
+
+def _broadcast_from_rank_0(*tensor_groups) -> None:
+    import torch.distributed as dist
+
+    for group in tensor_groups:
+        for t in group:
+            dist.broadcast(t.data, src=0)
 
 
 def group_scores(logits: torch.Tensor, y: torch.Tensor, groups: dict[str, np.ndarray] | None) -> dict:

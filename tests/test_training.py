@@ -334,7 +334,7 @@ def test_a_separate_forward_computes_the_training_logits_and_the_model_learns_th
 
 
 def test_compiling_a_distilled_run_compiles_the_teachers_too(tmp_path, monkeypatch):
-    """fit(compile_mode=...) routes the student's training forward and the teachers' forward through
+    """fit with TrainConfig(compile=...) routes the student's training forward and the teachers' forward through
     `compiled` (the teachers' eager forward was most of a distilled GPU step), and both are called."""
     import numpy as np
     import torch
@@ -355,10 +355,10 @@ def test_compiling_a_distilled_run_compiles_the_teachers_too(tmp_path, monkeypat
 
     monkeypatch.setattr(training, "compiled", fake_compiled)
     x_u8 = torch.randint(0, 256, (24, 3, 64, 64), dtype=torch.uint8)
-    training.fit(student, spec=ModelSpec(arch="fernet", model_kwargs={"width": 8}), x_u8=x_u8,
+    config = training.TrainConfig(epochs=1, batch_size=8, bf16=False, compile="default")
+    training.fit(student, config, spec=ModelSpec(arch="fernet", model_kwargs={"width": 8}), x_u8=x_u8,
                  y=torch.arange(24) % 6, train_idx=np.arange(16), val_idx=np.arange(16, 24),
-                 out=tmp_path / "s.safetensors", epochs=1, batch_size=8, augment=None, bf16=False,
-                 teacher=teacher, compile_mode="default", log=lambda _: None)
+                 out=tmp_path / "s.safetensors", augment=None, teacher=teacher, log=lambda _: None)
     assert calls == {id(student): 2, id(teacher): 2}  # two batches, each through both compiled callables
 
 

@@ -1,12 +1,19 @@
 """Train one model of the zoo on one or more labelled folders.
 
-Example (the default model):
-  python train/train.py --arch resnet18 --data raf-db fer2013 --epochs 30 --out checkpoints/fer_resnet18.safetensors
+  python train/train.py --arch fernet --data raf-db:2 fer2013 --epochs 30 --out runs/fernet.safetensors
+  python train/train.py ... --device cuda                                   # on a GPU
+  torchrun --nproc_per_node=N train/train.py ...                            # N processes, DistributedDataParallel
+
+The recipes behind every committed checkpoint are in docs/training.md; each checkpoint also carries its own
+arguments (python -m fer_core models). Under torchrun, --batch-size is per process, each process trains its share of
+every epoch (gloo on the CPU, nccl on GPUs), and rank 0 alone writes the checkpoint; the spec records the world size.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +28,7 @@ from fer_core.labels import EMOTIONS  # noqa: E402
 from fer_core.models import count_parameters, create_model, list_models, model_options  # noqa: E402
 from fer_core.preprocess import AugmentOptions  # noqa: E402
 from fer_core.device import bf16_supported, pick_device  # noqa: E402
-from fer_core.training import Ensemble, Resized, fit  # noqa: E402
+from fer_core.training import Ensemble, Resized, TrainConfig, fit, init_distributed  # noqa: E402
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -185,6 +192,13 @@ def main(args: argparse.Namespace) -> dict:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     device = pick_device(args.device)
+    if device.type == "cuda" and "LOCAL_RANK" in os.environ:  # torchrun: one GPU per process
+        device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
+        torch.cuda.set_device(device)
+    rank, world = init_distributed(device)
+    args.world_size = world  # recorded in the checkpoint's spec with the other arguments
+    if rank:  # rank 0 alone reports
+        sys.stdout = open(os.devnull, "w")
     bf16 = {"on": True, "off": False}.get(args.bf16, bf16_supported(device))
     if args.init and args.split_seed is None:
         # a fine-tune validates on its parent's split: another split would score it on faces the parent trained on
@@ -253,18 +267,12 @@ def main(args: argparse.Namespace) -> dict:
         perspective=args.perspective, erasing=args.erasing, grayscale=args.gray_aug, blur=args.blur, jpeg=args.jpeg,
         lowres=args.lowres,
     )
+    config = TrainConfig.from_args(args, bf16=bf16, no_resume=args.no_resume, augment_on_device={
+        "cpu": False, "device": True}.get(args.augment_on, device.type != "cpu"))
     _, spec = fit(
-        model, spec=spec, x_u8=x_u8, y=y, train_idx=train_idx, val_idx=val_idx, out=args.out,
-        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer,
-        schedule=args.schedule, weight_decay=args.weight_decay, label_smoothing=args.label_smoothing,
-        class_weights=args.class_weights, class_weight_power=args.class_weight_power, patience=args.patience,
-        augment=augment, device=device,
-        bf16=bf16, save_dtype=getattr(torch, args.save_dtype), ema_decay=args.ema, tta_flip=args.tta_flip,
-        resume=not args.no_resume,
-        teacher=teacher, distill_alpha=args.distill_alpha, distill_temperature=args.distill_temperature,
-        mixup_alpha=args.mixup, cutmix_alpha=args.cutmix, mix_prob=args.mix_prob, sam_rho=args.sam,
-        augment_on_device={"cpu": False, "device": True}.get(args.augment_on, device.type != "cpu"),
-        compile_mode=args.compile, val_groups=groups if args.select_by == "mean" and len(groups) > 1 else None,
+        model, config, spec=spec, x_u8=x_u8, y=y, train_idx=train_idx, val_idx=val_idx, out=args.out,
+        augment=augment, device=device, teacher=teacher,
+        val_groups=groups if args.select_by == "mean" and len(groups) > 1 else None,
     )
     print(json.dumps({k: v for k, v in spec.metrics.items() if not isinstance(v, list)}))
     return spec.metrics
