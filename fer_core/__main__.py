@@ -18,9 +18,8 @@ def _progress_bar(total: int | None, desc: str):
 def cmd_score(args: argparse.Namespace) -> int:
     from collections import Counter
 
-    from .runtime import load_predictor
     from .io import CsvSink, prepare_output, resume_csv
-    from .scoring import NO_FACE, iter_inputs, iter_scores, note_counts, noted_faces, parse_shard, score_columns, shard_of
+    from .scoring import NO_FACE, expand, list_inputs, note_counts, noted_faces, parse_shard, score_columns, shard_of
 
     columns = score_columns(not args.whole_image)
     try:
@@ -29,17 +28,31 @@ def cmd_score(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from None
     if args.resume and not args.output:
         raise UsageError("--resume continues the file given with --output; give one")
+    suffix = Path(args.output).suffix.lower() if args.output else ""
+    if args.engine == "local" and (args.address or args.workers):
+        raise UsageError("--address and --workers are for --engine ray")
+    if suffix == ".parquet" and args.engine != "ray":
+        raise UsageError("Parquet output is written by --engine ray; the local engine writes CSV (.csv)")
+    to_folder = args.engine == "ray" and bool(args.output) and suffix not in (".csv", ".parquet")
+    if args.resume and (args.engine == "ray"):
+        raise UsageError("--resume continues a CSV of the local engine; with --engine ray, use --shard to split a "
+                         "long run into parts that can be rerun one by one")
     done: set[str] = set()
     if args.output:
-        prepare_output(args.output)  # before any work: a bad path fails now, not after the last file
+        prepare_output(args.output, folder=to_folder)  # before any work: a bad path fails now, not at the end
         if args.resume:
             done = resume_csv(args.output, columns)
-    predictor = load_predictor(args.model, precision=args.precision)
-    items = list(iter_inputs(args.paths))
+    listed = list(list_inputs(args.paths))
     if shard:
-        items = shard_of(items, *shard)
-        print(f"shard {shard[0]}/{shard[1]}: {len(items)} input(s)", file=sys.stderr)
-    items = [i for i in items if i.name not in done]
+        listed = shard_of(listed, *shard)
+        print(f"shard {shard[0]}/{shard[1]}: {len(listed)} input(s)", file=sys.stderr)
+    if args.engine == "ray":
+        return _score_on_ray(args, listed, columns, to_folder)
+    from .runtime import load_predictor
+    from .scoring import iter_scores
+
+    predictor = load_predictor(args.model, precision=args.precision)
+    items = [i for it in listed for i in expand(it) if i.name not in done]
     if done:
         print(f"resuming: {len(done)} file(s) already in {args.output} skipped", file=sys.stderr)
     if args.output:
@@ -78,8 +91,38 @@ def cmd_score(args: argparse.Namespace) -> int:
         print(f"{faceless} file(s) with no face found: if they are face crops, rerun with --whole-if-no-face (each "
               "scored whole where no face is found) or --whole-image (every file one face)", file=sys.stderr)
     noted = noted_faces(notes)
-    if noted:  # small, cut-off, turned, side-view and unsure faces, crops scored whole (README: Command line)
+    if noted:  # small, cut-off, turned, side-view and unsure faces, crops scored whole
         print(f"faces noted: {noted} (see the note column)", file=sys.stderr)
+    return 0
+
+
+def _score_on_ray(args: argparse.Namespace, listed: list, columns: list[str], to_folder: bool) -> int:
+    try:
+        from .engines.ray import ParquetSink, score_with_ray
+    except ImportError as exc:
+        raise UsageError(f"--engine ray needs Ray ({exc.name} is not installed): pip install 'ray[data]' "
+                         "(or pip install -e '.[ray]')") from None
+    from .io import CsvSink
+
+    common = dict(output=args.output, model=args.model, precision=args.precision, address=args.address,
+                  workers=args.workers, whole_image=args.whole_image, whole_if_no_face=args.whole_if_no_face,
+                  detector=args.detector, batch_size=args.batch_size, items=listed)
+    if to_folder:
+        counts = score_with_ray([], **common)
+        print(f"wrote the rows of {counts['files']} input(s) to {args.output}/ (one file per block)", file=sys.stderr)
+        return 0
+    if args.output and args.output.lower().endswith(".parquet"):
+        sink = ParquetSink(args.output, columns)
+    elif args.output:
+        sink = CsvSink(args.output, columns)
+    else:
+        sink = CsvSink.to_stream(sys.stdout, columns)
+    try:
+        counts = score_with_ray([], write_rows=sink.write, **common)
+    finally:
+        sink.close()
+    if args.output:
+        print(f"wrote {counts['rows']} rows to {args.output}", file=sys.stderr)
     return 0
 
 
@@ -209,11 +252,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--whole-if-no-face", action="store_true",
                    help="score an image in which no face is found as one whole-image face (its note says so) "
                         "instead of a 'no face found' error row: for folders of face crops")
-    s.add_argument("--output", "-o", help="CSV file to write, row by row as files are scored (default: standard "
+    s.add_argument("--output", "-o", help="CSV file to write, row by row as files are scored; with --engine ray also "
+                   "a .parquet file, or a folder that Ray fills with one CSV per block (default: standard "
                                           "output); its folder is created")
     s.add_argument("--resume", action="store_true",
                    help="continue an interrupted run: the files already in --output are skipped, the rest appended")
     s.add_argument("--batch-size", type=int, default=64, help="faces per forward pass")
+    s.add_argument("--engine", default="local", choices=["local", "ray"],
+                   help="local: this process; ray: Ray Data actors (a local Ray, or the cluster at --address), "
+                        "the same rows (needs pip install 'ray[data]')")
+    s.add_argument("--address", default=None, help="with --engine ray: join this Ray cluster (e.g. auto, "
+                   "ray://head:10001); default: start a local Ray on this machine")
+    s.add_argument("--workers", type=int, default=None,
+                   help="with --engine ray: scoring actors, each with its own model copy (default: one per CPU)")
     s.add_argument("--shard", default=None, metavar="i/N",
                    help="score only shard i of N (0-based): a contiguous block of the inputs in their listed order, "
                         "for a job array (SLURM --array, one copy per task); the N CSVs joined in order, headers "

@@ -64,24 +64,37 @@ def iter_zip(path_or_bytes: str | os.PathLike | bytes, label: str) -> Iterator[I
                 yield ImageItem(name, None, f"cannot extract from the zip ({exc})")
 
 
-def iter_inputs(paths: Iterable[str | os.PathLike]) -> Iterator[ImageItem]:
-    """Expand files, folders (recursive, sorted) and .zip archives into image items."""
+def list_inputs(paths: Iterable[str | os.PathLike]) -> Iterator[ImageItem]:
+    """The files behind `paths` in scoring order, nothing read yet: each image file and each .zip archive as an item
+    whose data is its Path (folders recursive, sorted), and an error item for a path that is not there or a file
+    that is not an image by its name. Both engines list inputs with it."""
     for raw in paths:
         p = Path(raw)
         if p.is_dir():
             for f in sorted(q for q in p.rglob("*") if q.is_file()):
-                if f.suffix.lower() == ".zip":
-                    yield from iter_zip(f, str(f))
-                elif is_image_name(f.name):
+                if f.suffix.lower() == ".zip" or is_image_name(f.name):
                     yield ImageItem(str(f), f)
                 elif not f.name.startswith("."):
                     yield ImageItem(str(f), None, "not an image file name (skipped)")
-        elif p.is_file() and p.suffix.lower() == ".zip":
-            yield from iter_zip(p, str(p))
         elif p.is_file():
             yield ImageItem(str(p), p)
         else:
             yield ImageItem(str(p), None, "no such file or folder")
+
+
+def expand(item: ImageItem) -> Iterator[ImageItem]:
+    """A listed item ready to score: a zip archive (a path or its bytes) becomes its image members, anything else
+    stays as it is."""
+    if item.error or not item.name.lower().endswith(".zip"):
+        yield item
+    else:
+        yield from iter_zip(item.data if isinstance(item.data, (bytes, bytearray)) else item.data, item.name)
+
+
+def iter_inputs(paths: Iterable[str | os.PathLike]) -> Iterator[ImageItem]:
+    """Expand files, folders (recursive, sorted) and .zip archives into image items."""
+    for item in list_inputs(paths):
+        yield from expand(item)
 
 
 def parse_shard(text: str) -> tuple[int, int]:
