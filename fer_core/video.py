@@ -287,10 +287,10 @@ def _analyse_frame(rgb: np.ndarray, predictor: Predictor, tracker: Tracker, smoo
     for (t, _), p, c in zip(matched, probs, crops):
         fresh = not t.probs.any()
         t.probs = p if (fresh or smooth == 0) else smooth * t.probs + (1 - smooth) * p
-        if overlay == "gradcam":
+        if overlay in ("gradcam", "cam"):
             from .explain import explain
 
-            t.cam = explain(predictor.model, predictor.input_tensor(c.face), int(np.argmax(t.probs)), "gradcam")
+            t.cam = explain(predictor.model, predictor.input_tensor(c.face), int(np.argmax(t.probs)), overlay)
         else:
             t.cam = None
     return [t for t, _ in matched]

@@ -38,9 +38,14 @@ with st.sidebar:
 if not model:
     st.stop()
 
-source = st.radio("Image source", ["Upload", "Camera", "Example"], horizontal=True, label_visibility="collapsed")
+frozen = st.session_state.get("frozen_frame")  # a frame frozen on the Live page, explained here
+sources = ["Upload", "Camera", "Example"] + (["Live frame"] if frozen else [])
+source = st.radio("Image source", sources, horizontal=True, label_visibility="collapsed",
+                  index=len(sources) - 1 if frozen else 0)
 data, name = None, None
-if source == "Upload":
+if source == "Live frame":
+    name, data = "live-frame.png", frozen
+elif source == "Upload":
     up = st.file_uploader("Photo (JPEG, PNG, HEIC, AVIF, WebP, BMP, TIFF, GIF)", key="photo")
     if up is not None:
         name, data = ui.read_upload(up)

@@ -4,6 +4,7 @@ import base64
 import io
 import json
 import re
+import sys
 import zipfile
 from pathlib import Path
 
@@ -488,3 +489,26 @@ def test_video_page(app_env, astronaut, tmp_path, monkeypatch):
     _no_exception(at)
     assert any("fake.mp4" in e.value for e in at.error)
     assert not list(scratch.glob("fer_video_*"))  # neither the clip nor the bad file is left on disk
+
+
+def test_live_page_renders_and_a_frozen_frame_goes_to_explain(app_env, astronaut, monkeypatch):
+    """The Live page (its stream component stubbed: it needs a real server, which tests/test_browser.py drives) shows
+    its rate and faces and says how to fall back; a frame frozen there is offered first on the Explain page, and
+    explained."""
+    import types
+
+    calls = []
+    state = types.SimpleNamespace(playing=False)
+    fake = types.SimpleNamespace(WebRtcMode=types.SimpleNamespace(SENDRECV="sendrecv"),
+                                 webrtc_streamer=lambda **kw: calls.append(kw) or types.SimpleNamespace(state=state))
+    monkeypatch.setitem(sys.modules, "streamlit_webrtc", fake)
+    at = _app("pages/live.py")
+    at.run()
+    _no_exception(at)
+    assert calls and calls[0]["async_processing"] and calls[0]["rtc_configuration"]["iceServers"]
+    assert any("No face in view" in m.value for m in at.markdown)
+    at = _app("pages/explain.py")
+    at.session_state["frozen_frame"] = _png(astronaut)
+    at.run()
+    _no_exception(at)
+    assert at.radio[0].value == "Live frame" and any(s.value.startswith("Face 1") for s in at.subheader)

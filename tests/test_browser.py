@@ -19,10 +19,10 @@ pytestmark = pytest.mark.browser
 
 
 @contextlib.contextmanager
-def _serve(checkpoints: Path):
+def _serve(checkpoints: Path, **extra_env):
     """`streamlit run` on a free port; yields its URL, stops it afterwards."""
     port = free_port()
-    env = dict(os.environ, FER_CHECKPOINTS=str(checkpoints))
+    env = dict(os.environ, FER_CHECKPOINTS=str(checkpoints), **extra_env)
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(port),
          "--server.address", "127.0.0.1", "--server.headless", "true"],
@@ -132,3 +132,52 @@ def test_the_no_face_button_holds_for_one_picture(server, tmp_path):
         caption = page.get_by_text("group.png:").first.inner_text()
         browser.close()
     assert caption.startswith("group.png: 3 face(s)"), caption
+
+
+def _y4m(path: Path, rgb, frames: int = 30) -> Path:
+    """A raw YUV4MPEG2 clip of one picture, what Chromium's fake camera plays in a loop."""
+    import cv2
+
+    h, w = rgb.shape[:2]
+    i420 = cv2.cvtColor(rgb, cv2.COLOR_RGB2YUV_I420).tobytes()
+    with open(path, "wb") as fh:
+        fh.write(f"YUV4MPEG2 W{w} H{h} F15:1 Ip A1:1 C420jpeg\n".encode())
+        for _ in range(frames):
+            fh.write(b"FRAME\n" + i420)
+    return path
+
+
+def test_live_page_streams_a_fake_camera_and_labels_its_face(checkpoints, tmp_path):
+    """Chromium's fake camera plays a face (made from scikit-image's astronaut) into the Live page over WebRTC on
+    localhost: the page counts processed frames and names the tracked face's emotion."""
+    pytest.importorskip("streamlit_webrtc")
+    import re
+
+    import cv2
+    import numpy as np
+    from playwright.sync_api import sync_playwright
+
+    from fer_core.examples import astronaut
+
+    frame = np.full((480, 640, 3), 90, np.uint8)
+    frame[90:390, 170:470] = cv2.resize(astronaut()[:300, 100:400], (300, 300))
+    clip = _y4m(tmp_path / "face.y4m", frame)
+    with _serve(checkpoints, FER_RTC_ICE_SERVERS="[]") as url:  # localhost: host candidates suffice
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=shutil.which("chromium"), args=[
+                "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
+                f"--use-file-for-fake-video-capture={clip}",
+                "--disable-features=WebRtcHideLocalIpsWithMdns"])  # plain host addresses, which aiortc can reach
+            page = browser.new_page()
+            page.goto(url + "/live", timeout=60_000)
+            page.frame_locator("iframe").get_by_role("button", name="START").click(timeout=60_000)
+            page.wait_for_function(r"""() => {
+                const m = document.body.innerText.match(/(\d+) processed\)/);
+                return m && Number(m[1]) >= 3;
+            }""", timeout=90_000, polling=250)
+            page.wait_for_timeout(1500)  # two more refreshes: no error box may follow
+            text = page.inner_text("body")
+            browser.close()
+    assert re.search(r"#1\s+(happiness|surprise|sadness|anger|disgust|fear) \d+%", text), text[-1500:]
+    assert "Error" not in text and "Traceback" not in text, text[-1500:]
