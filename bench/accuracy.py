@@ -12,7 +12,6 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "train"))
 
 from fer_core.checkpoints import CHECKPOINT_DIR  # noqa: E402
 from fer_core.labels import EMOTIONS  # noqa: E402
@@ -81,9 +80,9 @@ def main() -> None:
     p.add_argument("--cached", action="store_true", help="do not re-evaluate; print the results file")
     args = p.parse_args()
     if not args.cached:
-        import evaluate
+        import subprocess
 
-        evaluate.main(evaluate.get_args_parser().parse_args([]))
+        subprocess.run([sys.executable, str(ROOT / "train" / "evaluate.py")], check=True)
     results = json.loads((CHECKPOINT_DIR / "results.json").read_text())
     print(table(results))
     ckpts = results.get("checkpoints", {})

@@ -11,15 +11,13 @@ choose a checkpoint by this (train/promote.py compares validation macro-F1).
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "train"))
 
-from evaluate import app_logits  # noqa: E402
+from fer_core.evaluation import app_logits  # noqa: E402
 from fer_core.checkpoints import resolve_checkpoint  # noqa: E402
 from fer_core.data import datasets_root, load_labelled_folder, load_uint8  # noqa: E402
 from fer_core.runtime import load_predictor  # noqa: E402

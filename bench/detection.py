@@ -29,7 +29,6 @@ faces, some upside down); with `--plain` the border is the crop's mean colour in
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
@@ -38,9 +37,8 @@ import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "train"))
 
-from evaluate import sample_indices  # noqa: E402
+from fer_core.evaluation import sample_indices  # noqa: E402
 from robustness import _noise  # noqa: E402
 from fer_core.data import datasets_root, load_labelled_folder  # noqa: E402
 from fer_core.faces import SIDE_VIEW, head_turn  # noqa: E402
@@ -77,7 +75,7 @@ def split_faces(ds: str, sample: int, val: tuple | None = None) -> tuple[list[np
 def validation_faces(spec) -> tuple:
     """A model's training folders decoded once, its validation indices, each one's folder and the spec (split_faces'
     `val`)."""
-    from quantize import training_splits
+    from fer_core.evaluation import training_splits
 
     sources: list[str] = []
     x, y, _, va = training_splits(spec, sources)

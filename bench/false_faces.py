@@ -14,13 +14,11 @@ negatives' boxes it rejects and of the positives' faces it loses.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "train"))
 
 from fer_core.examples import hand_picture  # noqa: E402
 from fer_core.faces import FACE_CHECK, detect_faces, face_geometry, plausible_face  # noqa: E402

@@ -15,7 +15,6 @@ rows against each other.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import cv2
@@ -23,9 +22,8 @@ import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "train"))
 
-from quantize import training_splits  # noqa: E402
+from fer_core.evaluation import training_splits  # noqa: E402
 from robustness import _affine  # noqa: E402
 from fer_core.faces import detect_faces, eyes_apart  # noqa: E402
 from fer_core.runtime import DEFAULT_CHECKPOINT, load_predictor  # noqa: E402

@@ -8,15 +8,13 @@ Run it with nothing else busy on the machine.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "train"))
 
-from evaluate import latency_ms  # noqa: E402
+from fer_core.evaluation import latency_ms  # noqa: E402
 from fer_core.checkpoints import load_checkpoint  # noqa: E402
 from fer_core.device import cpu_summary  # noqa: E402
 from fer_core.runtime import DEFAULT_CHECKPOINT, Predictor  # noqa: E402

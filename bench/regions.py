@@ -27,9 +27,8 @@ import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "train"))
 
-from evaluate import sample_indices  # noqa: E402
+from fer_core.evaluation import sample_indices  # noqa: E402
 from fer_core.checkpoints import CHECKPOINT_DIR  # noqa: E402
 from fer_core.data import datasets_root, load_labelled_folder  # noqa: E402
 from fer_core.explain import unsupported_reason  # noqa: E402

@@ -12,7 +12,6 @@ the benchmark's clean, aligned, colour crops.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Callable
 
@@ -21,9 +20,8 @@ import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "train"))
 
-from evaluate import sample_indices  # noqa: E402
+from fer_core.evaluation import sample_indices  # noqa: E402
 from fer_core.data import datasets_root, load_labelled_folder, load_uint8  # noqa: E402
 from fer_core.runtime import DEFAULT_CHECKPOINT, load_predictor  # noqa: E402
 from fer_core.metrics import classification_report  # noqa: E402

@@ -192,6 +192,9 @@ st.markdown(
   curiosity about what a model attends to.
 - **Not for**: diagnosis, hiring, policing, surveillance, lie detection or any decision about a person.
   A face shows an *expression*, not a felt emotion.
+- **The live camera** (Live page) labels and explains each frame as it arrives and keeps only the last frame in
+  memory (for "freeze"): it records nothing, stores nothing and reads no identity; a face's number is only a track
+  between frames (it changes when the face leaves the view).
 - **Six posed/basic classes only** (no neutral, contempt or mixed expressions): a neutral face is
   forced into one of the six.
 - **Accuracy differs across datasets and people**: RAF-DB (web photos) and FER2013 (48 px grayscale)

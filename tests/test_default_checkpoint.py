@@ -18,7 +18,7 @@ def test_default_checkpoint_matches_results_file():
     if DEFAULT_CHECKPOINT not in list_checkpoints() or not results_file.is_file():
         pytest.skip("no committed default checkpoint / results file")
     entry = json.loads(results_file.read_text())["checkpoints"][DEFAULT_CHECKPOINT]["raf-db_sample"]
-    from evaluate import sample_indices
+    from fer_core.evaluation import sample_indices
 
     from fer_core.data import load_labelled_folder
     from fer_core.scoring import iter_inputs, score_items

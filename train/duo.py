@@ -24,7 +24,7 @@ from fer_core.metrics import calibrate, classification_report  # noqa: E402
 from fer_core.models import Duo, create_model, stage_stride  # noqa: E402
 from fer_core.preprocess import grayscale_mask  # noqa: E402
 from fer_core.training import predict_logits  # noqa: E402
-from quantize import training_splits  # noqa: E402
+from fer_core.evaluation import training_splits  # noqa: E402
 
 SAME = ("classes", "input_size", "grayscale", "mean", "std", "train_data")  # the widths may differ
 SPLIT_ARGS = ("val_fraction", "limit")

@@ -22,7 +22,7 @@ import torch
 
 
 from fer_core.checkpoints import CHECKPOINT_DIR, list_checkpoints, resolve_checkpoint  # noqa: E402
-from fer_core.device import cpu_summary, median_ms  # noqa: E402
+from fer_core.device import cpu_summary  # noqa: E402
 from fer_core.data import (  # noqa: E402
     LabelledFolder, datasets_root, ferplus_majority, ferplus_votes, load_labelled_folder, load_uint8,
 )
@@ -30,7 +30,7 @@ from fer_core.runtime import load_predictor, probs_from_logits  # noqa: E402
 from fer_core.metrics import classification_report, expected_calibration_error, reliability  # noqa: E402
 from fer_core.models import count_parameters  # noqa: E402
 from fer_core.preprocess import grayscale_mask  # noqa: E402
-from fer_core.training import predict_logits  # noqa: E402
+from fer_core.evaluation import app_logits, latency_ms, sample_indices  # noqa: E402
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -74,20 +74,6 @@ def source_of(path: Path) -> str:
     return "ffhq" if path.name.startswith("ffhq") else "affectnet"
 
 
-def sample_indices(n: int, k: int, seed: int = 0) -> np.ndarray:
-    if not k or k >= n:
-        return np.arange(n)
-    return np.sort(np.random.default_rng(seed).choice(n, size=k, replace=False))
-
-
-def app_logits(predictor, x_u8: torch.Tensor) -> torch.Tensor:
-    """Uncalibrated logits of uint8 faces through the same module (eager, frozen or int8), precision and flip
-    averaging as the app's predictor."""
-    spec = predictor.spec
-    return predict_logits(predictor.prediction_model(), x_u8, spec=spec, tta_flip=spec.tta_flip,
-                          device=predictor.device, bf16=predictor.precision == "bfloat16")
-
-
 def evaluate_on(predictor, x_u8: torch.Tensor, y: torch.Tensor, sources: np.ndarray | None = None) -> dict:
     """The app's predictions on uint8 faces scored: classification_report, ECE before and after calibration, the
     reliability diagram; with `sources` (a name per face), the report's accuracy, macro-F1 and recall per source."""
@@ -106,12 +92,6 @@ def evaluate_on(predictor, x_u8: torch.Tensor, y: torch.Tensor, sources: np.ndar
     rep["ece_after"] = expected_calibration_error(calibrated, yt)
     rep["reliability"] = reliability(calibrated, yt)  # the model card's reliability diagram (same bins as the ECE)
     return rep
-
-
-def latency_ms(predictor, repeats: int = 200) -> float:
-    """Median ms per face at batch size 1 after warm-up (preprocessing included)."""
-    face = np.random.default_rng(0).integers(0, 255, (96, 96, 3), dtype=np.uint8)
-    return median_ms(lambda f: predictor.predict([f]), face, repeats=repeats, warmup=10)
 
 
 def main(args: argparse.Namespace) -> dict:

@@ -22,10 +22,11 @@ import torch
 
 
 from fer_core.checkpoints import load_checkpoint, resolve_checkpoint, update_spec  # noqa: E402
-from fer_core.data import datasets_root, load_split_folder, split_seed  # noqa: E402
+from fer_core.data import split_seed  # noqa: E402
 from fer_core.metrics import calibrate, classification_report  # noqa: E402
 from fer_core.preprocess import grayscale_mask, normalize  # noqa: E402
 from fer_core.quantize import calibrate_int8, int8_for_inference  # noqa: E402
+from fer_core.evaluation import training_splits  # noqa: E402
 from fer_core.training import predict_logits  # noqa: E402
 
 
@@ -38,27 +39,6 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     p.add_argument("--no-write", action="store_true", help="report only; leave the checkpoint as it is")
     return p
-
-
-def training_splits(spec, sources: list[str] | None = None) -> tuple[torch.Tensor, torch.Tensor, np.ndarray, np.ndarray]:
-    """All images of the spec's training folders as uint8 (N, 3, S, S), labels, and the train/val
-    indices train/train.py used (its --val-fraction, --seed and --limit). A list passed as `sources`
-    receives each validation index's folder name ("raf-db/train"), in val order."""
-    xs, ys, tr_parts, va_parts, offset = [], [], [], [], 0
-    for source in spec.train_data:  # "raf-db/train (9747 images, x2)", relative to the datasets root
-        root = Path(source.rsplit(" (", 1)[0])
-        crop = "detector" if ", detector crop" in source else "whole"
-        x, y, tr, va = load_split_folder(root if root.is_absolute() else datasets_root() / root, spec.input_size,
-                                         val_fraction=spec.args.get("val_fraction", 0.1),
-                                         seed=split_seed(spec.args), limit=spec.args.get("limit") or 0, crop=crop)
-        xs.append(x)
-        ys.append(y)
-        tr_parts.append(tr + offset)
-        va_parts.append(va + offset)
-        offset += len(y)
-        if sources is not None:
-            sources.extend([str(root)] * len(va))
-    return torch.cat(xs), torch.cat(ys), np.concatenate(tr_parts), np.concatenate(va_parts)
 
 
 def validation_key(spec) -> tuple:

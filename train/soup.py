@@ -30,7 +30,8 @@ from fer_core.metrics import calibrate, classification_report  # noqa: E402
 from fer_core.preprocess import grayscale_mask  # noqa: E402
 from fer_core.training import predict_logits  # noqa: E402
 
-from quantize import training_splits, validation_key  # noqa: E402  (train/ is on sys.path when run as a script)
+from fer_core.evaluation import training_splits
+from quantize import validation_key  # noqa: E402  (train/ is on sys.path when run as a script)
 
 
 def get_args_parser() -> argparse.ArgumentParser:
