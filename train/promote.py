@@ -54,7 +54,16 @@ def main(args: argparse.Namespace) -> bool:
         same_val = bool(new_spec.train_data) and validation_key(old) == validation_key(new_spec)
         print(f"committed {dest.name}: val macro-F1 {old_f1:.4f} as recorded; run: {new_f1:.4f} "
               f"({'same' if same_val else 'different'} validation split)")
-        if same_val and not args.recorded:
+        if "val_mean_macro_f1" in new_spec.metrics and not args.recorded:
+            # a run chosen by its mean over training folders: both scored on each of the run's folders
+            from quantize import group_scores_on_run_split
+
+            g = group_scores_on_run_split(args.run, dest)
+            for c, scores in g.items():
+                print(f"  {Path(c).name}: " + ", ".join(f"{k} {v:.4f}" for k, v in scores.items()))
+            new_f1, old_f1 = g[str(args.run)]["mean"], g[str(dest)]["mean"]
+            print(f"mean validation macro-F1 over the run's folders: committed {old_f1:.4f}; run {new_f1:.4f}")
+        elif same_val and not args.recorded:
             y, (new_pred, old_pred) = validation_predictions(args.run, dest)
             d = paired_macro_f1_difference(y, new_pred, old_pred)
             new_f1, old_f1 = d["macro_f1_a"], d["macro_f1_b"]

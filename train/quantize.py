@@ -69,6 +69,30 @@ def validation_predictions(*checkpoints: str | Path) -> tuple[np.ndarray, list[n
     return labels, preds
 
 
+def group_scores_on_run_split(run: str | Path, *others: str | Path) -> dict[str, dict[str, float]]:
+    """Each checkpoint's validation macro-F1 on every training folder of `run` (its validation faces, decoded as
+    train.py decoded them) and their mean, float32 with each model's flip averaging: how a run that adds a folder
+    (say affectnet-hq) is compared with a committed model that never trained on it, by the mean over folders."""
+    from fer_core.metrics import classification_report
+
+    _, run_spec = load_checkpoint(run)
+    sources: list[str] = []
+    x_u8, y, _, val_idx = training_splits(run_spec, sources)
+    v = torch.from_numpy(val_idx)
+    faces, labels, names = x_u8[v], y[v].numpy(), np.array(sources)
+    out = {}
+    for c in (run, *others):
+        model, spec = load_checkpoint(c)
+        if spec.input_size != run_spec.input_size:
+            raise ValueError(f"{c} reads {spec.input_size}-px faces, {run} {run_spec.input_size}-px")
+        pred = predict_logits(model, faces, spec=spec, tta_flip=spec.tta_flip, device=torch.device("cpu")).argmax(1)
+        pred = pred.numpy()
+        scores = {Path(s).parent.name: classification_report(labels[names == s], pred[names == s])["macro_f1"]
+                  for s in dict.fromkeys(sources)}
+        out[str(c)] = {**scores, "mean": float(np.mean(list(scores.values())))}
+    return out
+
+
 def calibrate_checkpoint(checkpoint: str | Path, *, samples: int = 1024, batch_size: int = 128, seed: int = 0,
                          write: bool = True) -> dict:
     """Measure the int8 calibration of a checkpoint (see the module docstring); store it when `write`."""
