@@ -21,7 +21,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 
 from fer_core.examples import hand_picture  # noqa: E402
-from fer_core.faces import FACE_CHECK, detect_faces, face_geometry, plausible_face  # noqa: E402
+from fer_core.faces import CHECK_BELOW, FACE_CHECK, detect_faces, face_geometry  # noqa: E402
 from fer_core.framing import in_a_photo, nearest_centre  # noqa: E402
 
 FACELESS = ("brick", "chelsea", "clock", "coffee", "coins", "colorwheel", "grass", "gravel", "hubble_deep_field",
@@ -89,6 +89,25 @@ def positives(split: str, per_set: int) -> list[tuple[str, np.ndarray]]:
     return out
 
 
+def rule_table(neg: list[dict], pos: list[dict], n_pos_pictures: int) -> None:
+    """Each candidate rule: the negatives' boxes it keeps and the positives' faces it loses (of those found at the
+    table's --min-score)."""
+    def keeps(r: dict, min_score: float, check_below: float, bounds: dict) -> bool:
+        if r["score"] < min_score:
+            return False
+        return r["score"] >= check_below or all(lo <= r[k] <= hi for k, (lo, hi) in bounds.items())
+
+    print(f"\n| rule | negative boxes kept (of {len(neg)}) | positive faces lost (of {len(pos)} found; "
+          f"{n_pos_pictures} pictures) |")
+    print("|---|---|---|")
+    rules = [(f"score >= {m}", m, 0.0) for m in (0.6, 0.7, 0.8)]
+    rules += [(f"score >= 0.6, geometry checked below {g}", 0.6, g) for g in (0.7, 0.75, 0.8, 0.85, 1.01)]
+    for name, m, g in rules:
+        kept = sum(keeps(r, m, g, FACE_CHECK) for r in neg)
+        lost = sum(not keeps(r, m, g, FACE_CHECK) for r in pos)
+        print(f"| {name} | {kept} | {lost} ({100 * lost / max(len(pos), 1):.2f}%) |")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--split", default="val", choices=["val", "test"])
@@ -96,48 +115,41 @@ def main() -> None:
     p.add_argument("--hands", type=int, default=120, help="code-drawn hand pictures")
     p.add_argument("--min-score", type=float, default=0.5, help="detections kept for the table")
     p.add_argument("--dump", default=None, help="also write every box's score and geometry to this JSON file")
+    p.add_argument("--from-dump", default=None, help="print the tables from a --dump file instead of detecting")
     args = p.parse_args()
+    import json
 
-    neg_rows = []
-    for name, img in negatives(hands=args.hands):
-        for box in detect_faces(img, min_score=args.min_score, check=False):
-            neg_rows.append((name, box))
-    pos_rows, missed = [], 0
-    pos = positives(args.split, args.per_set)
-    for name, img in pos:
-        boxes = detect_faces(img, min_score=args.min_score, check=False)
-        if not boxes:
-            missed += 1
-            continue
-        pos_rows.append((name, boxes[nearest_centre(boxes, img.shape)]))
-    if args.dump:
-        import json
-
-        Path(args.dump).write_text(json.dumps({kind: [{"name": n, "score": b.score, **face_geometry(b)}
-                                                      for n, b in rows]
-                                               for kind, rows in (("negative", neg_rows), ("positive", pos_rows))}))
-    print(f"negatives: {len(negatives(hands=args.hands))} pictures with no face, {len(neg_rows)} boxes scoring "
-          f">= {args.min_score}; positives: {len(pos)} faces ({args.split}), {missed} not found at that score")
+    if args.from_dump:
+        data = json.loads(Path(args.from_dump).read_text())
+        neg, pos, n_pos = data["negative"], data["positive"], data.get("pictures", len(data["positive"]))
+    else:
+        neg = [{"name": name, "score": b.score, **face_geometry(b)} for name, img in negatives(hands=args.hands)
+               for b in detect_faces(img, min_score=args.min_score, check=False)]
+        pictures = positives(args.split, args.per_set)
+        pos = []
+        for name, img in pictures:
+            boxes = detect_faces(img, min_score=args.min_score, check=False)
+            if boxes:
+                pos.append({"name": name, "score": boxes[nearest_centre(boxes, img.shape)].score,
+                            **face_geometry(boxes[nearest_centre(boxes, img.shape)])})
+        n_pos = len(pictures)
+        if args.dump:
+            Path(args.dump).write_text(json.dumps({"negative": neg, "positive": pos, "pictures": n_pos}))
+    print(f"negatives: {len(neg)} boxes scoring >= {args.min_score} in pictures with no face; positives: {len(pos)} "
+          f"of {n_pos} faces ({args.split}) found at that score")
     print("\n| negative box | score | " + " | ".join(FACE_CHECK) + " | kept by the check |")
     print("|---|---|" + "---|" * len(FACE_CHECK) + "---|")
-    for name, box in neg_rows:
-        g = face_geometry(box)
-        print(f"| {name} | {box.score:.2f} | " + " | ".join(f"{g[k]:.2f}" for k in FACE_CHECK)
-              + f" | {'yes' if plausible_face(box) else 'no'} |")
-    print("\nthe positives' geometry (5th / 50th / 95th percentile) against the check's bounds:")
-    geo = [face_geometry(b) for _, b in pos_rows]
+    for r in neg:
+        kept = r["score"] >= CHECK_BELOW or all(lo <= r[k] <= hi for k, (lo, hi) in FACE_CHECK.items())
+        print(f"| {r['name']} | {r['score']:.2f} | " + " | ".join(f"{r[k]:.2f}" for k in FACE_CHECK)
+              + f" | {'yes' if kept and r['score'] >= 0.6 else 'no'} |")
+    print("\nthe positives' geometry (1st / 5th / 50th / 95th / 99th percentile) against the check's bounds:")
     for k, (lo, hi) in FACE_CHECK.items():
-        v = np.array([g[k] for g in geo])
-        print(f"  {k}: {np.percentile(v, 5):.2f} / {np.percentile(v, 50):.2f} / {np.percentile(v, 95):.2f}; "
-              f"bounds {lo} .. {hi}; outside: {np.mean((v < lo) | (v > hi)):.2%}")
-    print("\n| rule | negative boxes kept (of %d) | positive faces lost (of %d found) |" % (len(neg_rows), len(pos_rows)))
-    print("|---|---|---|")
-    for min_score in (0.6, 0.7, 0.8):
-        for check in (False, True):
-            kept = sum(b.score >= min_score and (not check or plausible_face(b)) for _, b in neg_rows)
-            lost = sum(not (b.score >= min_score and (not check or plausible_face(b))) for _, b in pos_rows)
-            print(f"| score >= {min_score}{' + geometry' if check else ''} | {kept} | {lost} "
-                  f"({100 * lost / max(len(pos_rows), 1):.2f}%) |")
+        v = np.array([r[k] for r in pos])
+        q = np.percentile(v, [1, 5, 50, 95, 99])
+        print(f"  {k}: " + " / ".join(f"{x:.2f}" for x in q) + f"; bounds {lo} .. {hi}; outside: "
+              f"{np.mean((v < lo) | (v > hi)):.2%}")
+    rule_table(neg, pos, n_pos)
 
 
 if __name__ == "__main__":

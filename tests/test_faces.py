@@ -422,3 +422,31 @@ def test_figure_labels_are_drawable_ascii():
 
     assert ascii_text("happiness 99% (explaining anger) · fernet — ×2") == "happiness 99% (explaining anger) | fernet - x2"
     assert ascii_text("Zoë") == "Zo?"
+
+
+def test_boxes_that_are_not_faces_are_turned_away_by_score_and_landmarks():
+    """The check (CHECK_BELOW, FACE_CHECK, chosen by bench/false_faces.py): a box scoring under CHECK_BELOW whose
+    landmarks do not sit as a face's (here a raised hand's box as the detector drew one in the faceless pictures:
+    the "nose" far below the eyes) is turned away; the same landmarks at a confident score, or a face's at a low
+    one, pass; a box without landmarks (Haar) passes."""
+    from fer_core.faces import CHECK_BELOW, FaceBox, face_geometry, plausible_face
+
+    hand = ((30, 30), (44, 31), (40, 52), (34, 68), (46, 68))  # eyes 14 px apart, nose 1.5 eye distances below
+    face = ((30, 30), (44, 30), (37, 38), (32, 45), (42, 45))
+    assert face_geometry(FaceBox(20, 20, 34, 40, 0.65, hand))["nose_y"] > 1.2
+    assert not plausible_face(FaceBox(20, 20, 34, 40, 0.65, hand))
+    assert plausible_face(FaceBox(20, 20, 34, 40, CHECK_BELOW, hand))
+    assert plausible_face(FaceBox(20, 20, 34, 40, 0.65, face))
+    assert plausible_face(FaceBox(20, 20, 34, 40, 0.65, None))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_a_code_drawn_hand_is_not_a_face(seed):
+    """A picture that holds no face but a raised hand (drawn by code, fer_core.examples.hand_picture) gets no box:
+    analyze says no face was found instead of explaining a hand."""
+    from fer_core.examples import hand_picture
+
+    picture = hand_picture(seed, size=480)
+    assert detect_faces(picture) == [] and detect_faces(picture, min_score=0.5) == []
+    with pytest.raises(NoFaceFound):
+        analyze(picture)
