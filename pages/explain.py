@@ -27,10 +27,13 @@ with st.sidebar:
     cmap = st.selectbox("Colormap", list(COLORMAPS))
     whole = ui.whole_toggle("explain_whole")
     faith = st.toggle("Faithfulness scores", value=True,
-                      help="Deletion/insertion AUC and the model-randomisation sanity check, per map. One face's "
-                           "sanity value comes from one random re-initialisation and moves with it (for "
-                           "Grad-CAM/CAM a lot): a rough check, not a verdict. On CPUs with native bfloat16, occlusion's "
-                           "randomised copy runs in bf16 (twice as fast; it raises the value by ~0.08 on average)")
+                      help="Deletion/insertion AUC (tied pixels taken in a seeded random order) and the "
+                           "model-randomisation sanity check, per map: the rank correlation (tied values share their "
+                           "average rank) and the SSIM between the map and the same method's map once the head and "
+                           "the last stage are re-initialised; lower is better, and a map that collapses to a constant "
+                           "on the randomised model changed completely (it passes). One face's value comes from one "
+                           "random re-initialisation: a rough check, not a verdict. On CPUs with native bfloat16, "
+                           "occlusion's randomised copy runs in bf16 (twice as fast; it raises the value by ~0.08)")
     with st.expander("Occlusion options"):
         window = st.slider("Window (px at model input)", 4, 16, ui.OCCLUSION_WINDOW, 2)
         stride = st.slider("Stride", 2, 8, ui.OCCLUSION_STRIDE, 1)
