@@ -3,6 +3,7 @@ in-the-wild affectnet-hq val split (through the app's detector and crop), beside
 
   python bench/accuracy.py            # re-evaluates (writes checkpoints/results.json), then prints
   python bench/accuracy.py --cached   # prints from checkpoints/results.json only
+  python bench/accuracy.py --cached --headline   # the README's table
 """
 from __future__ import annotations
 
@@ -53,6 +54,21 @@ def table(results: dict) -> str:
     return "\n".join(lines)
 
 
+def headline(results: dict) -> str:
+    """The README's table: every checkpoint's test accuracy (macro-F1) on the benchmarks and in the wild."""
+    lines = ["| model | params | RAF-DB test | FER2013 test | FER2013 test, FER+ labels | in the wild (affectnet-hq val, "
+             "through the detector) | in the wild, whole image | ms/face |", "|---|---|---|---|---|---|---|---|"]
+    for name, r in sorted(results.get("checkpoints", {}).items(),
+                          key=lambda kv: -kv[1].get(WILD, kv[1].get("raf-db", {})).get("accuracy", 0)):
+        cells = []
+        for k in ("raf-db", "fer2013", "fer2013-ferplus", WILD, "affectnet-hq"):
+            v = r.get(k)
+            cells.append("—" if not v else f"{fmt(v['accuracy'])}% ({fmt(v['macro_f1'], False)})")
+        lines.append(f"| {name} | {r['parameters'] / 1e6:.1f}M | " + " | ".join(cells)
+                     + f" | {r.get('latency_ms', 0):.1f} |")
+    return "\n".join(lines)
+
+
 SETS = ("raf-db", "fer2013", "fer2013-ferplus", "affectnet-hq", WILD)
 
 
@@ -78,12 +94,16 @@ def source_table(results: dict) -> str:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--cached", action="store_true", help="do not re-evaluate; print the results file")
+    p.add_argument("--headline", action="store_true", help="print only the README's table")
     args = p.parse_args()
     if not args.cached:
         import subprocess
 
         subprocess.run([sys.executable, str(ROOT / "train" / "evaluate.py")], check=True)
     results = json.loads((CHECKPOINT_DIR / "results.json").read_text())
+    if args.headline:
+        print(headline(results))
+        return
     print(table(results))
     ckpts = results.get("checkpoints", {})
     hosts = sorted({r.get("cpu", "CPU not recorded") for r in ckpts.values()})
