@@ -149,7 +149,8 @@ def _y4m(path: Path, rgb, frames: int = 30) -> Path:
 
 def test_live_page_streams_a_fake_camera_and_labels_its_face(checkpoints, tmp_path):
     """Chromium's fake camera plays a face (made from scikit-image's astronaut) into the Live page over WebRTC on
-    localhost: the page counts processed frames and names the tracked face's emotion."""
+    localhost: the page counts processed frames and names the tracked face's emotion; "freeze" opens that frame on the
+    Explain page with every method."""
     pytest.importorskip("streamlit_webrtc")
     import re
 
@@ -178,6 +179,10 @@ def test_live_page_streams_a_fake_camera_and_labels_its_face(checkpoints, tmp_pa
             }""", timeout=90_000, polling=250)
             page.wait_for_timeout(1500)  # two more refreshes: no error box may follow
             text = page.inner_text("body")
+            page.get_by_role("button", name="Freeze: explain this frame with every method").click()
+            page.get_by_text("live-frame.png: 1 face(s)").wait_for(timeout=120_000)  # the Explain page, that frame
+            explained = page.inner_text("body")
             browser.close()
     assert re.search(r"#1\s+(happiness|surprise|sadness|anger|disgust|fear) \d+%", text), text[-1500:]
     assert "Error" not in text and "Traceback" not in text, text[-1500:]
+    assert "Integrated Gradients" in explained and "Score-CAM" in explained  # every method, not the three defaults
