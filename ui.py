@@ -70,10 +70,10 @@ _PRELOAD_LOCK = threading.Lock()
 
 
 def preload(names: list[str]) -> None:
-    """Load checkpoints (and choose each one's prediction copy: ~1 s each) on a background thread, once
-    per process: the Compare page starts it when it opens, so the first upload does not wait for all eight models
-    (`python bench/app_latency.py --compare --think 8`: 2.8-3.0 s until every model is shown, 6.9-7.7 s with
-    `--no-background`). get_predictor() then finds them in load_predictor's cache."""
+    """Load checkpoints (and choose each one's prediction copy) on a background thread, once per process: the
+    Compare page starts it when it opens, so the first upload does not wait for every model (measured by
+    `python bench/app_latency.py --compare --think 8`, with and without `--no-background`). get_predictor() then
+    finds them in load_predictor's cache."""
     if os.environ.get("FER_WARM_UP", "1") == "0":  # tests: no background work
         return
     with _PRELOAD_LOCK:
@@ -93,7 +93,7 @@ def _load_quietly(names: list[str]) -> None:
 
 def warm_up(predictor: Predictor) -> None:
     """A process's first explanation pays for one-off set-up (the first backward pass, the prediction copy's
-    first runs at occlusion's batch shapes): 2-5 s on a 2-core CPU, against 0.5-0.7 s later. Paid
+    first runs at occlusion's batch shapes), several times a later one's. Paid
     here, on a thread started when the model loads, while the person picks a photo."""
     from fer_core.examples import astronaut
     from fer_core.explain import unsupported_reason

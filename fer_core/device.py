@@ -105,12 +105,9 @@ def median_ms(fn: Callable[[Any], object], x: Any, repeats: int = 15, warmup: in
 def fastest_module(candidates: dict[str, torch.nn.Module | None], example: torch.Tensor) -> str:
     """The name of the candidate that runs `example` fastest on this machine; the first one (the
     eager model) is the baseline, and a later one must beat the best so far by 5% to be picked
-    (None = not available here). Which wins depends on the architecture and the CPU: on a 2-core AVX2
-    host the frozen `fernet` took 7.3 vs 9.4 ms per flip-averaged face, the squeeze-excite `cnn_se`
-    13.3 vs 9.5."""
+    (None = not available here). Which wins depends on the architecture and the CPU (docs/decisions.md)."""
     names = [n for n, m in candidates.items() if m is not None]
-    # 7 timed calls, not 15: the pick only sets the speed (the copies' logits agree to ~1e-6), and a close call
-    # matters little; 15 took 0.5-1.3 s a model on a 2-core AVX2 host
+    # 7 timed calls: the pick only sets the speed (the copies' logits agree to ~1e-6), and a close call matters little
     best, best_ms = names[0], median_ms(candidates[names[0]], example, repeats=7, warmup=2)
     for name in names[1:]:
         ms = median_ms(candidates[name], example, repeats=7, warmup=2)

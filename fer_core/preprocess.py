@@ -93,8 +93,8 @@ class BatchAugment:
 
     Flip, rotation, scale/shift ("crop" jitter like a face detector's box) and colour jitter are
     drawn per sample but applied to the whole batch at once (one affine grid, broadcast gains):
-    torchvision.transforms.v2 applied image by image cost ~0.9 ms per 64 px image on this CPU, half
-    a training step. Grayscale, blur and random erasing are batched too (each drawn sample gets its
+    torchvision.transforms.v2 applied image by image cost as much as the training step itself. Grayscale, blur
+    and random erasing are batched too (each drawn sample gets its
     own sigma or box, as torchvision's would, but all of them in one pass: on a GPU, ~60 small
     per-image calls per batch were a launch each). Perspective and JPEG re-compression stay
     torchvision.transforms.v2, applied only to the samples drawn for them.

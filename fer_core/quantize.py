@@ -2,9 +2,9 @@
 
 A checkpoint may carry, in its spec's `int8` field, the activation ranges (scale, zero point) that
 `calibrate_int8` measured on training faces; `int8_for_inference` rebuilds the quantized model from
-them at load time, so no data is needed where the app runs. On a 2-core AVX2 host the int8 `fernet`
-took 2.4 ms per flip-averaged face against 6.2 ms for the frozen float32 copy, with the same test
-accuracy (docs/decisions.md). Weights are quantized per channel when the model is built;
+them at load time, so no data is needed where the app runs. The int8 `fernet` is 2-3x faster than the frozen
+float32 copy on the CPUs measured, with the same test accuracy (docs/results.md, bench/latency.py). Weights are
+quantized per channel when the model is built;
 batch norm is folded into the convolutions. Explainers never use this copy: they keep the float32
 model and its hooks.
 """
@@ -40,7 +40,7 @@ def _prepared(model: torch.nn.Module, example: torch.Tensor) -> torch.fx.GraphMo
     torch.backends.quantized.engine = ENGINE
     model = copy.deepcopy(model).eval().to(memory_format=torch.contiguous_format)
     # FX's quantization tracer records a stack trace per node for debugging, and symbolising the first one imports
-    # torch._inductor: 2.5 of the 3.8 s the int8 copy took to build in a fresh process (the CLI's start).
+    # torch._inductor: most of the int8 copy's build time in a fresh process (the CLI's start).
     # The switch is process-wide, so builds on two threads (the app's preload) take turns to set and restore it.
     with _FX_CONFIG_LOCK:
         config, emitted = torch.fx.config, torch.fx.config.do_not_emit_stack_traces
@@ -98,7 +98,7 @@ def int8_for_inference(model: torch.nn.Module, example: torch.Tensor,
                     scale, zero_point, dtype=o.dtype, qscheme=o.qscheme, quant_min=o.quant_min, quant_max=o.quant_max))
             quantized = convert_fx(prepared)
             with torch.inference_mode():
-                # check_trace=False: trace's own re-run check imports torch.distributed (1.4 s of a cold build);
+                # check_trace=False: trace's own re-run check imports torch.distributed (a second or more of a cold build);
                 # tests compare the copy's predictions instead
                 return torch.jit.freeze(torch.jit.trace(quantized, example.contiguous(), check_trace=False).eval())
     except (RuntimeError, ValueError) as exc:  # an op the int8 kernels lack

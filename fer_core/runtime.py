@@ -53,7 +53,7 @@ class Predictor:
         cpu = self.device.type == "cpu"
         self._cpu32 = self._float_precision == "float32" and cpu
         # int8 on any CPU with the engine: where bf16 is native too, "auto" takes the int8 copy over bf16 eager
-        # (3.1 vs 10.2 ms per flip-averaged fernet_duo face on an AVX-512 BF16 EPYC)
+        # (about 3x faster there: docs/results.md)
         self._int8_ok = requested in ("auto", "int8") and cpu and bool(spec.int8) and int8_supported()
         if requested == "int8" and not self._int8_ok:
             why = ("the CPU lacks the x86 int8 engine" if spec.int8 and self.device.type == "cpu" else
@@ -90,9 +90,8 @@ class Predictor:
         # a batch of 2 = one face with flip averaging, the app's commonest call
         example = self.inputs([np.zeros((size, size, 3), np.uint8)] * 2).to(self.device)
         self._int8 = int8_for_inference(self.model, example, self.spec.int8) if self._int8_ok else None
-        # the int8 copy is taken unmeasured: it was the fastest on every CPU timed (2.5x the frozen float32 copy on
-        # an AVX2 EPYC, 3x bf16 eager on an AVX-512 one), and building and timing the float32 copies for nothing
-        # took 1.5-3 s a model, 4.5 s of the Compare page's first load on an AVX2 host
+        # the int8 copy is taken unmeasured: it was the fastest on every CPU timed, and building and timing the
+        # float32 copies for nothing took seconds a model (most of the Compare page's first load)
         if self._int8 is not None:
             return self._int8
         bf16 = self._float_precision == "bfloat16"
@@ -183,8 +182,8 @@ def load_predictor(name_or_path: str | os.PathLike = DEFAULT_CHECKPOINT, *, prec
     By default it predicts as the app does (`frozen=True`): with the int8 copy where the checkpoint is calibrated
     and the CPU has the engine, so the library, the CLI and the app give the same numbers, those of
     checkpoints/results.json (the eager float32 model gave another class for 0.2% of RAF-DB test faces,
-    probabilities up to 0.13 apart). The copy is built on the first prediction, ~1 s, and a folder earns
-    it back (188 against 108 faces/s on an AVX2 host); elsewhere the frozen float32 copy or eager bfloat16, whose
+    probabilities up to 0.13 apart). The copy is built on the first prediction, about a second, which a folder
+    of photos earns back; elsewhere the frozen float32 copy or eager bfloat16, whose
     logits are eager float32's to ~1e-6. `frozen=False` for the eager model alone, `precision="float32"` for
     float32 predictions."""
     path = resolve_checkpoint(name_or_path)

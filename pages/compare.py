@@ -85,7 +85,7 @@ if up is not None:
         photo.image(ui.boxed_photo(data, tuple(f.box.as_tuple() for f in faces), idx), width="stretch",
                     caption=f"{name}: {len(faces)} faces, face {idx + 1} in red")
     table = st.empty()  # filled once every model has run
-    # a checkpoint the preload has not reached yet loads here (10 s for all eight on a 2-core CPU): say which runs
+    # a checkpoint the preload has not reached yet loads here (seconds for all of them): say which runs
     progress = st.empty()
     rows = []
     cols = st.columns(min(4, len(names)) or 1)
