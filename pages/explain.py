@@ -73,7 +73,9 @@ with left:
     photo = st.empty()  # drawn after the picker, so the face picked stands out
     idx = st.selectbox("Face", range(len(results)), format_func=lambda i: (
         f"Face {i + 1}: {results[i].prediction} {results[i].confidence:.0%}"
-        + "".join(f" ({n})" for n in results[i].notes)))
+        + (f" · detector {results[i].box.score:.2f}" if results[i].box is not None else "")
+        + "".join(f" ({n})" for n in results[i].notes)),
+        help="Faces are numbered most confident first (the detector's score: how sure it is that this is a face)")
     photo.image(ui.boxed_photo(data, boxes, idx), width="stretch",
                 caption=f"{name}: {len(results)} face(s)" + (f", face {idx + 1} in red" if len(boxes) > 1 else ""))
 key = (data, model, target, whole, idx, tuple(methods), layer, window, stride)
