@@ -76,7 +76,7 @@ def test_a_fresh_server_opened_at_a_page_url_shows_the_app_navigation(checkpoint
             page.get_by_role("heading", name="Model card").wait_for(timeout=60_000)
             nav = page.eval_on_selector_all('[data-testid="stSidebarNav"] a', "els => els.map(e => e.innerText)")
             browser.close()
-        assert any(n.endswith("Explain a face") for n in nav) and len(nav) == 5, nav
+        assert any(n.endswith("Explain a face") for n in nav) and len(nav) == 6, nav
 
 
 def test_upload_face_shows_probabilities_and_maps(server, astronaut, tmp_path):

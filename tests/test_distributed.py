@@ -53,7 +53,12 @@ def _rank(rank: int, world: int, port: int, folder: str) -> None:
     dist.destroy_process_group()
 
 
-def test_two_processes_end_with_identical_weights(tmp_path):
+def test_two_processes_end_with_identical_weights(tmp_path, monkeypatch):
+    import types
+
+    # spawned children re-import the parent's __main__; an AppTest run earlier in this process leaves a page script
+    # there, so give them an empty one
+    monkeypatch.setitem(sys.modules, "__main__", types.ModuleType("__main__"))
     mp.spawn(_rank, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
     a, b = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
     assert a["shards"] == [(0, 2)] * 2 and b["shards"] == [(1, 2)] * 2
