@@ -4,7 +4,7 @@ each upload's time until its photo and Grad-CAM / CAM / occlusion maps are shown
 exception box on the page), and the server process's peak resident memory (VmHWM from /proc).
 
   python bench/app_load.py                          # a lone session first (the reference), then 10 for 120 s
-  python bench/app_load.py --sessions 6 --seconds 60
+  python bench/app_load.py --sessions=6 --seconds=60
 
 The lone session's median is measured on the same warm server just before the load, so the ratio
 "p95 under load / lone median" compares like with like.
