@@ -101,8 +101,7 @@ def _detector_crop(image: np.ndarray, size: int) -> tuple[np.ndarray, bool]:
     boxes = detect_faces(image, turns=False)
     if not boxes:
         return resize_face(image, size), False
-    best = max(boxes, key=lambda b: b.score)
-    return resize_face(crop_face(image, best).face, size), True
+    return resize_face(crop_face(image, boxes[0]).face, size), True  # the most confident face comes first
 
 
 def _decode_chunk(paths: list[Path], size: int, crop: str) -> tuple[np.ndarray, int]:

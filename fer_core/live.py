@@ -70,8 +70,6 @@ class LiveSession:
         with self._lock:
             done = list(self._done)
             frames = self.frames
-        if len(done) < 2:
-            return {"fps": 0.0, "ms": float(np.median([d for _, d in done]) * 1000) if done else 0.0, "frames": frames}
-        span = done[-1][0] - done[0][0]
+        span = done[-1][0] - done[0][0] if len(done) > 1 else 0.0
         return {"fps": (len(done) - 1) / span if span > 0 else 0.0,
-                "ms": float(np.median([d for _, d in done]) * 1000), "frames": frames}
+                "ms": float(np.median([d for _, d in done]) * 1000) if done else 0.0, "frames": frames}

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
 
-
 from .errors import FerError
 from .faces import FaceBox, FaceCrop
 from .notes import face_notes
@@ -88,7 +87,7 @@ def expand(item: ImageItem) -> Iterator[ImageItem]:
     if item.error or not item.name.lower().endswith(".zip"):
         yield item
     else:
-        yield from iter_zip(item.data if isinstance(item.data, (bytes, bytearray)) else item.data, item.name)
+        yield from iter_zip(item.data, item.name)
 
 
 def iter_inputs(paths: Iterable[str | os.PathLike]) -> Iterator[ImageItem]:

@@ -267,7 +267,7 @@ def main(args: argparse.Namespace) -> dict:
         perspective=args.perspective, erasing=args.erasing, grayscale=args.gray_aug, blur=args.blur, jpeg=args.jpeg,
         lowres=args.lowres,
     )
-    config = TrainConfig.from_args(args, bf16=bf16, no_resume=args.no_resume, augment_on_device={
+    config = TrainConfig.from_args(args, bf16=bf16, augment_on_device={
         "cpu": False, "device": True}.get(args.augment_on, device.type != "cpu"))
     _, spec = fit(
         model, config, spec=spec, x_u8=x_u8, y=y, train_idx=train_idx, val_idx=val_idx, out=args.out,

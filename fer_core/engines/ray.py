@@ -8,7 +8,7 @@ bounded whatever the number of files.
 
 Output: a `.csv` or `.parquet` file is gathered in input order on this machine, row by row as blocks finish (equal to
 the local engine's file); a folder (no suffix) is written by Ray itself, one file per block, from the workers
-(`write_csv` / `write_parquet`; row order across files is not kept).
+(`write_csv`, one CSV per block; row order across files is not kept).
 
 Only `python -m fer_core score --engine ray` imports this module; the local engine never imports Ray.
 """
@@ -72,7 +72,7 @@ def score_with_ray(
 ) -> dict:
     """Score `paths` (or the listed `items`) on Ray: a local Ray with `workers` actors when `address` is None, else
     the cluster at `address`. With `write_rows`, rows are handed to it in input order, a list at a time (the CLI's
-    CsvSink); else with `output` a folder, Ray writes CSV or Parquet files there. Returns counts."""
+    CsvSink); else with `output` a folder, Ray writes one CSV per block there. Returns counts."""
     import ray
 
     columns = score_columns(not whole_image)
@@ -109,7 +109,7 @@ def score_with_ray(
             ds = ds.union(ray.data.from_pandas(frames[0]))
         ds = ds.drop_columns([ORDER])
         Path(output).mkdir(parents=True, exist_ok=True)
-        (ds.write_parquet if str(output).endswith("parquet") else ds.write_csv)(str(output))
+        ds.write_csv(str(output))
         return {"files": len(listed), "listing_errors": len(errors)}
     pending = iter(errors)
     nxt = next(pending, None)
