@@ -1,4 +1,4 @@
-"""Command line: python -m fer_core score|explain|video|models ..."""
+"""Command line: python -m fer_core score|explain|video|join|models ..."""
 from __future__ import annotations
 
 import argparse
@@ -179,29 +179,108 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 
 def cmd_video(args: argparse.Namespace) -> int:
-    from .runtime import load_predictor
-    from .io import prepare_output
-    from .video import analyze_video, face_summary
+    from .io import CsvSink, prepare_output
+    from .scoring import parse_shard
+    from .video import TIMELINE_COLUMNS, analyze_video, face_summary
 
+    try:
+        shard = parse_shard(args.shard) if args.shard else (0, 1)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    if args.engine == "local" and (args.address or args.workers or args.segments):
+        raise UsageError("--address, --workers and --segments are for --engine ray")
+    if args.engine == "ray" and (args.out or args.overlay != "none" or args.shard):
+        raise UsageError("--engine ray writes the timeline (--csv); the annotated video (--out, --overlay) and "
+                         "--shard are for the local engine")
+    if args.every < 1:
+        raise UsageError("--every must be 1 or more")
+    if not 0 <= args.smooth < 1:
+        raise UsageError("--smooth must be in [0, 1)")
     for path in (args.out, args.csv):  # before any work
         if path:
             prepare_output(path)
-    predictor = load_predictor(args.model, precision=args.precision)
-    bar = _progress_bar(None, "frames")
+    if args.engine == "ray":
+        try:
+            from .engines.ray import analyze_video_with_ray
+        except ImportError as exc:
+            raise UsageError(f"--engine ray needs Ray ({exc.name} is not installed): pip install 'ray[data]' "
+                             "(or pip install -e '.[ray]')") from None
+        sink = CsvSink(args.csv, TIMELINE_COLUMNS) if args.csv else None
+        rows: list[dict] = []
+        bar = _progress_bar(None, "segments")
 
-    def progress(done: int, total: int) -> None:
-        bar.total = total
-        bar.n = done
-        bar.refresh()
+        def take(part: list[dict], done: int, total: int) -> None:
+            rows.extend(part)
+            if sink is not None:
+                sink.write(part)
+            bar.total, bar.n = total, done
+            bar.refresh()
 
-    summary = analyze_video(
-        args.input, predictor=predictor, out_video=args.out, out_csv=args.csv, every=args.every,
-        overlay=args.overlay, smooth=args.smooth, progress=progress,
-    )
-    bar.close()
-    rows = summary.pop("rows")  # one per face per analysed frame: the --csv timeline, not the terminal's
+        try:
+            summary = analyze_video_with_ray(
+                args.input, model=args.model, precision=args.precision, address=args.address, workers=args.workers,
+                segments=args.segments, every=args.every, smooth=args.smooth, max_duration_s=args.max_duration,
+                write_rows=take)
+        finally:
+            bar.close()
+            if sink is not None:
+                sink.close()
+    else:
+        from .runtime import load_predictor
+
+        predictor = load_predictor(args.model, precision=args.precision)
+        bar = _progress_bar(None, "frames")
+
+        def progress(done: int, total: int) -> None:
+            bar.total = total
+            bar.n = done
+            bar.refresh()
+
+        summary = analyze_video(
+            args.input, predictor=predictor, out_video=args.out, out_csv=args.csv, every=args.every,
+            overlay=args.overlay, smooth=args.smooth, progress=progress, segment=shard,
+            max_duration_s=args.max_duration, max_frames=None,
+        )
+        bar.close()
+        rows = summary.pop("rows")  # one per face per analysed frame: the --csv timeline, not the terminal's
     summary["per_face"] = face_summary(rows)
     print(json.dumps(summary, indent=2))
+    return 0
+
+
+def cmd_join(args: argparse.Namespace) -> int:
+    import csv
+    from math import gcd
+
+    from .io import CsvSink, prepare_output
+    from .video import TIMELINE_COLUMNS, TimelineJoiner
+
+    prepare_output(args.output)
+    parts = []
+    for path in args.parts:
+        try:
+            with open(path, newline="", encoding="utf-8") as fh:
+                reader = csv.DictReader(fh)
+                if reader.fieldnames != TIMELINE_COLUMNS:
+                    raise UsageError(f"{path} is not a timeline CSV of python -m fer_core video (its columns differ)")
+                parts.append(list(reader))
+        except (OSError, UnicodeDecodeError, csv.Error) as exc:
+            raise UsageError(f"{path} cannot be read: {exc}") from None
+    parts.sort(key=lambda rows: int(rows[0]["frame"]) if rows else 0)  # in time order, whatever order given
+    try:
+        frames = [int(r["frame"]) for rows in parts for r in rows]
+    except ValueError:
+        raise UsageError("a frame number is not a whole number: the CSVs are not timelines of fer_core video") from None
+    every = args.every if args.every else (max(1, gcd(*frames)) if frames else 1)
+    joiner = TimelineJoiner(every=every)
+    sink = CsvSink(args.output, TIMELINE_COLUMNS)
+    try:
+        for rows in parts:
+            sink.write(joiner.add(rows))
+    finally:
+        sink.close()
+    print(f"wrote {sink.rows} rows of {joiner.next_id - 1} face(s) from {len(parts)} segment(s) to {args.output}",
+          file=sys.stderr)
     return 0
 
 
@@ -289,11 +368,30 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("input", help="video file (mp4, avi, mov, webm, ...)")
     _model_args(v)
     v.add_argument("--out", default=None, help="annotated video to write (.mp4)")
-    v.add_argument("--csv", default=None, help="timeline CSV to write")
+    v.add_argument("--csv", default=None, help="timeline CSV to write, row by row as frames are analysed")
     v.add_argument("--every", type=int, default=1, help="analyse every Nth frame")
     v.add_argument("--overlay", default="none", choices=["none", "gradcam"], help="draw a Grad-CAM overlay")
     v.add_argument("--smooth", type=float, default=0.0, help="exponential smoothing of probabilities (0..0.95)")
+    v.add_argument("--max-duration", type=float, default=None, metavar="S",
+                   help="refuse clips longer than S seconds (default: any length)")
+    v.add_argument("--shard", default=None, metavar="i/N",
+                   help="analyse only time segment i of N (0-based; borders on analysed frames), for a job array; "
+                        "frame numbers and times stay the clip's; python -m fer_core join makes the N timelines one")
+    v.add_argument("--engine", default="local", choices=["local", "ray"],
+                   help="ray: the clip cut into time segments analysed by Ray workers and joined into one timeline "
+                        "(needs pip install 'ray[data]')")
+    v.add_argument("--address", default=None, help="with --engine ray: join this Ray cluster (default: a local Ray)")
+    v.add_argument("--workers", type=int, default=None, help="with --engine ray: workers (default: one per CPU)")
+    v.add_argument("--segments", type=int, default=None,
+                   help="with --engine ray: time segments (default: one per worker)")
     v.set_defaults(func=cmd_video)
+
+    j = sub.add_parser("join", help="one timeline from the timeline CSVs of video --shard 0/N ... N-1/N")
+    j.add_argument("parts", nargs="+", help="the segments' timeline CSVs (any order: sorted by their frames)")
+    j.add_argument("--output", "-o", required=True, help="the joined timeline CSV")
+    j.add_argument("--every", type=int, default=None,
+                   help="the --every of the video runs (default: read from the frame numbers)")
+    j.set_defaults(func=cmd_join)
 
     m = sub.add_parser("models", help="list architectures and checkpoints with their metrics")
     m.set_defaults(func=cmd_models)

@@ -20,8 +20,8 @@ from .labels import EMOTIONS
 from .overlay import FONT as _FONT
 from .overlay import box_label, heatmap
 
-MAX_DURATION_S = 120.0  # longer clips are refused (the app is interactive; use the CLI with --every)
-MAX_FRAMES = 20_000
+MAX_DURATION_S = 120.0  # the app refuses longer clips (it is interactive); the CLI takes any length
+MAX_FRAMES = 20_000  # the app's cap on decoded frames (a header may under-report a clip's length)
 ANALYSIS_MAX_SIDE = 640  # frames are downscaled to this for analysis and for the output video
 DETECT_MAX_SIDE = 320  # face detection runs on a copy at most this large (measured: 640 px costs 2x)
 TIMELINE_COLUMNS = ["frame", "time_s", "face", *BOX_COLUMNS, *PROB_COLUMNS]  # the smoothed probabilities
@@ -72,9 +72,9 @@ class Tracker:
         return sorted(matched, key=lambda tb: tb[0].id)
 
 
-def open_video(path: str | os.PathLike, *, max_duration_s: float = MAX_DURATION_S
+def open_video(path: str | os.PathLike, *, max_duration_s: float | None = MAX_DURATION_S
                ) -> tuple[cv2.VideoCapture, float, int, int, int]:
-    """Open and sanity-check a video: (capture, fps, frame count, width, height)."""
+    """Open and sanity-check a video: (capture, fps, frame count, width, height); max_duration_s None: any length."""
     p = Path(path)
     if not p.is_file() or p.stat().st_size == 0:
         raise UnreadableVideo(f"{p.name} is missing or empty")
@@ -91,7 +91,7 @@ def open_video(path: str | os.PathLike, *, max_duration_s: float = MAX_DURATION_
         cap.release()
         raise UnreadableVideo(f"{p.name} has no decodable frames (not a video, or truncated at the start)")
     cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
-    if n > 0 and n / fps > max_duration_s:
+    if max_duration_s is not None and n > 0 and n / fps > max_duration_s:
         cap.release()
         raise UnreadableVideo(
             f"{p.name} is {n / fps:.0f} s long; the limit is {max_duration_s:.0f} s — trim it first"
@@ -195,22 +195,37 @@ def analyze_video(
     overlay: str = "none",
     smooth: float = 0.0,
     max_side: int = ANALYSIS_MAX_SIDE,
-    max_duration_s: float = MAX_DURATION_S,
+    max_duration_s: float | None = MAX_DURATION_S,
+    max_frames: int | None = MAX_FRAMES,
+    segment: tuple[int, int] = (0, 1),
     progress: Callable[[int, int], None] | None = None,
 ) -> dict:
     """Analyse every `every`-th frame; returns a summary with the timeline rows under "rows".
 
     `smooth` in [0, 1): exponential smoothing of each face's probabilities over analysed frames.
     Frames are downscaled to `max_side`. Raises UnreadableVideo for files that cannot be decoded or
-    break the limits; a video truncated midway yields the frames before the damage.
+    break the limits (None: no limit); a video truncated midway yields the frames before the damage.
+
+    `segment` = (k, N): only the k-th of N time segments (`segment_frames`), its frames decoded from the start and
+    skipped up to the segment; frame numbers and times stay the clip's, face ids start at 1 in each segment and
+    `join_timelines` joins the segments' rows into the whole clip's timeline. The annotated video holds the
+    segment's frames.
     """
     if every < 1:
         raise ValueError("every must be >= 1")
+    k, count = segment
+    if not 0 <= k < count:
+        raise ValueError(f"segment {k} of {count}: expected 0 <= k < N")
     if not 0 <= smooth < 1:
         raise ValueError("smooth must be in [0, 1)")
     if overlay not in ("none", "gradcam"):
         raise ValueError(f"unknown overlay {overlay!r}; choose from none, gradcam")
     cap, fps, n_reported, w, h = open_video(path, max_duration_s=max_duration_s)
+    if count > 1 and n_reported <= 0:
+        cap.release()
+        raise UnreadableVideo(f"{Path(path).name} does not say how many frames it has, so it cannot be cut into "
+                              "segments; analyse it whole")
+    first, stop = segment_frames(n_reported, k, count, every) if count > 1 else (0, None)
     scale = min(1.0, max_side / max(w, h))
     size = (max(2, int(w * scale) // 2 * 2), max(2, int(h * scale) // 2 * 2))
     # the annotated video is written beside its name and renamed when it is whole: an interrupted run leaves no
@@ -224,9 +239,19 @@ def analyze_video(
     shown: list[Track] = []
     frame_idx, analysed, t_analysis = 0, 0, 0.0
     total = n_reported if n_reported > 0 else 0
+    cap_frames = max_frames if max_frames is not None else float("inf")
+    if max_duration_s is not None:
+        cap_frames = min(cap_frames, int(max_duration_s * fps) + 1)
+    if stop is not None:
+        cap_frames = min(cap_frames, stop)
     try:
         # a header may under-report its length, so the frame cap also bounds the decode time
-        while frame_idx < min(MAX_FRAMES, int(max_duration_s * fps) + 1):
+        while frame_idx < cap_frames:
+            if frame_idx < first:  # before this segment: decoded (seeking is not frame-exact in every codec), skipped
+                if not cap.grab():
+                    break
+                frame_idx += 1
+                continue
             ok, bgr = cap.read()
             if not ok or bgr is None:
                 break
@@ -247,8 +272,8 @@ def analyze_video(
                 writer.write(annotate(rgb, shown))
             frame_idx += 1
             if progress:
-                progress(frame_idx, max(total, frame_idx))
-        finished = frame_idx > 0
+                progress(frame_idx - first, max((stop or total) - first, frame_idx - first))
+        finished = frame_idx > first
     finally:
         cap.release()
         if sink is not None:
@@ -263,11 +288,12 @@ def analyze_video(
                     partial.unlink(missing_ok=True)
     if frame_idx == 0:
         raise UnreadableVideo(f"{Path(path).name} has no decodable frames")
+    summary = {"segment": {"index": k, "count": count, "first_frame": first, "stop_frame": frame_idx}} if count > 1 else {}
     return {
-        "frames": frame_idx, "frames_reported": n_reported, "analysed_frames": analysed, "fps": fps,
+        **summary, "frames": max(0, frame_idx - first), "frames_reported": n_reported, "analysed_frames": analysed, "fps": fps,
         "size": list(size), "faces": len({r["face"] for r in rows}), "rows_count": len(rows),
         "analysis_fps": analysed / t_analysis if t_analysis > 0 else 0.0,
-        "truncated": bool(n_reported and frame_idx < n_reported - 1),
+        "truncated": bool(n_reported and frame_idx < (stop or n_reported) - 1),
         "codec": writer.codec if writer else None, "rows": rows,
     }
 
@@ -294,6 +320,73 @@ def _analyse_frame(rgb: np.ndarray, predictor: Predictor, tracker: Tracker, smoo
         else:
             t.cam = None
     return [t for t, _ in matched]
+
+
+def segment_frames(n_frames: int, k: int, count: int, every: int = 1) -> tuple[int, int | None]:
+    """The frames [first, stop) of time segment k of `count` in a clip of `n_frames`: borders fall on analysed frames
+    (multiples of `every`), so the segments analyse the very frames the whole clip's run does; the last segment's
+    stop is None (to the end, even where a header under-reports the length)."""
+    if not 0 <= k < count:
+        raise ValueError(f"segment {k} of {count}: expected 0 <= k < N")
+    slots = -(-max(n_frames, 1) // every)  # analysed frames in the clip
+    first = k * slots // count * every
+    return first, (None if k == count - 1 else (k + 1) * slots // count * every)
+
+
+class TimelineJoiner:
+    """One timeline from the timelines of consecutive segments (each numbering its faces from 1), a segment at a
+    time (`add` returns its rows renumbered), so a long run writes each segment as soon as it and those before it
+    are done.
+
+    A face of a later segment takes the id of a face of the segments before it when the tracker would have kept
+    that face's track alive up to there: it was seen at most `max_missed` + 1 analysed frames before the new face's
+    first frame, and their boxes overlap by IoU >= `min_iou` (the best overlaps first, one to one) — the tracker's
+    own rule, so a face seen across a border keeps its id. Other faces get the next free ids in order of first
+    appearance. What is not joined: where --smooth is used, the smoothing restarts at each border.
+    """
+
+    def __init__(self, *, every: int = 1, min_iou: float = 0.25, max_missed: int = 5) -> None:
+        self.reach = (max_missed + 1) * every
+        self.min_iou = min_iou
+        self.last: dict[int, dict] = {}  # global id -> its latest row
+        self.next_id = 1
+
+    def add(self, rows: list[dict]) -> list[dict]:
+        rows = sorted(rows, key=lambda r: (int(r["frame"]), int(r["face"])))
+        firsts: dict[int, dict] = {}
+        for r in rows:
+            firsts.setdefault(int(r["face"]), r)
+        mapping: dict[int, int] = {}
+        if rows and self.last:
+            start = int(rows[0]["frame"])
+            pairs = sorted(
+                ((iou(_box(g_row), _box(r)), gid, lid) for lid, r in firsts.items()
+                 if int(r["frame"]) - start < self.reach
+                 for gid, g_row in self.last.items() if 0 < int(r["frame"]) - int(g_row["frame"]) <= self.reach),
+                key=lambda t: (-t[0], t[1], t[2]))
+            for score, gid, lid in pairs:
+                if score >= self.min_iou and gid not in mapping.values() and lid not in mapping:
+                    mapping[lid] = gid
+        for lid in sorted(firsts):  # local ids are in order of creation
+            if lid not in mapping:
+                mapping[lid] = self.next_id
+                self.next_id += 1
+        out = sorted(({**r, "face": mapping[int(r["face"])]} for r in rows), key=lambda r: (int(r["frame"]), r["face"]))
+        for row in out:  # each frame's faces by id, as the tracker writes them
+            self.last[row["face"]] = row
+        return out
+
+
+def join_timelines(parts: list[list[dict]], *, every: int = 1, min_iou: float = 0.25, max_missed: int = 5
+                   ) -> list[dict]:
+    """The rows of consecutive segments' timelines as one timeline (see TimelineJoiner)."""
+    joiner = TimelineJoiner(every=every, min_iou=min_iou, max_missed=max_missed)
+    return [row for rows in parts for row in joiner.add(rows)]
+
+
+def _box(row: dict) -> FaceBox:
+    return FaceBox(int(float(row["x"])), int(float(row["y"])), int(float(row["w"])), int(float(row["h"])),
+                   float(row.get("face_score") or 0))
 
 
 def dominant_segments(rows: list[dict], face: int) -> list[dict]:

@@ -86,3 +86,24 @@ def test_ray_only_options_need_the_ray_engine(photos, random_checkpoint, capsys)
     assert main(["score", str(photos), "-o", "x.parquet", "--model", str(random_checkpoint)]) == 2
     err = capsys.readouterr().err
     assert "--address and --workers are for --engine ray" in err and "Parquet output is written by --engine ray" in err
+
+
+def test_video_on_ray_is_the_whole_clips_timeline(local_ray, astronaut, random_checkpoint, tmp_path, capsys):
+    """`video --engine ray`: the clip cut into 3 time segments on 2 workers, joined: the local run's timeline."""
+    import json
+
+    from tests.test_video import _same_rows, _timeline, make_clip
+
+    clip = make_clip(tmp_path / "in.avi", astronaut, frames=14)
+    model = ["--model", str(random_checkpoint), "--every", "2"]
+    assert main(["video", str(clip), *model, "--csv", str(tmp_path / "local.csv")]) == 0
+    capsys.readouterr()
+    assert main(["video", str(clip), *model, "--csv", str(tmp_path / "ray.csv"), "--engine", "ray",
+                 "--workers", "2", "--segments", "3"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["segments"] == 3 and summary["analysed_frames"] == 7 and summary["frames"] == 14
+    assert [f["frames"] for f in summary["per_face"]] == [7]
+    _same_rows(_timeline(tmp_path / "ray.csv"), _timeline(tmp_path / "local.csv"))
+    (tmp_path / "bad.mp4").write_text("not a video")
+    assert main(["video", str(tmp_path / "bad.mp4"), *model, "--engine", "ray"]) == 2
+    assert "not a video" in capsys.readouterr().err

@@ -142,3 +142,75 @@ def test_face_summary_by_hand():
     assert one["happiness_mean"] == pytest.approx((0.7 * 2 + 0.1) / 3) and one["fear_share"] == 0
     assert (two["frames"], two["most_often"], two["sadness_mean"]) == (1, "sadness", 0.6)
     assert face_summary([]) == []
+
+
+def _timeline(path):
+    return list(csv.DictReader(open(path)))
+
+
+def _same_rows(a, b):
+    assert [(r["frame"], r["face"], r["x"], r["y"], r["w"], r["h"]) for r in a] == \
+        [(r["frame"], r["face"], r["x"], r["y"], r["w"], r["h"]) for r in b]
+    for ra, rb in zip(a, b):
+        assert all(abs(float(ra[c]) - float(rb[c])) < 1e-5 for c in EMOTIONS)
+
+
+def test_segment_borders_fall_on_analysed_frames():
+    from fer_core.video import segment_frames
+
+    for n, count, every in [(12, 3, 2), (101, 4, 3), (5, 5, 1), (7, 3, 1)]:
+        spans = [segment_frames(n, k, count, every) for k in range(count)]
+        assert spans[0][0] == 0 and spans[-1][1] is None  # the last runs to the end
+        assert all(first % every == 0 for first, _ in spans)
+        assert all(spans[k][1] == spans[k + 1][0] for k in range(count - 1))  # contiguous, no frame twice
+    with pytest.raises(ValueError):
+        segment_frames(10, 3, 3)
+
+
+def test_shards_joined_equal_the_whole_clip(tmp_path, astronaut, random_checkpoint, capsys):
+    """`video --shard k/3` for k = 0, 1, 2, then `join`: the whole clip's timeline, frame for frame, the face keeping
+    its id across both borders."""
+    clip = make_clip(tmp_path / "in.avi", astronaut, frames=14)
+    model = ["--model", str(random_checkpoint)]
+    assert main(["video", str(clip), *model, "--every", "2", "--csv", str(tmp_path / "whole.csv")]) == 0
+    for k in (2, 0, 1):
+        assert main(["video", str(clip), *model, "--every", "2", "--shard", f"{k}/3",
+                     "--csv", str(tmp_path / f"part{k}.csv")]) == 0
+    capsys.readouterr()
+    parts = [_timeline(tmp_path / f"part{k}.csv") for k in range(3)]
+    assert [p[0]["frame"] for p in parts] == ["0", "4", "8"] and all(p[0]["face"] == "1" for p in parts)
+    assert main(["join", *(str(tmp_path / f"part{k}.csv") for k in (1, 2, 0)), "-o", str(tmp_path / "j.csv")]) == 0
+    assert "from 3 segment(s)" in capsys.readouterr().err
+    whole = _timeline(tmp_path / "whole.csv")
+    assert len(whole) == 7
+    _same_rows(_timeline(tmp_path / "j.csv"), whole)
+
+
+def test_join_follows_the_trackers_rule():
+    from fer_core.video import join_timelines
+
+    def row(frame, face, x, y=0):
+        return {"frame": frame, "face": face, "x": x, "y": y, "w": 50, "h": 50, "face_score": 0.9}
+
+    a = [row(0, 1, 0), row(0, 2, 300), row(1, 1, 2), row(1, 2, 302)]
+    b = [row(4, 1, 304), row(4, 2, 5), row(5, 3, 600)]  # the faces come back in the other order, and a new one
+    c = [row(20, 1, 6)]  # 16 frames after face 1 was last seen: beyond the tracker's reach, a new face
+    joined = join_timelines([a, b, c])
+    assert [(r["frame"], r["face"]) for r in joined] == [(0, 1), (0, 2), (1, 1), (1, 2), (4, 1), (4, 2), (5, 3),
+                                                        (20, 4)]
+    assert [r["x"] for r in joined if r["frame"] == 4] == [5, 304]  # face 1 is the one at x=5, sorted by id
+    assert [r["face"] for r in join_timelines([a, c], every=4)] == [1, 2, 1, 2, 1]  # 19 frames, reach 24 at every 4
+
+
+def test_video_options_that_do_not_go_together(tmp_path, astronaut, random_checkpoint, capsys):
+    clip = make_clip(tmp_path / "in.avi", astronaut, frames=4)
+    model = ["--model", str(random_checkpoint)]
+    for extra in (["--shard", "3/3"], ["--engine", "ray", "--out", str(tmp_path / "o.mp4")], ["--workers", "2"],
+                  ["--every", "0"], ["--smooth", "1"]):
+        assert main(["video", str(clip), *model, *extra]) == 2, extra
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and "Traceback" not in err
+    scores = tmp_path / "scores.csv"
+    scores.write_text("filepath,face\nx.jpg,1\n")
+    assert main(["join", str(scores), "-o", str(tmp_path / "j.csv")]) == 2
+    assert "not a timeline CSV" in capsys.readouterr().err

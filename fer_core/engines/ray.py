@@ -1,4 +1,5 @@
-"""Bulk scoring on Ray Data: the same rows as the local engine, from any number of machines.
+"""Bulk scoring on Ray Data: the same rows as the local engine, from any number of machines; and a long video cut
+into time segments analysed by Ray tasks, joined into one timeline.
 
 The inputs are listed here (fer_core.scoring.list_inputs: the same files, order and listing errors as locally), read
 by `ray.data.read_binary_files`, and scored by `map_batches` on a pool of actors, each loading the predictor and the
@@ -159,3 +160,76 @@ class ParquetSink:
 
     def close(self) -> None:
         self._writer.close()
+
+
+def _analyse_segment(video: str | bytes, suffix: str, k: int, count: int, model: str, precision: str | None,
+                     options: dict, threads: int) -> tuple[list[dict], dict]:
+    """A Ray task: time segment k of `count` of a clip (a path this machine reads, or the clip's bytes)."""
+    import tempfile
+
+    import torch
+
+    from ..runtime import load_predictor
+    from ..video import analyze_video
+
+    torch.set_num_threads(threads)
+    predictor = load_predictor(model, precision=precision)
+    with tempfile.TemporaryDirectory() as tmp:
+        if isinstance(video, bytes):
+            path = Path(tmp) / f"clip{suffix}"
+            path.write_bytes(video)
+        else:
+            path = video
+        summary = analyze_video(path, predictor=predictor, segment=(k, count), max_frames=None, **options)
+    return summary.pop("rows"), summary
+
+
+def analyze_video_with_ray(
+    path: str | os.PathLike, *, model: str, precision: str | None = None, address: str | None = None,
+    workers: int | None = None, segments: int | None = None, threads: int = 1, every: int = 1, smooth: float = 0.0,
+    max_duration_s: float | None = None, write_rows: Callable[[list[dict], int, int], None] | None = None,
+) -> dict:
+    """A clip cut into `segments` time segments (borders on analysed frames), each analysed by a Ray task with its own
+    model, and their timelines joined into the clip's (fer_core.video.TimelineJoiner: a face seen across a border
+    keeps its id; smoothing restarts at each border). A local Ray reads the file where it is; with `address` the
+    clip's bytes go to the cluster through Ray's object store. `write_rows(rows, segments_done, segments)` gets each
+    segment's joined rows in time order as soon as it and those before it are done. Returns the whole clip's
+    summary (as analyze_video's, without the annotated video), with its rows under "rows"."""
+    import ray
+
+    from ..video import TimelineJoiner, open_video
+
+    cap, fps, n_frames, _, _ = open_video(path, max_duration_s=max_duration_s)  # a bad clip fails here, not on Ray
+    cap.release()
+    if not ray.is_initialized():
+        ray.init(address=address, num_cpus=None if address else (workers or os.cpu_count()) * threads,
+                 include_dashboard=False, log_to_driver=False, configure_logging=False)
+    n_workers = workers or max(1, int(ray.cluster_resources().get("CPU", 1) // threads))
+    count = max(1, segments or n_workers)
+    if n_frames <= 0 and count > 1:
+        count = 1  # the length is unknown: one segment, the whole clip
+    video = Path(path).read_bytes() if address else str(Path(path).resolve())
+    ref = ray.put(video)
+    task = ray.remote(num_cpus=threads)(_analyse_segment)
+    options = {"every": every, "smooth": smooth, "max_duration_s": max_duration_s}
+    futures = [task.remote(ref, Path(path).suffix, k, count, str(model), precision, options, threads)
+               for k in range(count)]
+    joiner = TimelineJoiner(every=every)
+    rows: list[dict] = []
+    summaries: list[dict] = []
+    for k, fut in enumerate(futures):  # in time order: a segment is joined once those before it are
+        part, summary = ray.get(fut)
+        joined = joiner.add(part)
+        rows.extend(joined)
+        summaries.append(summary)
+        if write_rows is not None:
+            write_rows(joined, k + 1, count)
+    seconds = sum(s["analysed_frames"] / s["analysis_fps"] for s in summaries if s["analysis_fps"] > 0)
+    analysed = sum(s["analysed_frames"] for s in summaries)
+    return {
+        "frames": sum(s["frames"] for s in summaries), "frames_reported": n_frames,
+        "analysed_frames": analysed, "fps": fps, "size": summaries[0]["size"], "segments": count,
+        "faces": len({r["face"] for r in rows}), "rows_count": len(rows),
+        "analysis_fps": analysed / seconds if seconds > 0 else 0.0,
+        "truncated": any(s["truncated"] for s in summaries), "codec": None, "rows": rows,
+    }
