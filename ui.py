@@ -9,6 +9,7 @@ import io
 import json
 import os
 import threading
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +51,49 @@ def _leave_legacy_pages_mode() -> None:
 
 
 _leave_legacy_pages_mode()  # every page imports this module first thing
+
+
+class ComputeQueue:
+    """One model computation at a time in this server process, first come first served.
+
+    Every session's script runs on its own thread, and each torch call there starts a team of worker threads as wide
+    as the machine: with several people uploading at once, ten such teams on two cores spend their time switching
+    (`python bench/app_load.py`). Through this queue each computation has the whole machine in turn. Never enter it
+    from inside itself (a cached function calls the cached functions it needs first, then takes its turn)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._next = self._serving = 0
+        self._gone: set[int] = set()  # tickets whose thread stopped waiting
+
+    @contextmanager
+    def turn(self):
+        with self._cond:
+            ticket = self._next
+            self._next += 1
+            try:
+                while ticket != self._serving:
+                    self._cond.wait()
+            except BaseException:
+                self._gone.add(ticket)
+                raise
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._serving += 1
+                while self._serving in self._gone:
+                    self._gone.discard(self._serving)
+                    self._serving += 1
+                self._cond.notify_all()
+
+    def waiting(self) -> int:
+        """Computations queued or running in this process now."""
+        with self._cond:
+            return self._next - self._serving - len(self._gone)
+
+
+COMPUTE = ComputeQueue()
 
 
 @st.cache_resource(show_spinner="Loading model…")
@@ -149,14 +193,17 @@ def mean_map_image(mean_map: list, landmarks: list | None, side: int, *, size: i
 def cached_crops(data: bytes, whole_image: bool) -> list:
     """The photo decoded and its faces found and cropped: the same for every model, so the Compare page's eight
     models (or a switch of model on the Explain page) decode and detect once (a 12 MP JPEG: 0.27 s each time here)."""
-    return locate_faces(data, whole_image=whole_image)
+    with COMPUTE.turn():
+        return locate_faces(data, whole_image=whole_image)
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
 def cached_faces(data: bytes, model: str, target: str | None, whole_image: bool) -> list:
     """Every face in uploaded bytes, found and classified but not yet explained (cheap: a group photo's
     maps are made one face at a time, when it is shown); recomputed only when an input changes."""
-    return classify_faces(get_predictor(model), cached_crops(data, whole_image), target=target)
+    predictor, crops = get_predictor(model), cached_crops(data, whole_image)
+    with COMPUTE.turn():
+        return classify_faces(predictor, crops, target=target)
 
 
 def whole_toggle(whole_key: str) -> bool:
@@ -209,9 +256,9 @@ def faces_or_stop(name: str, data: bytes, model: str, target: str | None, whole_
 def cached_explanation(data: bytes, model: str, target: str | None, whole_image: bool, face: int,
                        methods: tuple[str, ...], layer: str | None, window: int, stride: int):
     """Face `face` of cached_faces() with its maps and region shares."""
-    result = cached_faces(data, model, target, whole_image)[face]
-    return explain_face(get_predictor(model), result, list(methods), layer=layer,
-                        method_options=method_options(window, stride))
+    result, predictor = cached_faces(data, model, target, whole_image)[face], get_predictor(model)
+    with COMPUTE.turn():
+        return explain_face(predictor, result, list(methods), layer=layer, method_options=method_options(window, stride))
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
@@ -222,7 +269,8 @@ def boxed_photo(data: bytes, boxes: tuple[tuple[int, int, int, int], ...], picke
     from fer_core.io import read_image
     from fer_core.overlay import draw_boxes
 
-    return draw_boxes(read_image(data), [FaceBox(*b) for b in boxes], picked=picked, min_side=640, max_side=1600)
+    with COMPUTE.turn():
+        return draw_boxes(read_image(data), [FaceBox(*b) for b in boxes], picked=picked, min_side=640, max_side=1600)
 
 
 def method_options(window: int, stride: int) -> dict[str, dict]:
@@ -237,8 +285,9 @@ def cached_scores(data: bytes, model: str, target: str | None, whole_image: bool
     from fer_core.pipeline import faithfulness_for
 
     result = cached_explanation(data, model, target, whole_image, face, methods, layer, window, stride)
-    return faithfulness_for(get_predictor(model), result, method, layer=layer,
-                            options=method_options(window, stride).get(method))
+    predictor = get_predictor(model)
+    with COMPUTE.turn():
+        return faithfulness_for(predictor, result, method, layer=layer, options=method_options(window, stride).get(method))
 
 
 def faces_zip(predictor: Predictor, results: list, methods, *, layer: str | None, options: dict, stem: str,

@@ -108,7 +108,15 @@ for m, why in r.errors.items():
     st.info(f"{EXPLAINERS[m].label} not shown: {why}")
 
 scores = {}
-if faith and r.maps:  # maps are on screen already; the scores fill in below them
+scored = st.session_state.setdefault("explain_scored", set())  # this session's photos+settings scored or asked for
+this = (ui.digest(data), *key[1:]) if faith and r.maps else None
+busy = ui.COMPUTE.waiting() if this else 0
+if this and busy and this not in scored:
+    # others are waiting for their maps: the scores (several times the maps' work) wait for a click
+    st.button(f"Score faithfulness ({busy} other request(s) are being served right now, so the scores wait for "
+              "this click)", icon=":material/speed:", on_click=scored.add, args=(this,))
+elif this:  # maps are on screen already; the scores fill in below them
+    scored.add(this)
     with st.spinner("Scoring faithfulness…"):
         for m, slot in score_slots.items():
             s = scores[m] = ui.cached_scores(*key, m)

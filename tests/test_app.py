@@ -119,6 +119,57 @@ def test_explain_group_photo_maps_the_face_picked(app_env):
     assert {"All 3 faces (ZIP)", "Labelled photo (PNG)"} <= {b.label for b in at.get("download_button")}
 
 
+def test_explain_under_load_shows_the_maps_and_scores_on_a_click(app_env, monkeypatch):
+    import ui
+
+    monkeypatch.setattr(ui.COMPUTE, "waiting", lambda: 4)  # four other requests are being served
+    at = _app("pages/explain.py")
+    at.run()
+    at.radio[0].set_value("Example").run()
+    _no_exception(at)
+    assert len(at.image) >= 4 and not any("deletion AUC" in c.value for c in at.caption)  # maps now, scores wait
+    button = next(b for b in at.button if b.label.startswith("Score faithfulness"))
+    assert "4 other request(s)" in button.label
+    button.click().run()
+    assert sum("deletion AUC" in c.value for c in at.caption) == 3
+    at.slider[0].set_value(0.3).run()  # a later rerun of the same photo keeps its scores
+    assert sum("deletion AUC" in c.value for c in at.caption) == 3
+    assert not any(b.label.startswith("Score faithfulness") for b in at.button)
+
+
+def test_the_compute_queue_serves_one_at_a_time_in_arrival_order():
+    import threading
+    import time
+
+    import ui
+
+    queue, order, inside = ui.ComputeQueue(), [], []
+    gate = threading.Event()
+
+    def work(k):
+        with queue.turn():
+            inside.append(k)
+            assert len(inside) == 1  # nobody else in
+            if k == 0:
+                gate.wait(5)
+            order.append(k)
+            inside.remove(k)
+
+    threads = [threading.Thread(target=work, args=(0,))]
+    threads[0].start()
+    while queue.waiting() < 1:
+        time.sleep(0.01)
+    for k in (1, 2, 3):  # they arrive while 0 holds its turn, in this order
+        threads.append(threading.Thread(target=work, args=(k,)))
+        threads[-1].start()
+        while queue.waiting() < k + 1:
+            time.sleep(0.01)
+    gate.set()
+    for t in threads:
+        t.join(10)
+    assert order == [0, 1, 2, 3] and queue.waiting() == 0
+
+
 def test_warm_up_explains_and_scores_the_default_methods_once(app_env, predictor, monkeypatch):
     import fer_core.pipeline as pipeline
     import ui
