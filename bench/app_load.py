@@ -1,7 +1,9 @@
 """The app under load: N browser sessions (Chromium via Playwright, one browser context each, so N separate
 Streamlit sessions) upload different photos to the Explain page at once and keep doing so for a while. Reports
 each upload's time until its photo and Grad-CAM / CAM / occlusion maps are shown, the errors (a timeout, or an
-exception box on the page), and the server process's peak resident memory (VmHWM from /proc).
+exception box on the page), the server process's peak resident memory (VmHWM from /proc) and what limits it: the
+CPU time the server used during the load beside the CPU time the whole machine used (the browsers run on the same
+cores).
 
   python bench/app_load.py                          # a lone session first (the reference), then 10 for 120 s
   python bench/app_load.py --sessions=6 --seconds=60
@@ -39,6 +41,16 @@ def peak_rss_mb(pid: int) -> float:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def cpu_seconds(pid: int | None = None) -> float:
+    """CPU time (user + system) used so far by process `pid` (its threads included), or by the whole machine."""
+    tick = os.sysconf("SC_CLK_TCK")
+    if pid is not None:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / tick
+    user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, Path("/proc/stat").read_text().split()[1:9])
+    return (user + nice + system + irq + softirq + steal) / tick
 
 
 def photos(folder: Path, sessions: int, per_session: int) -> list[list[Path]]:
@@ -139,18 +151,26 @@ def main() -> None:
             raise SystemExit("the app did not start within 120 s")
         timeout_ms = int(args.timeout * 1000)
         # the lone reference: a fixed number of uploads on the warm server, the first one not counted
-        lone_log = asyncio.run(run(url, [groups[-1]], float("inf"), timeout_ms, limit=args.lone))
-        warm = lone_log[1:]
+        asyncio.run(run(url, [groups[-1]], float("inf"), timeout_ms, limit=1))  # the warm-up upload, not counted
+        lone0 = cpu_seconds(proc.pid)
+        warm = asyncio.run(run(url, [groups[-1][1:]], float("inf"), timeout_ms, limit=args.lone - 1))
         ref = summary(f"lone session (after one warm-up upload, {len(warm)} uploads)", warm)
+        print(f"  the app server's CPU time per lone upload (page load included): "
+              f"{(cpu_seconds(proc.pid) - lone0) / max(1, len(warm)):.2f} s")
         mem_before = peak_rss_mb(proc.pid)
-        t0 = time.perf_counter()
+        t0, server0, machine0 = time.perf_counter(), cpu_seconds(proc.pid), cpu_seconds()
         log = asyncio.run(run(url, groups[:args.sessions], args.seconds, timeout_ms))
         wall = time.perf_counter() - t0
+        server, machine = cpu_seconds(proc.pid) - server0, cpu_seconds() - machine0
         s = summary(f"{args.sessions} sessions for {args.seconds:.0f} s (ran {wall:.0f} s)", log)
         peak = peak_rss_mb(proc.pid)
         print(f"server peak memory: {peak / 1024:.2f} GB (after the lone session: {mem_before / 1024:.2f} GB)")
         print(f"p95 under load / lone median: {s['p95'] / ref['median']:.1f}x; throughput "
               f"{sum(1 for r in log if not r['error']) / wall * 60:.1f} uploads a minute; host: {os.cpu_count()} CPUs")
+        done = max(1, sum(1 for r in log if not r["error"]))
+        print(f"CPU during the load: the machine {machine:.0f} s of {wall * os.cpu_count():.0f} available "
+              f"({machine / (wall * os.cpu_count()):.0%} busy); the app server {server:.0f} s ({server / machine:.0%}; "
+              f"{server / done:.2f} s per upload), the rest the browsers and this script")
     finally:
         stop_server(proc)
         shutil.rmtree(tmp, ignore_errors=True)
