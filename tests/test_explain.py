@@ -45,9 +45,12 @@ def test_slow_explainers(models, arch, method):
     _check(explain(models[arch], x, 1, method))
 
 
-def test_vgg16_gradcam():
+def test_vgg16_gradcam_and_cam():
+    """vgg16 reads its last stage with GAP + one linear layer, so CAM is defined for it too."""
     model = create_model("vgg16").eval()
-    _check(explain(model, torch.randn(1, 3, 64, 64), 0, "gradcam"))
+    assert model.gap_linear is model.fc
+    for method in ("gradcam", "cam"):
+        _check(explain(model, torch.randn(1, 3, 64, 64), 0, method))
 
 
 @pytest.mark.parametrize("method", ["gradcam", "cam", "occlusion", "integrated_gradients", "saliency"])
