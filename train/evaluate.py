@@ -143,6 +143,10 @@ def main(args: argparse.Namespace) -> dict:
         op = Path(args.output)
         results = json.loads(op.read_text()) if op.is_file() else {}
         results.setdefault("checkpoints", {}).update(out)
+        if op.resolve().parent == CHECKPOINT_DIR.resolve():  # the app's file: only what checkpoints/ holds
+            for gone in sorted(set(results["checkpoints"]) - set(list_checkpoints())):
+                del results["checkpoints"][gone]
+                print(f"dropped the results of {gone}: no longer in {CHECKPOINT_DIR.name}/")
         results["generated_by"] = "python train/evaluate.py " + " ".join(sys.argv[1:])
         results["machine"] = f"{platform.machine()} {platform.processor() or ''} {torch.get_num_threads()} threads".strip()
         results["classes"] = list(pred.spec.classes)
