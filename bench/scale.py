@@ -2,10 +2,13 @@
 two `--shard` processes side by side, each over the same folder of photos (RAF-DB test images set in 256-px frames
 so the detector works as on photos, or the astronaut made into distinct photos when the datasets are absent).
 
-  python bench/scale.py [--n 400]
+  python bench/scale.py [--n 400] [--frames 750]
 
 Prints images per second, each as a ratio to the local engine, Ray's start-up cost (a local Ray started and its
-actors loading the model: the time to the first row), and the per-worker rate that predicts N machines.
+actors loading the model: the time to the first row), and the per-worker rate that predicts N machines. Then the
+same for one video (`--frames` at 640x480, two faces, every frame analysed): `video` in one process, two `--shard`
+processes joined by `fer join`, and `--engine ray` with 2 workers and 2 segments, with whether each joined timeline
+has the one-process run's rows and face ids.
 """
 from __future__ import annotations
 
@@ -44,16 +47,52 @@ def photos(folder: Path, n: int) -> Path:
     return folder
 
 
-def run(argv: list[str]) -> float:
+def run(argv: list[str], command: str = "score") -> float:
     t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "fer_core", "score", *argv], cwd=ROOT, check=True,
+    subprocess.run([sys.executable, "-m", "fer_core", command, *argv], cwd=ROOT, check=True,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return time.perf_counter() - t0
+
+
+def timeline(path: Path) -> list[tuple]:
+    import csv
+
+    with open(path, newline="") as fh:
+        return [(r["frame"], r["face"], r["x"], r["y"], r["w"], r["h"], r["prediction"]) for r in csv.DictReader(fh)]
+
+
+def video(tmp: Path, frames: int) -> None:
+    sys.path.insert(0, str(ROOT / "bench"))
+    from video import make_clip
+
+    clip = tmp / "clip.avi"
+    make_clip(clip, frames)
+    results = {"video, 1 process": run([str(clip), "--csv", str(tmp / "v_local.csv")], "video")}
+    t0 = time.perf_counter()
+    procs = [subprocess.Popen([sys.executable, "-m", "fer_core", "video", str(clip), "--shard", f"{k}/2", "--csv",
+                               str(tmp / f"v_shard{k}.csv")], cwd=ROOT, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, env=dict(os.environ, OMP_NUM_THREADS="1"))
+             for k in range(2)]
+    for p in procs:
+        p.wait()
+    run([str(tmp / "v_shard0.csv"), str(tmp / "v_shard1.csv"), "-o", str(tmp / "v_joined.csv")], "join")
+    results["video, 2 --shard processes + join"] = time.perf_counter() - t0
+    results["video, Ray, 2 workers, 2 segments"] = run(
+        [str(clip), "--csv", str(tmp / "v_ray.csv"), "--engine", "ray", "--workers", "2", "--segments", "2"], "video")
+    local = timeline(tmp / "v_local.csv")
+    same = {"video, 2 --shard processes + join": timeline(tmp / "v_joined.csv") == local,
+            "video, Ray, 2 workers, 2 segments": timeline(tmp / "v_ray.csv") == local}
+    base = frames / results["video, 1 process"]
+    print(f"\none video: {frames} frames at 640x480, 2 faces, every frame analysed; {len(local)} timeline rows")
+    print("| engine | seconds | frames/s | vs 1 process | timeline = 1 process's |\n|---|---|---|---|---|")
+    for name, secs in results.items():
+        print(f"| {name} | {secs:.1f} | {frames / secs:.1f} | {frames / secs / base:.2f}x | {same.get(name, '—')} |")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=400, help="photos")
+    ap.add_argument("--frames", type=int, default=750, help="frames of the video (0: no video)")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="fer_scale_"))
     folder = photos(tmp / "photos", args.n)
@@ -84,6 +123,8 @@ def main() -> None:
     print(f"Ray start-up (a local Ray, one actor loading the model, one photo): {start:.1f} s; Ray's per-worker rate "
           f"after start-up: {per_worker:.1f} images/s, so N workers on N machines predict ~N x {per_worker:.0f} "
           "images/s plus one start-up")
+    if args.frames:
+        video(tmp, args.frames)
 
 
 if __name__ == "__main__":
