@@ -119,7 +119,13 @@ def main() -> None:
     print("| engine | seconds | images/s | vs local |\n|---|---|---|---|")
     for name, secs in results.items():
         print(f"| {name} | {secs:.1f} | {n / secs:.1f} | {n / secs / base:.2f}x |")
-    per_worker = n / max(results["Ray, 1 worker(s)"] - start, 1e-9)
+    if results["Ray, 1 worker(s)"] - start < 0.2 * results["Ray, 1 worker(s)"]:
+        print(f"Ray start-up (a local Ray, one actor loading the model, one photo): {start:.1f} s — most of the 1-worker "
+              "run: too few photos to measure a per-worker rate (use --n 400 or more)")
+        if args.frames:
+            video(tmp, args.frames)
+        return
+    per_worker = n / (results["Ray, 1 worker(s)"] - start)
     print(f"Ray start-up (a local Ray, one actor loading the model, one photo): {start:.1f} s; Ray's per-worker rate "
           f"after start-up: {per_worker:.1f} images/s, so N workers on N machines predict ~N x {per_worker:.0f} "
           "images/s plus one start-up")
