@@ -54,6 +54,18 @@ def run(argv: list[str], command: str = "score") -> float:
     return time.perf_counter() - t0
 
 
+def two_shards(command: str, source: Path, out: Path, flag: str) -> float:
+    """`command` run as shards 0/2 and 1/2 side by side (one thread each), writing out/shard{k}.csv: the seconds."""
+    t0 = time.perf_counter()
+    procs = [subprocess.Popen([sys.executable, "-m", "fer_core", command, str(source), "--shard", f"{k}/2", flag,
+                               str(out / f"shard{k}.csv")], cwd=ROOT, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, env=dict(os.environ, OMP_NUM_THREADS="1"))
+             for k in range(2)]
+    for p in procs:
+        p.wait()
+    return time.perf_counter() - t0
+
+
 def timeline(path: Path) -> list[tuple]:
     import csv
 
@@ -68,15 +80,10 @@ def video(tmp: Path, frames: int) -> None:
     clip = tmp / "clip.avi"
     make_clip(clip, frames)
     results = {"video, 1 process": run([str(clip), "--csv", str(tmp / "v_local.csv")], "video")}
-    t0 = time.perf_counter()
-    procs = [subprocess.Popen([sys.executable, "-m", "fer_core", "video", str(clip), "--shard", f"{k}/2", "--csv",
-                               str(tmp / f"v_shard{k}.csv")], cwd=ROOT, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL, env=dict(os.environ, OMP_NUM_THREADS="1"))
-             for k in range(2)]
-    for p in procs:
-        p.wait()
-    run([str(tmp / "v_shard0.csv"), str(tmp / "v_shard1.csv"), "-o", str(tmp / "v_joined.csv")], "join")
-    results["video, 2 --shard processes + join"] = time.perf_counter() - t0
+    parts = tmp / "video_parts"
+    parts.mkdir()
+    results["video, 2 --shard processes + join"] = two_shards("video", clip, parts, "--csv") + run(
+        [str(parts / "shard0.csv"), str(parts / "shard1.csv"), "-o", str(tmp / "v_joined.csv")], "join")
     results["video, Ray, 2 workers, 2 segments"] = run(
         [str(clip), "--csv", str(tmp / "v_ray.csv"), "--engine", "ray", "--workers", "2", "--segments", "2"], "video")
     local = timeline(tmp / "v_local.csv")
@@ -99,14 +106,7 @@ def main() -> None:
     n = len(list(folder.iterdir()))
     results = {}
     results["local engine, 1 process"] = run([str(folder), "-o", str(tmp / "local.csv")])
-    t0 = time.perf_counter()
-    procs = [subprocess.Popen([sys.executable, "-m", "fer_core", "score", str(folder), "--shard", f"{k}/2", "-o",
-                               str(tmp / f"shard{k}.csv")], cwd=ROOT, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL, env=dict(os.environ, OMP_NUM_THREADS="1"))
-             for k in range(2)]
-    for p in procs:
-        p.wait()
-    results["local engine, 2 --shard processes"] = time.perf_counter() - t0
+    results["local engine, 2 --shard processes"] = two_shards("score", folder, tmp, "-o")
     for w in (1, 2):
         results[f"Ray, {w} worker(s)"] = run([str(folder), "-o", str(tmp / f"ray{w}.csv"), "--engine", "ray",
                                               "--workers", str(w)])
