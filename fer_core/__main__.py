@@ -15,6 +15,16 @@ def _progress_bar(total: int | None, desc: str):
     return tqdm(total=total, desc=desc, unit="file", file=sys.stderr, disable=None)
 
 
+def _ray_engine():
+    """fer_core.engines.ray, or a UsageError naming what to install when Ray is not installed."""
+    try:
+        from .engines import ray as engine
+    except ImportError as exc:
+        raise UsageError(f"--engine ray needs Ray ({exc.name} is not installed): pip install 'ray[data]' "
+                         "(or pip install -e '.[ray]')") from None
+    return engine
+
+
 def cmd_score(args: argparse.Namespace) -> int:
     from collections import Counter
 
@@ -97,28 +107,24 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 
 def _score_on_ray(args: argparse.Namespace, listed: list, columns: list[str], to_folder: bool) -> int:
-    try:
-        from .engines.ray import ParquetSink, score_with_ray
-    except ImportError as exc:
-        raise UsageError(f"--engine ray needs Ray ({exc.name} is not installed): pip install 'ray[data]' "
-                         "(or pip install -e '.[ray]')") from None
+    engine = _ray_engine()
     from .io import CsvSink
 
     common = dict(output=args.output, model=args.model, precision=args.precision, address=args.address,
                   workers=args.workers, whole_image=args.whole_image, whole_if_no_face=args.whole_if_no_face,
                   detector=args.detector, batch_size=args.batch_size, items=listed)
     if to_folder:
-        counts = score_with_ray([], **common)
+        counts = engine.score_with_ray([], **common)
         print(f"wrote the rows of {counts['files']} input(s) to {args.output}/ (one file per block)", file=sys.stderr)
         return 0
     if args.output and args.output.lower().endswith(".parquet"):
-        sink = ParquetSink(args.output, columns)
+        sink = engine.ParquetSink(args.output, columns)
     elif args.output:
         sink = CsvSink(args.output, columns)
     else:
         sink = CsvSink.to_stream(sys.stdout, columns)
     try:
-        counts = score_with_ray([], write_rows=sink.write, **common)
+        counts = engine.score_with_ray([], write_rows=sink.write, **common)
     finally:
         sink.close()
     if args.output:
@@ -192,19 +198,11 @@ def cmd_video(args: argparse.Namespace) -> int:
     if args.engine == "ray" and (args.out or args.overlay != "none" or args.shard):
         raise UsageError("--engine ray writes the timeline (--csv); the annotated video (--out, --overlay) and "
                          "--shard are for the local engine")
-    if args.every < 1:
-        raise UsageError("--every must be 1 or more")
-    if not 0 <= args.smooth < 1:
-        raise UsageError("--smooth must be in [0, 1)")
     for path in (args.out, args.csv):  # before any work
         if path:
             prepare_output(path)
     if args.engine == "ray":
-        try:
-            from .engines.ray import analyze_video_with_ray
-        except ImportError as exc:
-            raise UsageError(f"--engine ray needs Ray ({exc.name} is not installed): pip install 'ray[data]' "
-                             "(or pip install -e '.[ray]')") from None
+        engine = _ray_engine()
         sink = CsvSink(args.csv, TIMELINE_COLUMNS) if args.csv else None
         rows: list[dict] = []
         bar = _progress_bar(None, "segments")
@@ -217,7 +215,7 @@ def cmd_video(args: argparse.Namespace) -> int:
             bar.refresh()
 
         try:
-            summary = analyze_video_with_ray(
+            summary = engine.analyze_video_with_ray(
                 args.input, model=args.model, precision=args.precision, address=args.address, workers=args.workers,
                 segments=args.segments, every=args.every, smooth=args.smooth, max_duration_s=args.max_duration,
                 write_rows=take)

@@ -11,7 +11,7 @@ from typing import Callable
 import cv2
 import numpy as np
 
-from .errors import UnreadableVideo
+from .errors import UnreadableVideo, UsageError
 from .faces import FaceBox, crop_face, detect_faces, iou
 from .runtime import Predictor
 from .io import CsvSink
@@ -185,6 +185,14 @@ def annotate(frame: np.ndarray, tracks: list[Track], *, alpha: float = 0.45) -> 
     return out
 
 
+def check_options(every: int, smooth: float) -> None:
+    """UsageError (a ValueError) for an `every` below 1 or a `smooth` outside [0, 1): the CLI's exit 2, one line."""
+    if every < 1:
+        raise UsageError("--every must be 1 or more")
+    if not 0 <= smooth < 1:
+        raise UsageError("--smooth must be in [0, 1)")
+
+
 def analyze_video(
     path: str | os.PathLike,
     *,
@@ -211,13 +219,10 @@ def analyze_video(
     `join_timelines` joins the segments' rows into the whole clip's timeline. The annotated video holds the
     segment's frames.
     """
-    if every < 1:
-        raise ValueError("every must be >= 1")
+    check_options(every, smooth)
     k, count = segment
     if not 0 <= k < count:
         raise ValueError(f"segment {k} of {count}: expected 0 <= k < N")
-    if not 0 <= smooth < 1:
-        raise ValueError("smooth must be in [0, 1)")
     if overlay not in ("none", "gradcam"):
         raise ValueError(f"unknown overlay {overlay!r}; choose from none, gradcam")
     cap, fps, n_reported, w, h = open_video(path, max_duration_s=max_duration_s)

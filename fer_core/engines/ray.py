@@ -197,8 +197,9 @@ def analyze_video_with_ray(
     summary (as analyze_video's, without the annotated video), with its rows under "rows"."""
     import ray
 
-    from ..video import TimelineJoiner, open_video
+    from ..video import TimelineJoiner, check_options, open_video
 
+    check_options(every, smooth)
     cap, fps, n_frames, _, _ = open_video(path, max_duration_s=max_duration_s)  # a bad clip fails here, not on Ray
     cap.release()
     if not ray.is_initialized():
