@@ -165,12 +165,12 @@ def main() -> None:
         s = summary(f"{args.sessions} sessions for {args.seconds:.0f} s (ran {wall:.0f} s)", log)
         peak = peak_rss_mb(proc.pid)
         print(f"server peak memory: {peak / 1024:.2f} GB (after the lone session: {mem_before / 1024:.2f} GB)")
-        done = max(1, sum(1 for r in log if not r["error"]))
+        done = sum(1 for r in log if not r["error"])
         print(f"p95 under load / lone median: {s['p95'] / ref['median']:.1f}x; throughput "
               f"{done / wall * 60:.1f} uploads a minute; host: {os.cpu_count()} CPUs")
         print(f"CPU during the load: the machine {machine:.0f} s of {wall * os.cpu_count():.0f} available "
               f"({machine / (wall * os.cpu_count()):.0%} busy); the app server {server:.0f} s ({server / machine:.0%}; "
-              f"{server / done:.2f} s per upload), the rest the browsers and this script")
+              f"{server / max(1, done):.2f} s per upload), the rest the browsers and this script")
     finally:
         stop_server(proc)
         shutil.rmtree(tmp, ignore_errors=True)
