@@ -4,6 +4,7 @@ Pages call these and fer_core; nothing here trains or hard-codes a number.
 """
 from __future__ import annotations
 
+import gc
 import hashlib
 import io
 import json
@@ -96,6 +97,14 @@ class ComputeQueue:
 COMPUTE = ComputeQueue()
 
 
+def keep_for_good() -> None:
+    """Move every object alive now (the libraries, loaded models) out of the garbage collector's sight: they live as
+    long as the server, and walking them took 0.6 s a full collection. .streamlit/config.toml turns off Streamlit's
+    collection after every script run; Python's own collections then see only what was made since."""
+    gc.collect()
+    gc.freeze()
+
+
 @st.cache_resource(show_spinner="Loading model…")
 def get_predictor(name: str) -> Predictor:
     """One loaded model per checkpoint per process, shared by every session."""
@@ -106,6 +115,7 @@ def get_predictor(name: str) -> Predictor:
     # the default only: the Compare page loads every checkpoint at once, and a warm-up each would hold both cores
     if name == DEFAULT_CHECKPOINT and os.environ.get("FER_WARM_UP", "1") != "0":  # tests set 0
         threading.Thread(target=warm_up, args=(predictor,), name=f"warm-up {name}", daemon=True).start()
+    keep_for_good()
     return predictor
 
 
@@ -133,6 +143,7 @@ def _load_quietly(names: list[str]) -> None:
             load_predictor(name, frozen=None).prediction_model()
         except Exception:  # noqa: BLE001 - a broken checkpoint: the page that runs it says why, not this thread
             continue
+    keep_for_good()
 
 
 def warm_up(predictor: Predictor) -> None:
@@ -150,6 +161,7 @@ def warm_up(predictor: Predictor) -> None:
     done = explain_face(predictor, face, methods, method_options=options)
     for m in done.maps:
         faithfulness_for(predictor, done, m, options=options.get(m))
+    keep_for_good()  # what the explainers imported
 
 
 def checkpoint_names() -> list[str]:

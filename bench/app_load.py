@@ -28,11 +28,32 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
 
-from app_latency import IMAGES, MAPS_LOADED, free_port, stop_server, wait_healthy  # noqa: E402
+from app_latency import IMAGES, free_port, stop_server, wait_healthy  # noqa: E402
 
 from fer_core.examples import astronaut  # noqa: E402
 
 PAGE_ERROR = '[data-testid="stException"]'
+# resolves once the new photo's caption is shown and four images not on the page before the upload (the boxed photo,
+# three maps) have loaded. Checked when the page changes or an image loads, not by polling: ten pages each polling
+# document.body.innerText (a layout) every 50 ms for the 10-30 s an upload takes under load cost the browsers more CPU
+# than the pages themselves, on the cores the server needs
+MAPS_SHOWN = f"""([before, caption]) => new Promise(resolve => {{
+  const shown = () => {{
+    const fresh = [...document.querySelectorAll('{IMAGES}')].filter(e => !before.includes(e.src));
+    return fresh.length >= 4 && fresh.every(e => e.complete && e.naturalWidth > 0)
+      && document.body.textContent.includes(caption);
+  }};
+  const check = () => {{
+    if (!shown()) return;
+    observer.disconnect();
+    document.removeEventListener('load', check, true);
+    resolve(true);
+  }};
+  const observer = new MutationObserver(check);
+  observer.observe(document.body, {{subtree: true, childList: true, characterData: true, attributes: true}});
+  document.addEventListener('load', check, true);
+  check();
+}})"""
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -92,13 +113,12 @@ async def session(browser, url: str, imgs: list[Path], until: float, log: list, 
         t0 = time.perf_counter()
         try:
             await page.locator('input[type="file"]').first.set_input_files(str(img))
-            await page.wait_for_function(MAPS_LOADED, arg=[before, f"{img.name}: 1 face(s)"], timeout=timeout_ms,
-                                         polling=50)
+            await asyncio.wait_for(page.evaluate(MAPS_SHOWN, [before, f"{img.name}: 1 face(s)"]), timeout_ms / 1000)
             error = None
             if await page.locator(PAGE_ERROR).count():
                 error = "exception shown on the page"
         except Exception as e:
-            error = f"{type(e).__name__}: {str(e).splitlines()[0][:120]}"
+            error = f"{type(e).__name__}: {(str(e).splitlines() or [''])[0][:120]}"
         log.append({"session": sid, "seconds": time.perf_counter() - t0, "error": error, "at": t0})
     await context.close()
 
