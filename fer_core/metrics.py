@@ -65,6 +65,22 @@ def expected_calibration_error(probs: np.ndarray, y_true, n_bins: int = 15) -> f
     return float(sum(gaps) / n) if n else 0.0
 
 
+def ece_noise_floor(probs: np.ndarray, *, n_bins: int = 15, n_sim: int = 200, seed: int = 0) -> dict:
+    """The ECE a perfectly calibrated model with these confidences would show on this many faces: labels drawn so
+    each top class is right with exactly its confidence, `n_sim` times (seeded). Its mean and 95th percentile say
+    how far a measured ECE can be from zero by the faces' sampling alone (on 1,799 faces about 2.6%, on 6,000 about
+    1.3%)."""
+    probs = np.asarray(probs, dtype=np.float64)
+    if not len(probs):
+        return {"mean": 0.0, "p95": 0.0}
+    rng = np.random.default_rng(seed)
+    top, conf = probs.argmax(1), probs.max(1)
+    other = (top + 1) % probs.shape[1]  # any wrong class: the ECE reads only whether the top class is right
+    sims = [expected_calibration_error(probs, np.where(rng.random(len(conf)) < conf, top, other), n_bins)
+            for _ in range(n_sim)]
+    return {"mean": float(np.mean(sims)), "p95": float(np.percentile(sims, 95))}
+
+
 def fit_temperature(logits: np.ndarray, y_true, *, grid: np.ndarray | None = None) -> float:
     """Temperature T minimising the NLL of softmax(logits / T) (1-D search, robust and exact enough)."""
     logits = np.asarray(logits, dtype=np.float64)

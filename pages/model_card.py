@@ -154,6 +154,8 @@ if rel:
     st.caption("Test faces grouped by the top probability the app shows (15 equal bins; a larger dot holds more "
                "faces). On the dotted line a 70% answer is right 70% of the time. Expected calibration error "
                + ", ".join(f"{ds} {r['ece_before']:.1%} before temperature scaling → {r['ece_after']:.1%} after"
+                           + (f" (a perfectly calibrated model would show about {r['ece_floor']['mean']:.1%} on these "
+                              f"{r['n']:,} faces)" if "ece_floor" in r else "")
                            for ds, r in rel.items()) + " (`python train/evaluate.py`).")
 
 looks = ui.load_regions().get(name, {})

@@ -62,3 +62,23 @@ def test_reliability_bins_and_ece_by_hand():
     ece = 4 / 6 * abs(0.75 - 0.9) + 2 / 6 * 0.55
     assert expected_calibration_error(probs, y, n_bins=10) == pytest.approx(ece)
     assert expected_calibration_error(np.zeros((0, 6)), np.zeros(0)) == 0.0
+
+
+def test_the_ece_noise_floor_shrinks_with_more_faces_and_a_miscalibrated_model_stands_above_it():
+    from fer_core.metrics import ece_noise_floor, expected_calibration_error
+
+    rng = np.random.default_rng(1)
+
+    def probs(n):
+        conf = rng.uniform(0.4, 1.0, n)
+        p = np.tile(((1 - conf) / 5)[:, None], (1, 6))
+        p[np.arange(n), rng.integers(0, 6, n)] = conf
+        return p
+
+    small, large = ece_noise_floor(probs(300)), ece_noise_floor(probs(30000))
+    assert 0 < large["mean"] < small["mean"] < small["p95"] and large["mean"] < 0.01
+    p = probs(3000)
+    right = rng.random(3000) < p.max(1) - 0.15  # 15 points over-confident
+    y = np.where(right, p.argmax(1), (p.argmax(1) + 1) % 6)
+    assert expected_calibration_error(p, y) > 3 * ece_noise_floor(p)["p95"]
+    assert ece_noise_floor(np.zeros((0, 6))) == {"mean": 0.0, "p95": 0.0}

@@ -27,7 +27,7 @@ from fer_core.data import (  # noqa: E402
     LabelledFolder, datasets_root, ferplus_majority, ferplus_votes, load_labelled_folder, load_uint8,
 )
 from fer_core.runtime import load_predictor, probs_from_logits  # noqa: E402
-from fer_core.metrics import classification_report, expected_calibration_error, reliability  # noqa: E402
+from fer_core.metrics import classification_report, ece_noise_floor, expected_calibration_error, reliability  # noqa: E402
 from fer_core.models import count_parameters  # noqa: E402
 from fer_core.preprocess import grayscale_mask  # noqa: E402
 from fer_core.evaluation import app_logits, latency_ms, sample_indices  # noqa: E402
@@ -90,6 +90,7 @@ def evaluate_on(predictor, x_u8: torch.Tensor, y: torch.Tensor, sources: np.ndar
     rep["ece_before"] = expected_calibration_error(probs_from_logits(logits), yt)
     calibrated = probs_from_logits(logits, predictor.face_temperatures(grayscale_mask(x_u8, spec)))
     rep["ece_after"] = expected_calibration_error(calibrated, yt)
+    rep["ece_floor"] = ece_noise_floor(calibrated)  # what sampling alone gives a perfectly calibrated model here
     rep["reliability"] = reliability(calibrated, yt)  # the model card's reliability diagram (same bins as the ECE)
     return rep
 
