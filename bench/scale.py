@@ -74,8 +74,7 @@ def timeline(path: Path) -> list[tuple]:
 
 
 def video(tmp: Path, frames: int) -> None:
-    sys.path.insert(0, str(ROOT / "bench"))
-    from video import make_clip
+    from video import make_clip  # bench/video.py: bench/ is on sys.path when run as a script
 
     clip = tmp / "clip.avi"
     make_clip(clip, frames)
@@ -122,13 +121,11 @@ def main() -> None:
     if results["Ray, 1 worker(s)"] - start < 0.2 * results["Ray, 1 worker(s)"]:
         print(f"Ray start-up (a local Ray, one actor loading the model, one photo): {start:.1f} s — most of the 1-worker "
               "run: too few photos to measure a per-worker rate (use --n 400 or more)")
-        if args.frames:
-            video(tmp, args.frames)
-        return
-    per_worker = n / (results["Ray, 1 worker(s)"] - start)
-    print(f"Ray start-up (a local Ray, one actor loading the model, one photo): {start:.1f} s; Ray's per-worker rate "
-          f"after start-up: {per_worker:.1f} images/s, so N workers on N machines predict ~N x {per_worker:.0f} "
-          "images/s plus one start-up")
+    else:
+        per_worker = n / (results["Ray, 1 worker(s)"] - start)
+        print(f"Ray start-up (a local Ray, one actor loading the model, one photo): {start:.1f} s; Ray's per-worker "
+              f"rate after start-up: {per_worker:.1f} images/s, so N workers on N machines predict ~N x "
+              f"{per_worker:.0f} images/s plus one start-up")
     if args.frames:
         video(tmp, args.frames)
 
