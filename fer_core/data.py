@@ -216,7 +216,7 @@ FERPLUS_CLASSES = ("neutral", "happiness", "surprise", "sadness", "anger", "disg
                    "unknown", "NF")
 
 
-FERPLUS_MODES = ("off", "drop", "agree")
+FERPLUS_MODES = ("off", "drop", "agree", "soft")
 
 
 def ferplus_votes(root: str | os.PathLike) -> dict[str, np.ndarray]:
@@ -247,8 +247,8 @@ def ferplus_majority(votes: np.ndarray) -> int:
 def ferplus_filter(root: str | os.PathLike, idx: np.ndarray, mode: str, *, limit: int = 0) -> np.ndarray:
     """Training indices of a FER2013 folder with FER+ applied: "drop" keeps the faces whose FER+ majority is one of
     the six emotions (ferplus_majority; faces without votes are kept), "agree" only those whose FER+ majority is
-    their FER2013 label, "off" keeps all. Labels are not changed, so the FER2013 benchmark keeps its original
-    labels."""
+    their FER2013 label, "soft" those with at least one vote among the six (they learn ferplus_targets), "off"
+    keeps all. Labels are not changed, so the FER2013 benchmark keeps its original labels."""
     if mode == "off":
         return idx
     if mode not in FERPLUS_MODES:
@@ -259,9 +259,31 @@ def ferplus_filter(root: str | os.PathLike, idx: np.ndarray, mode: str, *, limit
         return idx
     paths = folder.paths[:limit] if limit else folder.paths
     labels = folder.labels[:len(paths)]
+    if mode == "soft":
+        keep = np.array([p.name not in votes or votes[p.name][1:7].sum() > 0 for p in paths])
+        return idx[keep[idx]]
     majority = np.array([ferplus_majority(votes[p.name]) if p.name in votes else -2 for p in paths])
     keep = (majority >= 0) | (majority == -2) if mode == "drop" else (majority == np.array(labels)) | (majority == -2)
     return idx[keep[idx]]
+
+
+def ferplus_targets(root: str | os.PathLike, y: torch.Tensor, *, limit: int = 0) -> torch.Tensor:
+    """Soft training targets (N × 6, EMOTIONS order) for the first len(y) images of a folder: where FER+ votes
+    exist, each of the six emotions' share of all ten votes (restricted to the six and renormalised, then scaled
+    by the share of votes that fell on the six, so a face most annotators called neutral or not a face weighs
+    little: the loss of a row is its sum times the cross-entropy against the renormalised six); elsewhere the
+    one-hot label."""
+    targets = torch.nn.functional.one_hot(y.long(), len(EMOTIONS)).float()
+    votes = ferplus_votes(root)
+    if not votes:
+        return targets
+    folder = load_labelled_folder(root)
+    paths = folder.paths[:limit] if limit else folder.paths
+    for i, p in enumerate(paths[:len(y)]):
+        v = votes.get(p.name)
+        if v is not None and v.sum() > 0:
+            targets[i] = torch.from_numpy(v[1:7] / v.sum()).float()
+    return targets
 
 
 def oversample_rare(labels: torch.Tensor | np.ndarray, idx: np.ndarray, power: float, seed: int) -> np.ndarray:

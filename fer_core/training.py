@@ -230,6 +230,7 @@ def train_one_epoch(
     sam_rho: float = 0.0,
     forward: Callable[[torch.Tensor], torch.Tensor] | None = None,
     shard: tuple[int, int] = (0, 1),
+    targets: torch.Tensor | None = None,
 ) -> dict:
     """One pass over `indices` (shuffled); returns loss, accuracy and macro-F1 on the augmented batches.
     With a `teacher`, the loss is (1 - alpha) · criterion + alpha · distillation_loss on the same
@@ -242,7 +243,8 @@ def train_one_epoch(
     training logits, e.g. a `torch.compile`d `model` sharing its parameters, or its DistributedDataParallel
     wrapper. `shard` = (rank, world size): every process draws the same shuffle (same seed) and takes every
     world-size-th index from its rank, as DistributedSampler does, so each epoch covers the indices once across
-    processes."""
+    processes. `targets` (N × classes, on the CPU beside `y`): soft targets the criterion learns instead of `y`
+    (train.py's --ferplus soft); accuracy and F1 still count `y`, a mixed partner's its target's argmax."""
     model.train()
     forward = model if forward is None else forward
     perm = indices[torch.randperm(len(indices)).numpy()][shard[0]::shard[1]]
@@ -257,9 +259,10 @@ def train_one_epoch(
             xf = luminance(xf).expand(-1, 3, -1, -1)  # the app's grey (preprocess.faces_to_uint8)
         xf = ((xf - mean) / std).to(device).contiguous(memory_format=torch.channels_last)
         yb = yb.to(device)
-        y2, lam = yb, 1.0
+        tb = targets[idx].to(device) if targets is not None else yb  # what the criterion learns
+        t2, lam = tb, 1.0
         if mix:
-            xf, y2, lam = mix_batch(xf, yb, **mix)
+            xf, t2, lam = mix_batch(xf, tb, **mix)
         if forward is not model and not isinstance(forward, nn.parallel.DistributedDataParallel):
             # a compiled step: a new iteration for CUDA-graph replays (teacher and student)
             torch.compiler.cudagraph_mark_step_begin()
@@ -271,9 +274,9 @@ def train_one_epoch(
         def batch_loss() -> tuple[torch.Tensor, torch.Tensor]:
             with autocast_ctx(device, bf16):
                 out = forward(xf).float()  # the losses in float32, also under bf16 autocast
-                value = criterion(out, yb)
+                value = criterion(out, tb)
                 if lam < 1.0:
-                    value = lam * value + (1 - lam) * criterion(out, y2)
+                    value = lam * value + (1 - lam) * criterion(out, t2)
                 if t_logits is not None:
                     value = (1 - distill_alpha) * value + distill_alpha * distillation_loss(
                         out, t_logits, distill_temperature)
@@ -299,7 +302,7 @@ def train_one_epoch(
             scheduler.step()
         if ema is not None:
             ema.update_parameters(model)
-        trues.append(yb if lam >= 0.5 else y2)
+        trues.append(yb if lam >= 0.5 else t2 if t2.dim() == 1 else t2.argmax(1))
     preds_np = torch.cat(preds).cpu().numpy() if preds else np.zeros(0, dtype=np.int64)
     trues_np = torch.cat(trues).cpu().numpy() if trues else np.zeros(0, dtype=np.int64)
     rep = classification_report(trues_np, preds_np)
@@ -378,6 +381,7 @@ def fit(
     log: Callable[[str], None] = print,
     teacher: nn.Module | None = None,
     val_groups: dict[str, np.ndarray] | None = None,
+    targets: torch.Tensor | None = None,
 ) -> tuple[nn.Module, ModelSpec]:
     """Train with `config` and early stopping on validation macro-F1; the best model is saved to `out` as it goes.
 
@@ -388,6 +392,9 @@ def fit(
     With `augment_on_device` the training images are copied to `device` once and each batch is cut and
     augmented there (JPEG re-compression excepted), so a GPU host needs no CPU cores for augmentation.
     On a GPU this keeps the step, not the augmentation, the bottleneck (docs/training.md).
+
+    With `targets` (one row of class probabilities per image of `x_u8`) the criterion learns them instead of `y`;
+    validation, early stopping and calibration still use `y`.
 
     With `sam_rho` > 0 every step is a sharpness-aware (SAM) step of radius rho (see train_one_epoch).
 
@@ -465,7 +472,7 @@ def fit(
             criterion=criterion, batch_size=batch_size, device=device, bf16=bf16, ema=ema, epoch=epoch,
             teacher=teacher, distill_alpha=c.distill_alpha, distill_temperature=c.distill_temperature,
             mix={"mixup_alpha": c.mixup, "cutmix_alpha": c.cutmix, "prob": c.mix_prob}, sam_rho=c.sam,
-            forward=forward, shard=(rank, world),
+            forward=forward, shard=(rank, world), targets=targets,
         )
         eval_model = ema.module if ema is not None else model
         if world > 1:  # each rank's BN statistics saw only its batches: take rank 0's, so every rank is the same

@@ -58,12 +58,12 @@ def test_train_swaps_a_share_of_the_draws_never_a_validation_face(astronaut, tmp
     x = _faces(astronaut)
     y = torch.tensor([0, 1, 2, 3])
     train_idx = np.array([0, 1, 2, 0, 1, 2])  # faces 0-2 twice an epoch (raf-db:2); face 3 is a validation face
-    x2, y2, idx = with_app_framed(x, y, train_idx, 0.5, seed=0)
+    x2, y2, idx, _ = with_app_framed(x, y, train_idx, 0.5, seed=0)
     assert len(x2) == 7 and torch.equal(x2[:4], x) and y2.tolist() == [0, 1, 2, 3, 0, 1, 2]
     assert len(idx) == len(train_idx) and 3 not in idx
     swapped = idx >= 4
     assert 0 < swapped.sum() < len(idx)
     assert (y2[idx] == y[train_idx]).all()  # a copy keeps its face's label
     assert (idx[swapped] - 4 == train_idx[swapped]).all()  # and is the copy of the face it replaces
-    _, _, none = with_app_framed(x, y, train_idx, 0.0, seed=0)
+    _, _, none, _ = with_app_framed(x, y, train_idx, 0.0, seed=0)
     assert (none == train_idx).all()

@@ -22,7 +22,7 @@ import torch
 
 from fer_core.checkpoints import ModelSpec, git_commit  # noqa: E402
 from fer_core.data import (  # noqa: E402
-    FERPLUS_MODES, datasets_root, ferplus_filter, load_split_folder, oversample_rare, split_seed,
+    FERPLUS_MODES, datasets_root, ferplus_filter, ferplus_targets, load_split_folder, oversample_rare, split_seed,
 )
 from fer_core.labels import EMOTIONS  # noqa: E402
 from fer_core.models import count_parameters, create_model, list_models, model_options  # noqa: E402
@@ -44,7 +44,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--ferplus", default="off", choices=FERPLUS_MODES,
                    help="FER2013 training faces by their FER+ votes: drop = leave out faces whose FER+ majority is "
                         "neutral, contempt, unknown or not a face; agree = keep only faces whose FER+ majority is "
-                        "their label (validation faces and labels unchanged)")
+                        "their label; soft = learn each face's FER+ votes among the six (renormalised, the loss weighted "
+                        "by the share of votes on the six; faces with none left out) instead of its label "
+                        "(validation faces and labels unchanged)")
     p.add_argument("--select-by", default="mean", choices=["mean", "pooled"],
                    help="the validation score that picks the best epoch: mean = the mean of each training folder's "
                         "macro-F1, pooled = macro-F1 over all validation faces together")
@@ -138,11 +140,11 @@ def resolve_data(item: str) -> tuple[Path, int]:
     return root, int(rep or 1)
 
 
-def with_app_framed(x_u8: torch.Tensor, y: torch.Tensor, train_idx: np.ndarray, share: float,
-                    seed: int) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
-    """The training faces' app-framed copies appended to `x_u8` / `y`, and `train_idx` with `share` of its entries
-    (drawn once, seeded) pointing at the copy of their face instead: an epoch keeps its length, a face repeated per
-    epoch (raf-db:2) may be seen both ways, and no validation face is copied."""
+def with_app_framed(x_u8: torch.Tensor, y: torch.Tensor, train_idx: np.ndarray, share: float, seed: int,
+                    targets: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, np.ndarray, torch.Tensor | None]:
+    """The training faces' app-framed copies appended to `x_u8` / `y` (and `targets`, where given), and `train_idx`
+    with `share` of its entries (drawn once, seeded) pointing at the copy of their face instead: an epoch keeps its
+    length, a face repeated per epoch (raf-db:2) may be seen both ways, and no validation face is copied."""
     from fer_core.framing import app_framed
 
     faces = np.unique(train_idx)
@@ -153,7 +155,9 @@ def with_app_framed(x_u8: torch.Tensor, y: torch.Tensor, train_idx: np.ndarray, 
     where[faces] = len(x_u8) + np.arange(len(faces))
     swap = np.random.default_rng(seed).random(len(train_idx)) < share
     train_idx = np.where(swap, where[train_idx], train_idx)
-    return torch.cat([x_u8, copies]), torch.cat([y, y[faces]]), train_idx
+    if targets is not None:
+        targets = torch.cat([targets, targets[faces]])
+    return torch.cat([x_u8, copies]), torch.cat([y, y[faces]]), train_idx, targets
 
 
 def load_teacher(paths: list[str], student: ModelSpec, *, int8: bool = False) -> Ensemble:
@@ -206,7 +210,7 @@ def main(args: argparse.Namespace) -> dict:
 
         args.split_seed = split_seed(read_spec(args.init).args)
         print(f"--split-seed {args.split_seed}: the validation split of --init {args.init}")
-    xs, ys, tr_parts, va_parts, offset, sources = [], [], [], [], 0, []
+    xs, ys, ts, tr_parts, va_parts, offset, sources = [], [], [], [], [], 0, []
     groups: dict[str, np.ndarray] = {}
     n_val = 0
     for item in args.data:
@@ -224,6 +228,8 @@ def main(args: argparse.Namespace) -> dict:
         tr = oversample_rare(y, tr, args.oversample, args.seed)
         xs.append(x)
         ys.append(y)
+        ts.append(ferplus_targets(root, y, limit=args.limit) if args.ferplus == "soft"
+                  else torch.nn.functional.one_hot(y.long(), len(EMOTIONS)).float())
         tr_parts.append(np.tile(tr + offset, rep))
         va_parts.append(va + offset)
         groups[Path(name).name if Path(name).exists() else name] = n_val + np.arange(len(va))
@@ -237,9 +243,10 @@ def main(args: argparse.Namespace) -> dict:
         print(f"data {root}: {n_train} train / {len(va)} val, classes {np.bincount(y.numpy(), minlength=6).tolist()}; "
               f"per epoch {rep} x {np.bincount(y.numpy()[tr], minlength=6).tolist()}")
     x_u8, y = torch.cat(xs), torch.cat(ys)
+    targets = torch.cat(ts) if args.ferplus == "soft" else None  # hard labels otherwise: the criterion's usual path
     train_idx, val_idx = np.concatenate(tr_parts), np.concatenate(va_parts)
     if args.app_framed > 0:
-        x_u8, y, train_idx = with_app_framed(x_u8, y, train_idx, args.app_framed, args.seed)
+        x_u8, y, train_idx, targets = with_app_framed(x_u8, y, train_idx, args.app_framed, args.seed, targets)
     kwargs = {k: v for k, v in (("dropout", args.dropout), ("width", args.width),
                                 ("last_stride", args.last_stride), ("drop_path", args.drop_path)) if v is not None}
     unknown = sorted(set(kwargs) - model_options(args.arch))
@@ -272,7 +279,7 @@ def main(args: argparse.Namespace) -> dict:
     _, spec = fit(
         model, config, spec=spec, x_u8=x_u8, y=y, train_idx=train_idx, val_idx=val_idx, out=args.out,
         augment=augment, device=device, teacher=teacher,
-        val_groups=groups if args.select_by == "mean" and len(groups) > 1 else None,
+        val_groups=groups if args.select_by == "mean" and len(groups) > 1 else None, targets=targets,
     )
     print(json.dumps({k: v for k, v in spec.metrics.items() if not isinstance(v, list)}))
     return spec.metrics
