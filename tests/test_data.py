@@ -2,7 +2,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fer_core.data import load_labelled_folder, load_uint8, oversample_rare, split_seed, stratified_split
+from fer_core.data import (
+    ferplus_filter, ferplus_majority, ferplus_targets, load_labelled_folder, load_uint8, oversample_rare, split_seed,
+    stratified_split,
+)
 from fer_core.labels import EMOTIONS
 
 
@@ -188,3 +191,41 @@ def test_batched_erasing_paints_one_box_per_drawn_sample():
         assert int(rows[-1] - rows[0]) + 1 == h and int(cols[-1] - cols[0]) + 1 == w  # one solid box
         assert int(changed.sum()) == h * w and torch.all(out[i][:, changed] == 0.5)
         assert 0.01 <= h * w / 64 ** 2 <= 0.36  # torchvision's area share 0.02-0.33, up to rounding
+
+
+def _with_votes(root):
+    """A FER2013-like split with ferplus_votes.csv beside it: four faces with votes, the rest without."""
+    f = load_labelled_folder(make_folder(root, n_per_class=1))
+    names = [p.name for p in f.paths]
+    votes = {  # neutral, six emotions, contempt, unknown, NF
+        names[0]: [0, 8, 2, 0, 0, 0, 0, 0, 0, 0],  # labelled happiness; FER+ agrees
+        names[1]: [6, 0, 2, 0, 0, 0, 2, 0, 0, 0],  # labelled surprise; FER+ majority neutral
+        names[2]: [0, 0, 0, 0, 0, 0, 0, 0, 0, 10],  # not a face: no vote among the six
+        names[5]: [0, 0, 3, 0, 0, 0, 7, 0, 0, 0],  # labelled fear; FER+ says fear
+    }
+    head = "image,ferplus_image,neutral,happiness,surprise,sadness,anger,disgust,fear,contempt,unknown,NF"
+    rows = [f"{root.name}/{n},x.png," + ",".join(map(str, v)) for n, v in votes.items()]
+    (root.parent / "ferplus_votes.csv").write_text(head + "\n" + "\n".join(rows) + "\n")
+    return f
+
+
+def test_ferplus_modes_and_soft_targets(tmp_path):
+    import torch
+
+    f = _with_votes(tmp_path / "train")
+    idx = np.arange(len(f))
+    assert ferplus_majority(np.array([0, 8, 2, 0, 0, 0, 0, 0, 0, 0])) == 0
+    assert ferplus_majority(np.array([5, 5, 0, 0, 0, 0, 0, 0, 0, 0])) == -1  # a tie goes to "not one of six"
+    assert ferplus_filter(tmp_path / "train", idx, "off").tolist() == idx.tolist()
+    assert ferplus_filter(tmp_path / "train", idx, "drop").tolist() == [0, 3, 4, 5]
+    assert ferplus_filter(tmp_path / "train", idx, "agree").tolist() == [0, 3, 4, 5]
+    assert ferplus_filter(tmp_path / "train", idx, "soft").tolist() == [0, 1, 3, 4, 5]
+    with pytest.raises(ValueError, match="unknown FER\\+ mode"):
+        ferplus_filter(tmp_path / "train", idx, "vote")
+    t = ferplus_targets(tmp_path / "train", torch.tensor(f.labels))
+    assert t.shape == (6, 6)
+    assert torch.allclose(t[0], torch.tensor([0.8, 0.2, 0, 0, 0, 0]))
+    assert torch.allclose(t[1], torch.tensor([0, 0.2, 0, 0, 0, 0.2]))  # weighs 0.4: most said neutral
+    assert t[2].sum() == 0  # left out by the "soft" filter
+    assert torch.equal(t[3], torch.tensor([0.0, 0, 0, 1, 0, 0]))  # no votes: its label
+    assert torch.allclose(t[5], torch.tensor([0, 0.3, 0, 0, 0, 0.7]))

@@ -226,7 +226,7 @@ def test_mix_batch_mixes_images_and_labels_by_the_same_share():
     assert torch.equal(x, torch.arange(n, dtype=torch.float32).view(n, 1, 1, 1).expand(n, 3, 32, 32))  # not in place
 
 
-def _one_step(model, x_u8, y, *, lr, sam_rho, seed=0):
+def _one_step(model, x_u8, y, *, lr, sam_rho, seed=0, targets=None):
     import numpy as np
     import torch
 
@@ -238,7 +238,7 @@ def _one_step(model, x_u8, y, *, lr, sam_rho, seed=0):
     return train_one_epoch(
         model, x_u8, y, np.arange(len(y)), spec=ModelSpec(arch="fernet"), augment=None, optimizer=opt,
         scheduler=None, criterion=torch.nn.CrossEntropyLoss(), batch_size=len(y), device=torch.device("cpu"),
-        bf16=False, sam_rho=sam_rho, max_grad_norm=0)
+        bf16=False, sam_rho=sam_rho, max_grad_norm=0, targets=targets)
 
 
 def test_sam_step_undoes_its_ascent_counts_the_batch_once_and_changes_the_update():
@@ -518,3 +518,27 @@ def test_soup_averages_fine_tunes_of_one_network(tmp_path, monkeypatch):
     update_spec(runs[1], args={**read_spec(runs[1]).args, "split_seed": 7})
     with pytest.raises(SystemExit, match="same network, input or validation split"):
         soup.main(parse([*map(str, runs), "--out", str(tmp_path / "no.safetensors")]))
+
+
+def test_one_hot_targets_train_as_the_labels_do_and_soft_targets_change_the_step():
+    import copy
+
+    import torch
+
+    from fer_core.models import create_model
+
+    torch.manual_seed(0)
+    base = create_model("fernet", width=8)
+    x_u8 = torch.randint(0, 256, (12, 3, 64, 64), dtype=torch.uint8)
+    y = torch.arange(12) % 6
+    one_hot = torch.nn.functional.one_hot(y, 6).float()
+    hard, as_targets, soft = copy.deepcopy(base), copy.deepcopy(base), copy.deepcopy(base)
+    r_hard = _one_step(hard, x_u8, y, lr=0.1, sam_rho=0)
+    r_one_hot = _one_step(as_targets, x_u8, y, lr=0.1, sam_rho=0, targets=one_hot)
+    assert abs(r_hard["loss"] - r_one_hot["loss"]) < 1e-5
+    for a, b in zip(hard.parameters(), as_targets.parameters()):
+        assert torch.allclose(a, b, atol=1e-6)
+    spread = 0.5 * one_hot + 0.5 * one_hot.roll(1, dims=1)  # half the votes on the next class
+    r_soft = _one_step(soft, x_u8, y, lr=0.1, sam_rho=0, targets=spread)
+    assert r_soft["loss"] != r_hard["loss"] and r_soft["accuracy"] == r_hard["accuracy"]  # scored on y
+    assert any(not torch.allclose(a, b) for a, b in zip(hard.parameters(), soft.parameters()))
