@@ -18,7 +18,7 @@ import streamlit as st
 
 from fer_core.checkpoints import CHECKPOINT_DIR, list_checkpoints, read_spec
 from fer_core.explain import EXPLAINERS
-from fer_core.pipeline import analyze, classify_faces, explain_face, locate_faces
+from fer_core.pipeline import classify_faces, explain_face, locate_faces
 from fer_core.runtime import DEFAULT_CHECKPOINT, Predictor, load_predictor
 from fer_core.labels import EMOTIONS
 
@@ -148,20 +148,13 @@ def _load_quietly(names: list[str]) -> None:
 
 
 def warm_up(predictor: Predictor) -> None:
-    """A process's first explanation pays for one-off set-up (the first backward pass, the prediction copy's
-    first runs at occlusion's batch shapes), several times a later one's. Paid
-    here, on a thread started when the model loads, while the person picks a photo."""
-    from fer_core.examples import astronaut
-    from fer_core.explain import unsupported_reason
-    from fer_core.pipeline import faithfulness_for
+    """A process's first explanation pays for one-off set-up, several times a later one's (pipeline.warm_up). Paid
+    here, on a thread started when the model loads, while the person picks a photo, with the Explain page's
+    starting methods and options."""
+    from fer_core.pipeline import warm_up as explain_example
 
     # no try/except: on a thread, an error ends only the warm-up, and threading prints its traceback
-    face = analyze(astronaut(), predictor=predictor, whole_image=True)[0]
-    methods = [m for m in DEFAULT_METHODS if unsupported_reason(predictor.model, m) is None]
-    options = method_options(OCCLUSION_WINDOW, OCCLUSION_STRIDE)
-    done = explain_face(predictor, face, methods, method_options=options)
-    for m in done.maps:
-        faithfulness_for(predictor, done, m, options=options.get(m))
+    explain_example(predictor, DEFAULT_METHODS, method_options=method_options(OCCLUSION_WINDOW, OCCLUSION_STRIDE))
     keep_for_good()  # what the explainers imported
 
 

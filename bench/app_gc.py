@@ -33,17 +33,13 @@ def main() -> None:
     import plotly.graph_objects  # noqa: F401
     import streamlit  # noqa: F401
 
-    from fer_core.examples import astronaut
-    from fer_core.pipeline import analyze, explain_face, faithfulness_for
+    from fer_core.pipeline import warm_up
     from fer_core.runtime import DEFAULT_CHECKPOINT, load_predictor
 
     predictor = load_predictor(DEFAULT_CHECKPOINT, frozen=None)  # as the app loads it
     predictor.prediction_model()
-    # one face explained and scored with the Explain page's default methods, as the server's warm-up does
-    face = analyze(astronaut(), predictor=predictor, whole_image=True)[0]
-    done = explain_face(predictor, face, ["gradcam", "cam", "occlusion"])
-    for m in done.maps:
-        faithfulness_for(predictor, done, m)
+    # one face explained and scored with the Explain page's starting methods, as the server's warm-up does
+    warm_up(predictor, ["gradcam", "cam", "occlusion"], method_options={"occlusion": {"window": 8, "stride": 4}})
     objects = len(gc.get_objects())
     before = timed_collections(args.repeats)
     gc.freeze()

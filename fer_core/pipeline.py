@@ -163,3 +163,20 @@ def faithfulness_for(predictor: Predictor, result: FaceResult, method: str, *, l
     t = predictor.classes.index(result.target)
     return faithfulness_scores(predictor.model, predictor.input_tensor(result.face), small, t,
                                scorer=predictor.scorer(), method=method, layer=layer, road=road, options=options)
+
+
+def warm_up(predictor: Predictor, methods: Sequence[str], *,
+            method_options: dict[str, dict] | None = None) -> FaceResult:
+    """One example face (the astronaut) analysed, explained with `methods` (those the model supports) and scored: a
+    process's first explanation pays one-off set-up (the first backward pass, the prediction copy's first runs at
+    occlusion's batch shapes) several times a later one's, so a server pays it once, before a person asks."""
+    from .examples import astronaut
+    from .explain import unsupported_reason
+
+    face = analyze(astronaut(), predictor=predictor, whole_image=True)[0]
+    supported = [m for m in methods if unsupported_reason(predictor.model, m) is None]
+    method_options = method_options or {}
+    done = explain_face(predictor, face, supported, method_options=method_options)
+    for m in done.maps:
+        faithfulness_for(predictor, done, m, options=method_options.get(m))
+    return done

@@ -176,7 +176,7 @@ def test_warm_up_explains_and_scores_the_default_methods_once(app_env, predictor
 
     calls = []
     real_explain, real_faith = pipeline.explain_face, pipeline.faithfulness_for
-    monkeypatch.setattr(ui, "explain_face", lambda p, r, methods, **kw: calls.append(("explain", tuple(methods)))
+    monkeypatch.setattr(pipeline, "explain_face", lambda p, r, methods, **kw: calls.append(("explain", tuple(methods)))
                         or real_explain(p, r, methods, **kw))
     monkeypatch.setattr(pipeline, "faithfulness_for", lambda p, r, m, **kw: calls.append(("faith", m))
                         or real_faith(p, r, m, **kw))
