@@ -32,10 +32,12 @@ def latency_ms(predictor, repeats: int = 200) -> float:
     return median_ms(lambda f: predictor.predict([f]), face, repeats=repeats, warmup=10)
 
 
-def training_splits(spec, sources: list[str] | None = None) -> tuple[torch.Tensor, torch.Tensor, np.ndarray, np.ndarray]:
+def training_splits(spec, sources: list[str] | None = None,
+                    positions: list[int] | None = None) -> tuple[torch.Tensor, torch.Tensor, np.ndarray, np.ndarray]:
     """All images of the spec's training folders as uint8 (N, 3, S, S), labels, and the train/val
     indices train/train.py used (its --val-fraction, --seed and --limit). A list passed as `sources`
-    receives each validation index's folder name ("raf-db/train"), in val order."""
+    receives each validation index's folder name ("raf-db/train"), in val order; one passed as `positions` its
+    index within that folder (its image in load_labelled_folder's order)."""
     xs, ys, tr_parts, va_parts, offset = [], [], [], [], 0
     for source in spec.train_data:  # "raf-db/train (9747 images, x2)", relative to the datasets root
         root = Path(source.rsplit(" (", 1)[0])
@@ -50,4 +52,6 @@ def training_splits(spec, sources: list[str] | None = None) -> tuple[torch.Tenso
         offset += len(y)
         if sources is not None:
             sources.extend([str(root)] * len(va))
+        if positions is not None:
+            positions.extend(va.tolist())
     return torch.cat(xs), torch.cat(ys), np.concatenate(tr_parts), np.concatenate(va_parts)

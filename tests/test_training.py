@@ -542,3 +542,39 @@ def test_one_hot_targets_train_as_the_labels_do_and_soft_targets_change_the_step
     r_soft = _one_step(soft, x_u8, y, lr=0.1, sam_rho=0, targets=spread)
     assert r_soft["loss"] != r_hard["loss"] and r_soft["accuracy"] == r_hard["accuracy"]  # scored on y
     assert any(not torch.allclose(a, b) for a, b in zip(hard.parameters(), soft.parameters()))
+
+
+def test_a_soft_target_run_on_two_folders_is_rescored_against_ferplus_too(tmp_path, monkeypatch):
+    """--ferplus soft end to end, and group_scores_on_run_split's FER+ column for the folder with votes."""
+    import numpy as np
+    import quantize
+    import train as train_script
+
+    from fer_core.data import ferplus_majority, ferplus_votes, load_labelled_folder
+    from fer_core.evaluation import training_splits
+    from fer_core.metrics import classification_report
+    from fer_core.training import predict_logits
+    from tests.test_data import _with_votes
+
+    monkeypatch.setenv("FER_CACHE", str(tmp_path / "cache"))
+    plain = make_folder(tmp_path / "plain" / "train", n_per_class=4)
+    voted = tmp_path / "voted" / "train"
+    _with_votes(voted)
+    out = tmp_path / "m.safetensors"
+    train_script.main(train_script.get_args_parser().parse_args(
+        ["--arch", "fernet", "--width", "8", "--data", str(plain), str(voted), "--ferplus", "soft", "--epochs", "1",
+         "--batch-size", "4", "--val-fraction", "0.5", "--out", str(out), "--label-smoothing", "0"]))
+    scores = quantize.group_scores_on_run_split(out)[str(out)]
+    assert set(scores) == {"plain", "voted", "mean", "voted-ferplus"}
+    assert scores["mean"] == pytest.approx((scores["plain"] + scores["voted"]) / 2)
+    # the FER+ column by hand: the voted folder's validation faces that have a majority among the six
+    model, spec = load_checkpoint(out)
+    sources, positions = [], []
+    x_u8, _, _, val_idx = training_splits(spec, sources, positions)
+    paths, votes = load_labelled_folder(voted).paths, ferplus_votes(voted)
+    mine = [(i, ferplus_majority(votes[paths[p].name])) for i, (s, p) in enumerate(zip(sources, positions))
+            if s == str(voted) and paths[p].name in votes and ferplus_majority(votes[paths[p].name]) >= 0]
+    assert mine  # at least one such face was drawn for validation
+    pred = predict_logits(model, x_u8[val_idx[[i for i, _ in mine]]], spec=spec, tta_flip=spec.tta_flip).argmax(1)
+    assert scores["voted-ferplus"] == pytest.approx(
+        classification_report(np.array([m for _, m in mine]), pred.numpy())["macro_f1"])

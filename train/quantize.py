@@ -72,14 +72,29 @@ def validation_predictions(*checkpoints: str | Path) -> tuple[np.ndarray, list[n
 def group_scores_on_run_split(run: str | Path, *others: str | Path) -> dict[str, dict[str, float]]:
     """Each checkpoint's validation macro-F1 on every training folder of `run` (its validation faces, decoded as
     train.py decoded them) and their mean, float32 with each model's flip averaging: how a run that adds a folder
-    (say affectnet-hq) is compared with a committed model that never trained on it, by the mean over folders."""
+    (say affectnet-hq) is compared with a committed model that never trained on it, by the mean over folders.
+    A folder with FER+ votes is also scored against the FER+ majority among the six (`<folder>-ferplus`, faces whose
+    majority is neutral, contempt, unknown or not a face left out), beside the mean, not in it."""
+    from fer_core.data import datasets_root, ferplus_majority, ferplus_votes, load_labelled_folder
     from fer_core.metrics import classification_report
 
     _, run_spec = load_checkpoint(run)
     sources: list[str] = []
-    x_u8, y, _, val_idx = training_splits(run_spec, sources)
+    positions: list[int] = []
+    x_u8, y, _, val_idx = training_splits(run_spec, sources, positions)
     v = torch.from_numpy(val_idx)
     faces, labels, names = x_u8[v], y[v].numpy(), np.array(sources)
+    ferplus = {}  # folder -> (its validation faces with a FER+ majority among the six, that majority)
+    for s in dict.fromkeys(sources):
+        root = Path(s) if Path(s).is_absolute() else datasets_root() / s
+        votes = ferplus_votes(root)
+        if votes:
+            paths = load_labelled_folder(root).paths
+            at = np.flatnonzero(names == s)
+            majority = np.array([ferplus_majority(votes[paths[positions[i]].name])
+                                 if positions[i] < len(paths) and paths[positions[i]].name in votes else -1
+                                 for i in at])
+            ferplus[s] = (at[majority >= 0], majority[majority >= 0])
     out = {}
     for c in (run, *others):
         model, spec = load_checkpoint(c)
@@ -90,6 +105,8 @@ def group_scores_on_run_split(run: str | Path, *others: str | Path) -> dict[str,
         scores = {Path(s).parent.name: classification_report(labels[names == s], pred[names == s])["macro_f1"]
                   for s in dict.fromkeys(sources)}
         out[str(c)] = {**scores, "mean": float(np.mean(list(scores.values())))}
+        for s, (at, majority) in ferplus.items():
+            out[str(c)][f"{Path(s).parent.name}-ferplus"] = classification_report(majority, pred[at])["macro_f1"]
     return out
 
 
