@@ -17,7 +17,7 @@ import numpy as np
 import streamlit as st
 
 from fer_core.checkpoints import CHECKPOINT_DIR, list_checkpoints, read_spec
-from fer_core.explain import EXPLAINERS
+from fer_core.explain import DEFAULT_METHODS, EXPLAINERS, OCCLUSION_STRIDE, OCCLUSION_WINDOW
 from fer_core.pipeline import classify_faces, explain_face, locate_faces
 from fer_core.runtime import DEFAULT_CHECKPOINT, Predictor, load_predictor
 from fer_core.labels import EMOTIONS
@@ -32,8 +32,6 @@ TEST_SETS = {
 }
 
 RESULTS_PATH = CHECKPOINT_DIR / "results.json"
-DEFAULT_METHODS = ["gradcam", "cam", "occlusion"]
-OCCLUSION_WINDOW, OCCLUSION_STRIDE = 8, 4  # the sidebar's starting values (px at the model's input)
 # one colour per emotion wherever a chart has a line or bar per class (Okabe-Ito: told apart with colour blindness)
 EMOTION_COLORS = dict(zip(EMOTIONS, ["#E69F00", "#56B4E9", "#0072B2", "#D55E00", "#009E73", "#CC79A7"]))
 

@@ -38,8 +38,7 @@ def main() -> None:
 
     predictor = load_predictor(DEFAULT_CHECKPOINT, frozen=None)  # as the app loads it
     predictor.prediction_model()
-    # one face explained and scored with the Explain page's starting methods, as the server's warm-up does
-    warm_up(predictor, ["gradcam", "cam", "occlusion"], method_options={"occlusion": {"window": 8, "stride": 4}})
+    warm_up(predictor)  # one face explained and scored with the app's starting methods, as the server's warm-up does
     objects = len(gc.get_objects())
     before = timed_collections(args.repeats)
     gc.freeze()

@@ -18,6 +18,8 @@ from torch import nn
 
 from .models import FerNet
 
+DEFAULT_METHODS = ("gradcam", "cam", "occlusion")  # what the app explains with until a person picks others
+OCCLUSION_WINDOW, OCCLUSION_STRIDE = 8, 4  # occlusion's window and stride (px at the model's input)
 
 @dataclass(frozen=True)
 class Explainer:
@@ -181,8 +183,8 @@ def _channel_map(attr: torch.Tensor, *, positive: bool) -> np.ndarray:
     "occlusion", label="Occlusion", family="captum", uses_layer=False, forward_only=True,
     note="drop in the class score when a grey window covers each spot (window/stride options)",
 )
-def _occlusion(model: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, target: int, *, window: int = 8,
-               stride: int = 4, **_) -> np.ndarray:
+def _occlusion(model: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, target: int, *,
+               window: int = OCCLUSION_WINDOW, stride: int = OCCLUSION_STRIDE, **_) -> np.ndarray:
     from captum.attr import Occlusion
 
     with torch.no_grad():

@@ -165,16 +165,17 @@ def faithfulness_for(predictor: Predictor, result: FaceResult, method: str, *, l
                                scorer=predictor.scorer(), method=method, layer=layer, road=road, options=options)
 
 
-def warm_up(predictor: Predictor, methods: Sequence[str], *,
+def warm_up(predictor: Predictor, methods: Sequence[str] | None = None, *,
             method_options: dict[str, dict] | None = None) -> FaceResult:
     """One example face (the astronaut) analysed, explained with `methods` (those the model supports) and scored: a
     process's first explanation pays one-off set-up (the first backward pass, the prediction copy's first runs at
-    occlusion's batch shapes) several times a later one's, so a server pays it once, before a person asks."""
+    occlusion's batch shapes) several times a later one's, so a server pays it once, before a person asks. `methods`
+    default to the app's starting ones (explain.DEFAULT_METHODS)."""
     from .examples import astronaut
-    from .explain import unsupported_reason
+    from .explain import DEFAULT_METHODS, unsupported_reason
 
     face = analyze(astronaut(), predictor=predictor, whole_image=True)[0]
-    supported = [m for m in methods if unsupported_reason(predictor.model, m) is None]
+    supported = [m for m in methods or DEFAULT_METHODS if unsupported_reason(predictor.model, m) is None]
     method_options = method_options or {}
     done = explain_face(predictor, face, supported, method_options=method_options)
     for m in done.maps:
