@@ -228,8 +228,8 @@ def main(args: argparse.Namespace) -> dict:
         tr = oversample_rare(y, tr, args.oversample, args.seed)
         xs.append(x)
         ys.append(y)
-        ts.append(ferplus_targets(root, y, limit=args.limit) if args.ferplus == "soft"
-                  else torch.nn.functional.one_hot(y.long(), len(EMOTIONS)).float())
+        if args.ferplus == "soft":  # FER+ votes where the folder has them, else the one-hot labels
+            ts.append(ferplus_targets(root, y, limit=args.limit))
         tr_parts.append(np.tile(tr + offset, rep))
         va_parts.append(va + offset)
         groups[Path(name).name if Path(name).exists() else name] = n_val + np.arange(len(va))
@@ -243,7 +243,7 @@ def main(args: argparse.Namespace) -> dict:
         print(f"data {root}: {n_train} train / {len(va)} val, classes {np.bincount(y.numpy(), minlength=6).tolist()}; "
               f"per epoch {rep} x {np.bincount(y.numpy()[tr], minlength=6).tolist()}")
     x_u8, y = torch.cat(xs), torch.cat(ys)
-    targets = torch.cat(ts) if args.ferplus == "soft" else None  # hard labels otherwise: the criterion's usual path
+    targets = torch.cat(ts) if ts else None  # hard labels otherwise: the criterion's usual path
     train_idx, val_idx = np.concatenate(tr_parts), np.concatenate(va_parts)
     if args.app_framed > 0:
         x_u8, y, train_idx, targets = with_app_framed(x_u8, y, train_idx, args.app_framed, args.seed, targets)
