@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
 from .errors import FerError, UsageError
+from .io import display_name
 
 
 def _progress_bar(total: int | None, desc: str):
@@ -25,33 +27,108 @@ def _ray_engine():
     return engine
 
 
+def _same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """Whether two paths name one file (the same inode where both exist, else the same resolved path)."""
+    try:
+        if os.path.exists(a) and os.path.exists(b):
+            return os.path.samefile(a, b)
+        return Path(a).resolve() == Path(b).resolve()
+    except OSError:
+        return False
+
+
+def refuse_clobber(outputs: dict[str, str | None], inputs: list[str]) -> None:
+    """UsageError where an output names an input or another output: no output ever replaces an input (as `cp` will
+    not copy a file onto itself)."""
+    given = [(flag, out) for flag, out in outputs.items() if out and out != "-"]
+    for flag, out in given:
+        for inp in inputs:
+            if _same_file(out, inp):
+                raise UsageError(f"{flag} {display_name(out)} is an input; refusing to overwrite it (give another name)")
+    for i, (flag, out) in enumerate(given):
+        for other, out2 in given[i + 1:]:
+            if _same_file(out, out2):
+                raise UsageError(f"{flag} and {other} name the same file {display_name(out)}; give two names")
+
+
+def require_suffix(flag: str, path: str | None, suffixes: tuple[str, ...]) -> None:
+    """UsageError unless `path` (when given) ends with one of `suffixes` (case-insensitive)."""
+    if path and not path.lower().endswith(suffixes):
+        raise UsageError(f"{flag} {display_name(path)}: the name must end with {' or '.join(suffixes)}")
+
+
+def require_inputs(paths: list[str]) -> None:
+    """UsageError for a command-line input that is not there (a typo), before any work: a run that could only write
+    error rows for it should not start."""
+    for raw in paths:
+        if not os.path.exists(raw):
+            what = "is a link to nothing" if os.path.islink(raw) else "does not exist"
+            raise UsageError(f"{display_name(raw)} {what}")
+
+
+def _checkpoint_identity(model: str, predictor) -> dict:
+    """What a score CSV's rows came from, recorded beside it (`<output>.run.json`) and checked by --resume."""
+    import hashlib
+
+    from .checkpoints import resolve_checkpoint
+
+    digest = hashlib.sha256(resolve_checkpoint(model).read_bytes()).hexdigest()[:16]
+    return {"model": predictor.name, "checkpoint_sha256": digest, "classes": list(predictor.classes),
+            "precision": predictor.precision}
+
+
+RUN_SUFFIX = ".run.json"  # beside a score CSV: the model, its precision and the options its rows came from
+
+
+def _check_run_record(output: str, record: dict, resume: bool) -> None:
+    """With --resume, refuse a CSV whose recorded model or options differ from this run's; then record this run's."""
+    import json as _json
+
+    side = Path(output + RUN_SUFFIX)
+    if resume and side.is_file():
+        try:
+            old = _json.loads(side.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            old = None
+        if isinstance(old, dict):
+            differ = [k for k in record if k in old and old[k] != record[k]]
+            if differ:
+                k = differ[0]
+                raise UsageError(f"{display_name(output)} holds rows of {k} {old[k]!r}; this run has {record[k]!r}: "
+                                 "resume with the same options, or give another --output")
+    side.write_text(_json.dumps(record, indent=1), encoding="utf-8")
+
+
 def cmd_score(args: argparse.Namespace) -> int:
     from collections import Counter
 
+    from .checkpoints import read_spec
     from .io import CsvSink, prepare_output, resume_csv
     from .scoring import NO_FACE, expand, list_inputs, note_counts, noted_faces, parse_shard, score_columns, shard_of
 
-    columns = score_columns(not args.whole_image)
+    require_inputs(args.paths)
+    output = args.output = None if args.output in (None, "-") else args.output
+    refuse_clobber({"--output": output}, args.paths)
     try:
         shard = parse_shard(args.shard) if args.shard else None
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    if args.resume and not args.output:
+    if args.resume and not output:
         raise UsageError("--resume continues the file given with --output; give one")
-    suffix = Path(args.output).suffix.lower() if args.output else ""
+    suffix = Path(output).suffix.lower() if output else ""
     if args.engine == "local" and (args.address or args.workers):
         raise UsageError("--address and --workers are for --engine ray")
     if suffix == ".parquet" and args.engine != "ray":
         raise UsageError("Parquet output is written by --engine ray; the local engine writes CSV (.csv)")
-    to_folder = args.engine == "ray" and bool(args.output) and suffix not in (".csv", ".parquet")
+    if output and args.engine == "local":
+        require_suffix("--output", output, (".csv",))
+    to_folder = args.engine == "ray" and bool(output) and suffix not in (".csv", ".parquet")
     if args.resume and (args.engine == "ray"):
         raise UsageError("--resume continues a CSV of the local engine; with --engine ray, use --shard to split a "
                          "long run into parts that can be rerun one by one")
-    done: set[str] = set()
-    if args.output:
-        prepare_output(args.output, folder=to_folder)  # before any work: a bad path fails now, not at the end
-        if args.resume:
-            done = resume_csv(args.output, columns)
+    columns = score_columns(not args.whole_image, read_spec(args.model).classes)
+    if output:
+        prepare_output(output, folder=to_folder)  # before any work: a bad path fails now, not at the end
     listed = list(list_inputs(args.paths))
     if shard:
         listed = shard_of(listed, *shard)
@@ -62,11 +139,23 @@ def cmd_score(args: argparse.Namespace) -> int:
     from .scoring import iter_scores
 
     predictor = load_predictor(args.model, precision=args.precision)
-    items = [i for it in listed for i in expand(it) if i.name not in done]
-    if done:
-        print(f"resuming: {len(done)} file(s) already in {args.output} skipped", file=sys.stderr)
-    if args.output:
-        sink = CsvSink(args.output, columns, append=args.resume)
+    items = [i for it in listed for i in expand(it)]
+    done: set[str] = set()
+    if output:
+        _check_run_record(output, {**_checkpoint_identity(args.model, predictor), "detector": args.detector,
+                                   "whole_image": args.whole_image, "whole_if_no_face": args.whole_if_no_face},
+                          args.resume)
+        if args.resume:
+            done, redo = resume_csv(output, columns, {i.name for i in items})
+            skipped = sum(1 for i in items if i.name in done)
+            print(f"resuming {display_name(output)}: {skipped} of {len(items)} file(s) already in it, skipped"
+                  + (f"; {display_name(redo)} scored again (its rows may have been cut off)" if redo else ""),
+                  file=sys.stderr)
+            items = [i for i in items if i.name not in done]
+    if not items and not done:
+        print("nothing to score: no image files in " + ", ".join(display_name(p) for p in args.paths), file=sys.stderr)
+    if output:
+        sink = CsvSink(output, columns, append=args.resume)
     else:
         sink = CsvSink.to_stream(sys.stdout, columns)
     bar = _progress_bar(len(items), "scoring")
@@ -87,14 +176,14 @@ def cmd_score(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         bar.close()
         sink.close()
-        where = f" in {args.output}; rerun with --resume to score the rest" if args.output else ""
+        where = f" in {display_name(output)}; rerun with --resume to score the rest" if output else ""
         print(f"interrupted: {len(files)} of {len(items)} file(s) done, {rows} row(s) written{where}",
               file=sys.stderr)
         return 130
     bar.close()
     sink.close()
-    if args.output:
-        print(f"wrote {rows} rows to {args.output}" + (f" ({sink.rows} new)" if done else ""), file=sys.stderr)
+    if output:
+        print(f"wrote {rows} rows to {display_name(output)}" + (f" ({sink.rows} new)" if done else ""), file=sys.stderr)
     if bad:
         print(f"{bad} of {rows} rows have an error (see the error column)", file=sys.stderr)
     if faceless:  # most often a face crop too tight, small or odd for the detector
@@ -103,7 +192,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     noted = noted_faces(notes)
     if noted:  # small, cut-off, turned, side-view and unsure faces, crops scored whole
         print(f"faces noted: {noted} (see the note column)", file=sys.stderr)
-    return 0
+    return 1 if bad or (rows == 0 and not done) else 0
 
 
 def _score_on_ray(args: argparse.Namespace, listed: list, columns: list[str], to_folder: bool) -> int:
@@ -144,18 +233,36 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
     from .io import prepare_output
 
+    from .checkpoints import read_spec
+
+    require_inputs([args.image])
+    if not os.path.isfile(args.image):
+        raise UsageError(f"{display_name(args.image)} is a folder; explain takes one image (score takes folders)")
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    if not methods:
+        raise UsageError(f"--methods is empty; choose from {', '.join(EXPLAINERS)}")
     for m in methods:
         if m not in EXPLAINERS:
             raise UsageError(f"unknown method {m!r}; choose from {', '.join(EXPLAINERS)}")
-    out = prepare_output(args.out, folder=True)  # before any work
+    classes = read_spec(args.model).classes
+    target = None
+    if args.target is not None:
+        target = args.target.strip().lower()
+        if target not in classes:
+            raise UsageError(f"--target {args.target!r} is not a class of {args.model}; choose from {', '.join(classes)}")
+    refuse_clobber({"--out": args.out}, [args.image])
     predictor = load_predictor(args.model, precision=args.precision)
+    layers = list(predictor.model.explain_layers())
+    if args.layer is not None and args.layer not in layers:
+        raise UsageError(f"--layer {args.layer!r} is not a layer of {predictor.name}; choose from {', '.join(layers)}")
+    out = prepare_output(args.out, folder=True)  # before any work
+    # every face of the photo (the library's analyze keeps MAX_FACES by default; a command line run asks for all)
     results = analyze(
-        args.image, predictor=predictor, methods=methods, target=args.target, layer=args.layer,
-        whole_image=args.whole_image, faithfulness=not args.no_scores, road=args.road,
+        args.image, predictor=predictor, methods=methods, target=target, layer=args.layer,
+        whole_image=args.whole_image, faithfulness=not args.no_scores, road=args.road, max_faces=None,
     )
     stem = Path(args.image).stem
-    report = {"image": str(args.image), "model": predictor.name, "classes": list(predictor.classes), "faces": []}
+    report = {"image": display_name(args.image), "model": predictor.name, "classes": list(predictor.classes), "faces": []}
     for r in results:
         tag = f"{stem}_face{r.index + 1}"
         for m, cam in r.maps.items():
@@ -180,14 +287,15 @@ def cmd_explain(args: argparse.Namespace) -> int:
     if any(r.box is not None for r in results):  # the photo with every face's box and answer
         labelled = labelled_photo(read_image(args.image), results)
         cv2.imwrite(str(out / f"{stem}_labelled.png"), cv2.cvtColor(labelled, cv2.COLOR_RGB2BGR))
-    print(f"{len(results)} face(s); wrote PNGs and {stem}.json to {out}", file=sys.stderr)
+    print(f"{len(results)} face(s); wrote PNGs and {display_name(stem)}.json to {display_name(out)}", file=sys.stderr)
     return 0
 
 
 def cmd_video(args: argparse.Namespace) -> int:
     from .io import CsvSink, prepare_output
     from .scoring import parse_shard
-    from .video import TIMELINE_COLUMNS, analyze_video, face_summary
+    from .checkpoints import read_spec
+    from .video import analyze_video, check_options, face_summary, timeline_columns
 
     try:
         shard = parse_shard(args.shard) if args.shard else (0, 1)
@@ -198,12 +306,21 @@ def cmd_video(args: argparse.Namespace) -> int:
     if args.engine == "ray" and (args.out or args.overlay != "none" or args.shard):
         raise UsageError("--engine ray writes the timeline (--csv); the annotated video (--out, --overlay) and "
                          "--shard are for the local engine")
+    require_inputs([args.input])
+    if os.path.isdir(args.input):
+        raise UsageError(f"{display_name(args.input)} is a folder; video takes one video file")
+    refuse_clobber({"--out": args.out, "--csv": args.csv}, [args.input])
+    require_suffix("--out", args.out, (".mp4",))
+    require_suffix("--csv", args.csv, (".csv",))
+    if args.max_duration is not None and args.max_duration <= 0:
+        raise UsageError("--max-duration must be a positive number of seconds")
+    check_options(args.every, args.smooth)
     for path in (args.out, args.csv):  # before any work
         if path:
             prepare_output(path)
     if args.engine == "ray":
         engine = _ray_engine()
-        sink = CsvSink(args.csv, TIMELINE_COLUMNS) if args.csv else None
+        sink = CsvSink(args.csv, timeline_columns(read_spec(args.model).classes)) if args.csv else None
         rows: list[dict] = []
         bar = _progress_bar(None, "segments")
 
@@ -251,34 +368,59 @@ def cmd_join(args: argparse.Namespace) -> int:
     from math import gcd
 
     from .io import CsvSink, prepare_output
-    from .video import TIMELINE_COLUMNS, TimelineJoiner
+    from .labels import KNOWN_CLASS_LISTS
+    from .video import TimelineJoiner, timeline_columns
 
+    require_inputs(args.parts)
+    refuse_clobber({"--output": args.output}, args.parts)
+    require_suffix("--output", args.output, (".csv",))
+    for i, a in enumerate(args.parts):
+        for b in args.parts[i + 1:]:
+            if _same_file(a, b):
+                raise UsageError(f"{display_name(a)} is given twice; each segment's timeline once")
     prepare_output(args.output)
-    parts = []
+    known = {tuple(timeline_columns(c)): c for c in KNOWN_CLASS_LISTS}
+    parts, header = [], None
     for path in args.parts:
         try:
             with open(path, newline="", encoding="utf-8") as fh:
                 reader = csv.DictReader(fh)
-                if reader.fieldnames != TIMELINE_COLUMNS:
-                    raise UsageError(f"{path} is not a timeline CSV of python -m fer_core video (its columns differ)")
-                parts.append(list(reader))
+                fields = tuple(reader.fieldnames or ())
+                if fields not in known:
+                    raise UsageError(f"{display_name(path)} is not a timeline CSV of fer video (its columns differ)")
+                if header is not None and fields != header:
+                    raise UsageError(f"{display_name(path)} has other classes than {display_name(args.parts[0])}: "
+                                     "timelines of one model only")
+                header = fields
+                rows = list(reader)
         except (OSError, UnicodeDecodeError, csv.Error) as exc:
-            raise UsageError(f"{path} cannot be read: {exc}") from None
-    parts.sort(key=lambda rows: int(rows[0]["frame"]) if rows else 0)  # in time order, whatever order given
-    try:
-        frames = [int(r["frame"]) for rows in parts for r in rows]
-    except ValueError:
-        raise UsageError("a frame number is not a whole number: the CSVs are not timelines of fer_core video") from None
+            raise UsageError(f"{display_name(path)} cannot be read: {exc}") from None
+        for line, r in enumerate(rows, start=2):
+            if any(r.get(c) in (None, "") for c in ("frame", "face", *known[fields], "prediction", "confidence")):
+                raise UsageError(f"{display_name(path)}:{line}: an incomplete row (a cut-off part?); rerun that segment")
+        try:
+            frames = [int(r["frame"]) for r in rows]
+        except ValueError:
+            raise UsageError(f"{display_name(path)}: a frame number is not a whole number: not a timeline of "
+                             "fer video") from None
+        parts.append((path, rows, frames))
+    parts.sort(key=lambda p: min(p[2]) if p[2] else -1)  # in time order, whatever order given
+    spans = [(path, min(f), max(f)) for path, _, f in parts if f]
+    for (a, _, a_end), (b, b_start, _) in zip(spans, spans[1:]):
+        if b_start <= a_end:
+            raise UsageError(f"{display_name(a)} and {display_name(b)} overlap (frames up to {a_end} and from "
+                             f"{b_start}): segments of one clip, each once")
+    frames = [f for _, _, fs in parts for f in fs]
     every = args.every if args.every else (max(1, gcd(*frames)) if frames else 1)
     joiner = TimelineJoiner(every=every)
-    sink = CsvSink(args.output, TIMELINE_COLUMNS)
+    sink = CsvSink(args.output, list(header or timeline_columns()))
     try:
-        for rows in parts:
+        for _, rows, _ in parts:
             sink.write(joiner.add(rows))
     finally:
         sink.close()
-    print(f"wrote {sink.rows} rows of {joiner.next_id - 1} face(s) from {len(parts)} segment(s) to {args.output}",
-          file=sys.stderr)
+    print(f"wrote {sink.rows} rows of {joiner.next_id - 1} face(s) from {len(parts)} segment(s) to "
+          f"{display_name(args.output)}", file=sys.stderr)
     return 0
 
 
@@ -294,8 +436,14 @@ def cmd_models(args: argparse.Namespace) -> int:
     rp = CHECKPOINT_DIR / "results.json"
     if rp.is_file():
         results = json.loads(rp.read_text()).get("checkpoints", {})
+    bad = 0
     for name in list_checkpoints():
-        spec = read_spec(name)
+        try:
+            spec = read_spec(name)
+        except FerError as exc:
+            print(f"  {name:16s} not readable: {exc}")
+            bad += 1
+            continue
         r = results.get(name, {})
         parts = []
         for ds in ("raf-db", "fer2013"):
@@ -303,8 +451,9 @@ def cmd_models(args: argparse.Namespace) -> int:
                 parts.append(f"{ds} acc {r[ds]['accuracy']:.1%} F1 {r[ds]['macro_f1']:.3f}")
         val = spec.metrics.get("val_macro_f1")
         parts.append(f"val F1 {val:.3f}" if val is not None else "no validation metrics")
-        print(f"  {name:16s} arch={spec.arch:14s} {'; '.join(parts)}")
-    return 0
+        classes = "six emotions" if len(spec.classes) == 6 else f"{len(spec.classes)} classes ({spec.classes[-1]} added)"
+        print(f"  {name:16s} arch={spec.arch:14s} {classes}; {'; '.join(parts)}")
+    return 1 if bad else 0
 
 
 def _model_args(p: argparse.ArgumentParser) -> None:
@@ -318,8 +467,44 @@ def _model_args(p: argparse.ArgumentParser) -> None:
                         "env FER_PRECISION overrides auto)")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one line for a usage mistake (exit 2), not the whole usage block."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (--help lists the options)\n")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number (1 or more)") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not 1 or more")
+    return value
+
+
+def _unit_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number from 0 to 1") from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"{value} is not from 0 to 1")
+    return value
+
+
+def _number(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m fer_core", description="Facial emotion recognition with explanations")
+    p = _Parser(prog="fer", description="Facial emotion recognition with explanations. Exit codes: 0 every input "
+                "done; 1 some input failed or nothing was scored (see the error column or message); 2 a usage "
+                "mistake (nothing was done); 130 interrupted; 141 the output pipe was closed.")
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("score", help="table of classification scores for images, folders and zips")
@@ -334,13 +519,13 @@ def build_parser() -> argparse.ArgumentParser:
                                           "output); its folder is created")
     s.add_argument("--resume", action="store_true",
                    help="continue an interrupted run: the files already in --output are skipped, the rest appended")
-    s.add_argument("--batch-size", type=int, default=64, help="faces per forward pass")
+    s.add_argument("--batch-size", type=_positive_int, default=64, help="faces per forward pass (1 or more)")
     s.add_argument("--engine", default="local", choices=["local", "ray"],
                    help="local: this process; ray: Ray Data actors (a local Ray, or the cluster at --address), "
                         "the same rows (needs pip install 'ray[data]')")
     s.add_argument("--address", default=None, help="with --engine ray: join this Ray cluster (e.g. auto, "
                    "ray://head:10001); default: start a local Ray on this machine")
-    s.add_argument("--workers", type=int, default=None,
+    s.add_argument("--workers", type=_positive_int, default=None,
                    help="with --engine ray: scoring actors, each with its own model copy (default: one per CPU)")
     s.add_argument("--shard", default=None, metavar="i/N",
                    help="score only shard i of N (0-based): a contiguous block of the inputs in their listed order, "
@@ -356,7 +541,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--target", default=None, help="class to explain (default: the prediction)")
     e.add_argument("--layer", default=None, help="layer for layer-based methods (default: the model's own)")
     e.add_argument("--whole-image", action="store_true", help="treat the image as one face crop")
-    e.add_argument("--alpha", type=float, default=0.5, help="overlay opacity")
+    e.add_argument("--alpha", type=_unit_float, default=0.5, help="overlay opacity (0 to 1)")
     e.add_argument("--no-scores", action="store_true", help="skip the faithfulness scores (faster)")
     e.add_argument("--road", action="store_true", help="also compute ROAD (slow: seconds per map)")
     e.add_argument("--out", required=True, help="output folder")
@@ -367,10 +552,10 @@ def build_parser() -> argparse.ArgumentParser:
     _model_args(v)
     v.add_argument("--out", default=None, help="annotated video to write (.mp4)")
     v.add_argument("--csv", default=None, help="timeline CSV to write, row by row as frames are analysed")
-    v.add_argument("--every", type=int, default=1, help="analyse every Nth frame")
+    v.add_argument("--every", type=_positive_int, default=1, help="analyse every Nth frame")
     v.add_argument("--overlay", default="none", choices=["none", "gradcam"], help="draw a Grad-CAM overlay")
-    v.add_argument("--smooth", type=float, default=0.0, help="exponential smoothing of probabilities (0..0.95)")
-    v.add_argument("--max-duration", type=float, default=None, metavar="S",
+    v.add_argument("--smooth", type=_number, default=0.0, help="exponential smoothing of probabilities (0..0.95)")
+    v.add_argument("--max-duration", type=_number, default=None, metavar="S",
                    help="refuse clips longer than S seconds (default: any length)")
     v.add_argument("--shard", default=None, metavar="i/N",
                    help="analyse only time segment i of N (0-based; borders on analysed frames), for a job array; "
@@ -379,15 +564,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="ray: the clip cut into time segments analysed by Ray workers and joined into one timeline "
                         "(needs pip install 'ray[data]')")
     v.add_argument("--address", default=None, help="with --engine ray: join this Ray cluster (default: a local Ray)")
-    v.add_argument("--workers", type=int, default=None, help="with --engine ray: workers (default: one per CPU)")
-    v.add_argument("--segments", type=int, default=None,
+    v.add_argument("--workers", type=_positive_int, default=None, help="with --engine ray: workers (default: one per CPU)")
+    v.add_argument("--segments", type=_positive_int, default=None,
                    help="with --engine ray: time segments (default: one per worker)")
     v.set_defaults(func=cmd_video)
 
     j = sub.add_parser("join", help="one timeline from the timeline CSVs of video --shard 0/N ... N-1/N")
     j.add_argument("parts", nargs="+", help="the segments' timeline CSVs (any order: sorted by their frames)")
     j.add_argument("--output", "-o", required=True, help="the joined timeline CSV")
-    j.add_argument("--every", type=int, default=None,
+    j.add_argument("--every", type=_positive_int, default=None,
                    help="the --every of the video runs (default: read from the frame numbers)")
     j.set_defaults(func=cmd_join)
 
@@ -396,9 +581,19 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _check_environment() -> None:
+    """The environment variables a user can set, checked before any work (UsageError naming the allowed values)."""
+    from .device import PRECISIONS
+
+    value = os.environ.get("FER_PRECISION")
+    if value is not None and value not in PRECISIONS:
+        raise UsageError(f"FER_PRECISION={value!r}: choose from {', '.join(PRECISIONS)}")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        _check_environment()
         return args.func(args)
     except FerError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -406,6 +601,15 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `fer score ... | head`: the reader has what it wanted; end quietly
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # Python's own flush at exit would fail on the closed pipe again
+        return 141
+    except Exception as exc:  # noqa: BLE001 - the last resort: one line, never a traceback, unless asked for
+        if os.environ.get("FER_DEBUG"):
+            raise
+        print(f"error: an unexpected failure ({type(exc).__name__}: {exc}); FER_DEBUG=1 shows where", file=sys.stderr)
+        return 70
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from .io import is_image_name, read_image
-from .labels import EMOTIONS, emotion_index
+from .labels import CLASSES_7, EMOTIONS, emotion_index
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -26,15 +26,15 @@ def _parse_label(value: str) -> int:
     value = value.strip()
     if value.lstrip("-").isdigit():
         idx = int(value)
-        if not 0 <= idx < len(EMOTIONS):
-            raise ValueError(f"label {idx} out of range 0..{len(EMOTIONS) - 1}")
+        if not 0 <= idx < len(CLASSES_7):
+            raise ValueError(f"label {idx} out of range 0..{len(CLASSES_7) - 1}")
         return idx
     return emotion_index(value)
 
 
 @dataclass(frozen=True)
 class LabelledFolder:
-    """Image paths and integer labels (index into EMOTIONS)."""
+    """Image paths and integer labels (index into CLASSES_7: the six emotions 0-5, neutral 6)."""
 
     root: Path
     paths: tuple[Path, ...]
@@ -44,7 +44,12 @@ class LabelledFolder:
         return len(self.paths)
 
     def class_counts(self) -> list[int]:
-        return np.bincount(np.array(self.labels, dtype=np.int64), minlength=len(EMOTIONS)).tolist()
+        return np.bincount(np.array(self.labels, dtype=np.int64), minlength=self.num_classes).tolist()
+
+    @property
+    def num_classes(self) -> int:
+        """6, or 7 where a face is labelled neutral."""
+        return len(CLASSES_7) if any(label == len(EMOTIONS) for label in self.labels) else len(EMOTIONS)
 
 
 def load_labelled_folder(root: str | os.PathLike, labels_csv: str | os.PathLike | None = None) -> LabelledFolder:
@@ -71,7 +76,7 @@ def load_labelled_folder(root: str | os.PathLike, labels_csv: str | os.PathLike 
                     raise ValueError(f"{csv_path}:{line}: {exc}") from exc
                 paths.append(root / row["image"])
     else:
-        for idx, name in enumerate(EMOTIONS):
+        for idx, name in enumerate(CLASSES_7):
             sub = next((d for d in root.iterdir() if d.is_dir() and d.name.lower() == name), None)
             if sub is None:
                 continue
@@ -81,7 +86,7 @@ def load_labelled_folder(root: str | os.PathLike, labels_csv: str | os.PathLike 
                     labels.append(idx)
         if not paths:
             raise ValueError(
-                f"{root} has no labels CSV and no class-named subfolders ({', '.join(EMOTIONS)})"
+                f"{root} has no labels CSV and no class-named subfolders ({', '.join(CLASSES_7)})"
             )
     return LabelledFolder(root, tuple(paths), tuple(labels))
 
@@ -190,24 +195,71 @@ def stratified_split(labels: torch.Tensor | np.ndarray, val_fraction: float, see
     return np.sort(np.concatenate(train_idx)), np.sort(np.concatenate(val_idx))
 
 
+# training sets that are not a `<name>/train` folder: name -> (folder under the datasets root, labels CSV in it)
+NAMED_SETS: dict[str, tuple[str, str]] = {
+    "ferplus7": ("fer2013", "ferplus7_train_labels.csv"),  # every voted FER2013 training face, FER+ majority of 7
+}
+# the test split of each: name -> (folder, labels CSV); evaluation's "ferplus7" column
+NAMED_TESTS: dict[str, tuple[str, str]] = {"ferplus7": ("fer2013", "ferplus7_test_labels.csv")}
+
+
+def named_set(name: str) -> tuple[Path, Path] | None:
+    """(folder, labels CSV) of a NAMED_SETS name, or None."""
+    if name not in NAMED_SETS:
+        return None
+    folder, labels = NAMED_SETS[name]
+    return datasets_root() / folder, datasets_root() / folder / labels
+
+
+def inherited_split(folder: LabelledFolder, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train, val) indices of a folder whose labels CSV names images in sub-folders (`train/x.jpg`,
+    `ferplus_only/train/y.jpg`): a face whose sub-folder is itself a labelled split (`train/` with
+    `train_labels.csv` beside it) keeps the side that folder's own seeded split gives it, so a model fine-tuned
+    from one trained on `train/` is never validated on faces it trained on; the other faces are split by
+    `stratified_split` on their labels here."""
+    labels = np.array(folder.labels)
+    subs = [p.parent for p in folder.paths]
+    is_val = np.zeros(len(labels), dtype=bool)
+    for sub in sorted(set(subs)):
+        members = np.flatnonzero([s == sub for s in subs])
+        own_csv = sub.parent / f"{sub.name}_labels.csv"
+        if own_csv.is_file():
+            own = load_labelled_folder(sub, own_csv)
+            _, own_val = stratified_split(own.labels, val_fraction, seed)
+            held = {own.paths[i].name for i in own_val}
+            is_val[members] = [folder.paths[i].name in held for i in members]
+        else:
+            _, va = stratified_split(labels[members], val_fraction, seed)
+            is_val[members[va]] = True
+    return np.flatnonzero(~is_val), np.flatnonzero(is_val)
+
+
 def load_split_folder(root: str | os.PathLike, size: int, *, val_fraction: float, seed: int,
-                      limit: int = 0, crop: str = "whole") -> tuple[torch.Tensor, torch.Tensor, np.ndarray, np.ndarray]:
+                      limit: int = 0, crop: str = "whole",
+                      labels_csv: str | os.PathLike | None = None) -> tuple[torch.Tensor, torch.Tensor, np.ndarray, np.ndarray]:
     """One training folder as train/train.py reads it: uint8 images, labels (the first `limit` only, when
     set) and its (train, val) indices. Where the folder is a dataset's `train/` with a `val/` beside it
-    (affectnet-hq), that folder is the validation split and all of `train/` trains; otherwise a seeded stratified
+    (affectnet-hq), that folder is the validation split and all of `train/` trains; with a `labels_csv` naming
+    images in sub-folders (NAMED_SETS), `inherited_split`; otherwise a seeded stratified
     `val_fraction` of it is held out. train.py, quantize.py and duo.py all call this, so a checkpoint's validation
     split can be rebuilt exactly from its recorded arguments."""
     root = Path(root)
-    x, y = load_uint8(load_labelled_folder(root), size, crop=crop)
+    folder = load_labelled_folder(root, labels_csv)
+    x, y = load_uint8(folder, size, crop=crop)
     if limit:
         x, y = x[:limit], y[:limit]
     val_dir = root.parent / "val"
-    if root.name == "train" and val_dir.is_dir() and (root.parent / "val_labels.csv").is_file():
+    if labels_csv is None and root.name == "train" and val_dir.is_dir() and (root.parent / "val_labels.csv").is_file():
         xv, yv = load_uint8(load_labelled_folder(val_dir), size, crop=crop)
         if limit:
             xv, yv = xv[:limit], yv[:limit]
         n = len(y)
         return torch.cat([x, xv]), torch.cat([y, yv]), np.arange(n), n + np.arange(len(yv))
+    if labels_csv is not None:
+        tr, va = inherited_split(folder, val_fraction, seed)
+        if limit:
+            tr, va = tr[tr < limit], va[va < limit]
+        return x, y, tr, va
     tr, va = stratified_split(y, val_fraction, seed)
     return x, y, tr, va
 
@@ -284,6 +336,31 @@ def ferplus_targets(root: str | os.PathLike, y: torch.Tensor, *, limit: int = 0)
         if v is not None and v.sum() > 0:
             targets[i] = torch.from_numpy(v[1:7] / v.sum()).float()
     return targets
+
+
+def original_labels(folder: LabelledFolder) -> np.ndarray:
+    """Each face's FER2013 label from its file name (`..._<emotion>.jpg`; `ferplus_only/` faces are the ones
+    FER2013 called neutral), as a CLASSES_7 index: the label a ferplus7 face had before FER+ re-voted it."""
+    out = np.empty(len(folder.paths), dtype=np.int64)
+    for i, p in enumerate(folder.paths):
+        token = p.stem.rsplit("_", 1)[-1].lower()
+        if token in CLASSES_7:
+            out[i] = CLASSES_7.index(token)
+        elif "ferplus_only" in p.parts:
+            out[i] = CLASSES_7.index("neutral")
+        else:
+            out[i] = folder.labels[i]
+    return out
+
+
+def blended_targets(y: torch.Tensor, original: np.ndarray, weight: float, num_classes: int) -> torch.Tensor:
+    """Soft targets (N × num_classes): (1 - weight) · one-hot(y) + weight · one-hot(original). For a FER+ majority
+    label `y` and the face's FER2013 label, a face both agree on learns its class alone; one they disagree on
+    (FER2013 "fear", FER+ "neutral") learns mostly the majority and keeps its original emotion second, which is what
+    the FER2013 benchmark (argmax over the six) reads."""
+    one_hot = torch.nn.functional.one_hot(y.long(), num_classes).float()
+    orig = torch.nn.functional.one_hot(torch.as_tensor(original[:len(y)]).long(), num_classes).float()
+    return (1 - weight) * one_hot + weight * orig
 
 
 def oversample_rare(labels: torch.Tensor | np.ndarray, idx: np.ndarray, power: float, seed: int) -> np.ndarray:

@@ -182,7 +182,8 @@ def detect_faces(
                 out = _with_face(out, _unturned(f, k, small.shape[1], small.shape[0], scale), out)
     if check:
         out = [f for f in out if plausible_face(f)]
-    return sorted(out, key=lambda f: (f.score, f.area), reverse=True)
+    # Haar boxes have no score (NaN): they sort by size
+    return sorted(out, key=lambda f: (f.score if math.isfinite(f.score) else -1.0, f.area), reverse=True)
 
 
 def _unturned(box: FaceBox, k: int, w: int, h: int, scale: float = 1.0) -> FaceBox:
@@ -288,7 +289,8 @@ def _detect_haar(image: np.ndarray) -> list[FaceBox]:
         _haar = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_default.xml")
     gray = cv2.equalizeHist(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY))
     found = _haar.detectMultiScale(gray, scaleFactor=1.1, minNeighbors=5, minSize=(24, 24))
-    return [FaceBox(int(x), int(y), int(w), int(h), 1.0, None) for x, y, w, h in np.asarray(found).reshape(-1, 4)]
+    # the cascade gives no confidence: NaN, written as an empty face_score, never a made-up 1.0
+    return [FaceBox(int(x), int(y), int(w), int(h), float("nan"), None) for x, y, w, h in np.asarray(found).reshape(-1, 4)]
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,10 @@ ImageSource = Union[str, os.PathLike, bytes, bytearray, Image.Image, np.ndarray]
 # Android): read them whole (a 48 MP JPEG: 0.4 s, ~1.3 GB peak with the analysis); larger ones are refused
 # from the header before any pixel is decoded
 MAX_PIXELS = 110_000_000
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".heic", ".heif", ".avif")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".jpe", ".jfif", ".jif", ".pjpeg", ".pjp", ".png", ".bmp", ".dib", ".gif", ".webp",
+                  ".tif", ".tiff", ".heic", ".heif", ".avif", ".ppm", ".pgm", ".pbm", ".pnm")
+# OpenCV's resize and detector take sides up to SHRT_MAX; a longer side (a 60,000 × 100 panorama strip) is refused
+MAX_SIDE = 32_767
 # brands in an ISO-BMFF 'ftyp' box (bytes 4-12) that mark a HEIF photo (an iPhone's .heic)
 _HEIF_BRANDS = (b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1")
 
@@ -99,6 +102,8 @@ def read_image(src: ImageSource, *, max_pixels: int = MAX_PIXELS) -> np.ndarray:
         )
     if w == 0 or h == 0:
         raise UnreadableImage("image has zero width or height")
+    if max(w, h) > MAX_SIDE:
+        raise ImageTooLarge(f"image is {w}×{h}: a side of {max(w, h)} px; the limit is {MAX_SIDE} px a side")
     try:
         img.load()
         img = ImageOps.exif_transpose(img)
@@ -108,6 +113,14 @@ def read_image(src: ImageSource, *, max_pixels: int = MAX_PIXELS) -> np.ndarray:
         raise ImageTooLarge("image is far too large to decode safely") from exc
     except (OSError, SyntaxError, ValueError, TypeError) as exc:
         raise UnreadableImage(f"image data is corrupt or truncated ({exc})") from exc
+
+
+def display_name(path: str | os.PathLike) -> str:
+    """A path as text that is always valid UTF-8: bytes of a file name that are not UTF-8 (an old disk's or zip's
+    Latin-1 names, which Python keeps as surrogates) are written as backslash escapes (`bad\\xffname.jpg`), so a
+    CSV stays valid and the original name can be recovered (`os.fsencode` of the unescaped text)."""
+    text = os.fspath(path)
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def _head(path: Path) -> bytes:
@@ -152,6 +165,13 @@ def prepare_output(path: str | os.PathLike, *, folder: bool = False) -> Path:
 
     p = Path(path)
     where = p if folder else p.parent
+    try:
+        name_max = os.pathconf(where if where.is_dir() else Path.cwd(), "PC_NAME_MAX")
+    except (OSError, ValueError):
+        name_max = 255
+    long = next((part for part in p.parts if len(os.fsencode(part)) > name_max), None)
+    if long is not None:
+        raise OutputError(f"the name {long[:40]}... is {len(os.fsencode(long))} bytes; the file system allows {name_max}")
     if not folder and p.is_dir():
         raise OutputError(f"{p} is a folder; give a file name (for example {p / 'out.csv'})")
     if folder and p.exists() and not p.is_dir():
@@ -209,15 +229,16 @@ class CsvSink:
         self.close()
 
 
-def resume_csv(path: str | os.PathLike, columns: Sequence[str]) -> set[str]:
-    """The files an interrupted `score -o path` finished, to skip on `--resume`: the `filepath`s of its rows. A last
-    line cut off mid-write is removed, and so are the rows of the last file in it (it may have more faces to come),
-    so that file is scored again. Raises OutputError where the file's header is not `columns`."""
+def resume_csv(path: str | os.PathLike, columns: Sequence[str], inputs: set[str] | None = None) -> tuple[set[str], str | None]:
+    """What an interrupted `score -o path` finished, for `--resume`: (the `filepath`s of its rows to skip, the file
+    whose rows were removed to score it again or None). Every row stays, except a last line cut off mid-write and
+    the rows of the last file in it when that file is among `inputs` (it may have more faces to come; a file that is
+    not being scored again keeps its rows). Raises OutputError where the file's header is not `columns`."""
     from .errors import OutputError
 
     p = Path(path)
     if not p.is_file() or p.stat().st_size == 0:
-        return set()
+        return set(), None
     data = p.read_bytes()
     text = data[:data.rfind(b"\n") + 1].decode("utf-8", errors="replace")  # a partial last line dropped
     rows = list(csv.reader(io.StringIO(text, newline="")))
@@ -226,10 +247,11 @@ def resume_csv(path: str | os.PathLike, columns: Sequence[str]) -> set[str]:
                           "give another --output or leave out --resume")
     done = [r[0] for r in rows[1:] if r]
     last = done[-1] if done else None
-    kept = [rows[0]] + [r for r in rows[1:] if r and r[0] != last]  # a file's rows are written together, last
+    redo = last if last is not None and (inputs is None or last in inputs) else None
+    kept = [rows[0]] + [r for r in rows[1:] if r and r[0] != redo]  # a file's rows are written together, last
     buf = io.StringIO()
     csv.writer(buf).writerows(kept)
     if buf.getvalue().encode("utf-8") != data:
         with open(p, "w", newline="", encoding="utf-8") as fh:
             fh.write(buf.getvalue())
-    return {f for f in done if f != last}
+    return {f for f in done if f != redo}, redo

@@ -11,9 +11,8 @@ from collections import deque
 import cv2
 import numpy as np
 
-from .labels import EMOTIONS
 from .runtime import Predictor
-from .video import Tracker, _analyse_frame, annotate
+from .video import Tracker, analyse_frame, annotate
 
 LIVE_MAX_SIDE = 640  # frames are processed at most this large (a 640×480 webcam frame as it is)
 OVERLAYS = ("none", "gradcam", "cam")
@@ -27,7 +26,7 @@ class LiveSession:
         if overlay not in OVERLAYS:
             raise ValueError(f"unknown overlay {overlay!r}; choose from {', '.join(OVERLAYS)}")
         self.predictor, self.smooth, self.overlay, self.history_s = predictor, smooth, overlay, history_s
-        self.tracker = Tracker()
+        self.tracker = Tracker(num_classes=len(predictor.classes))
         self.clock = clock
         self._lock = threading.Lock()
         self._history: deque = deque()  # (t, face id, probs)
@@ -43,13 +42,13 @@ class LiveSession:
         if max(rgb.shape[:2]) > LIVE_MAX_SIDE:
             s = LIVE_MAX_SIDE / max(rgb.shape[:2])
             rgb = cv2.resize(rgb, None, fx=s, fy=s, interpolation=cv2.INTER_AREA)
-        tracks = _analyse_frame(rgb, self.predictor, self.tracker, self.smooth, self.overlay)
-        out = annotate(rgb, tracks)
+        tracks = analyse_frame(rgb, self.predictor, self.tracker, self.smooth, self.overlay)
+        out = annotate(rgb, tracks, classes=self.predictor.classes)
         now = self.clock()
         with self._lock:
             self.frames += 1
             self.last_frame = rgb
-            self.last_faces = [(t.id, EMOTIONS[int(np.argmax(t.probs))], float(np.max(t.probs))) for t in tracks]
+            self.last_faces = [(t.id, self.predictor.classes[int(np.argmax(t.probs))], float(np.max(t.probs))) for t in tracks]
             for t in tracks:
                 self._history.append((now - self.started, t.id, t.probs.copy()))
             while self._history and self._history[0][0] < now - self.started - self.history_s:
@@ -62,7 +61,7 @@ class LiveSession:
     def history(self) -> list[dict]:
         """The last `history_s` seconds: one row per face and processed frame (t in seconds since the start)."""
         with self._lock:
-            return [{"t": round(t, 2), "face": f"#{i}", **{e: float(p) for e, p in zip(EMOTIONS, probs)}}
+            return [{"t": round(t, 2), "face": f"#{i}", **{e: float(p) for e, p in zip(self.predictor.classes, probs)}}
                     for t, i, probs in self._history]
 
     def stats(self) -> dict:

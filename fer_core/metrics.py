@@ -9,14 +9,22 @@ import numpy as np
 from .labels import EMOTIONS
 
 
-def confusion_matrix(y_true, y_pred, num_classes: int = len(EMOTIONS)) -> np.ndarray:
-    """(K, K) counts; rows are true classes, columns predicted."""
+def _num_classes(y_true: np.ndarray, y_pred: np.ndarray) -> int:
+    """The six emotions, or more where a label or prediction is beyond them (neutral, 6)."""
+    top = max([len(EMOTIONS) - 1] + [int(a.max()) for a in (y_true, y_pred) if a.size])
+    return top + 1
+
+
+def confusion_matrix(y_true, y_pred, num_classes: int | None = None) -> np.ndarray:
+    """(K, K) counts; rows are true classes, columns predicted (K: `num_classes`, else six or as many as the
+    labels and predictions need)."""
     y_true = np.asarray(y_true, dtype=np.int64)
     y_pred = np.asarray(y_pred, dtype=np.int64)
+    num_classes = num_classes or _num_classes(y_true, y_pred)
     return np.bincount(y_true * num_classes + y_pred, minlength=num_classes**2).reshape(num_classes, num_classes)
 
 
-def classification_report(y_true, y_pred, num_classes: int = len(EMOTIONS)) -> dict:
+def classification_report(y_true, y_pred, num_classes: int | None = None) -> dict:
     """Accuracy, macro-F1, per-class precision/recall/F1 and the confusion matrix (as lists)."""
     cm = confusion_matrix(y_true, y_pred, num_classes)
     tp = np.diag(cm).astype(np.float64)
@@ -147,7 +155,7 @@ def paired_difference(correct_a, correct_b, *, n_boot: int = 2000, seed: int = 0
                                                            float(np.percentile(boots, 97.5)))}
 
 
-def paired_macro_f1_difference(y_true, pred_a, pred_b, *, num_classes: int = len(EMOTIONS), n_boot: int = 1000,
+def paired_macro_f1_difference(y_true, pred_a, pred_b, *, num_classes: int | None = None, n_boot: int = 1000,
                                seed: int = 0) -> dict:
     """Macro-F1 of predictions A minus B on the same faces, with a paired bootstrap over the faces (its 95%
     interval and the share of resamples where A is better): how much of a difference the faces' sampling
@@ -155,6 +163,7 @@ def paired_macro_f1_difference(y_true, pred_a, pred_b, *, num_classes: int = len
     y, a, b = (np.asarray(v, dtype=np.int64) for v in (y_true, pred_a, pred_b))
     if not (y.shape == a.shape == b.shape) or y.ndim != 1 or not len(y):
         raise ValueError("paired_macro_f1_difference needs three equally long, non-empty 1-D arrays")
+    num_classes = num_classes or _num_classes(y, np.concatenate([a, b]))
 
     def macro_f1s(idx) -> tuple[float, float]:
         return tuple(classification_report(y[idx], p[idx], num_classes)["macro_f1"] for p in (a, b))

@@ -2,6 +2,7 @@
 timeline say of a face, with the same names. Each adds its own columns around these (a file path, a frame)."""
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import numpy as np
@@ -10,14 +11,22 @@ from .faces import FaceBox
 from .labels import EMOTIONS
 
 BOX_COLUMNS = ["x", "y", "w", "h", "face_score"]  # the detector's box in the photo's pixels, and its score
-PROB_COLUMNS = [*EMOTIONS, "prediction", "confidence"]
+PROB_COLUMNS = [*EMOTIONS, "prediction", "confidence"]  # a six-class model's; prob_columns(classes) in general
+
+
+def prob_columns(classes: Sequence[str] = EMOTIONS) -> list[str]:
+    """One column per class of the model (the six emotions, then `neutral` where it has it), the prediction and
+    its probability: a six-class model's columns are PROB_COLUMNS exactly."""
+    return [*classes, "prediction", "confidence"]
 
 
 def box_fields(box: FaceBox | None) -> dict:
-    """x, y, w, h and the detector's score (3 decimals); {} for a face scored whole (no box)."""
+    """x, y, w, h and the detector's score (3 decimals; empty for a detector that gives none, Haar); {} for a face
+    scored whole (no box)."""
     if box is None:
         return {}
-    return {"x": box.x, "y": box.y, "w": box.w, "h": box.h, "face_score": round(float(box.score), 3)}
+    score = float(box.score)
+    return {"x": box.x, "y": box.y, "w": box.w, "h": box.h, "face_score": round(score, 3) if math.isfinite(score) else ""}
 
 
 def prob_fields(probs: np.ndarray, classes: Sequence[str] = EMOTIONS) -> dict:

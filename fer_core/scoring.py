@@ -8,13 +8,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
 
+import cv2
+
 from .errors import FerError
 from .faces import FaceBox, FaceCrop
 from .notes import face_notes
 from .pipeline import find_faces
 from .runtime import Predictor
-from .io import is_image_name, read_image
-from .rows import BOX_COLUMNS, PROB_COLUMNS, box_fields, prob_fields
+from .io import display_name, is_image_name, read_image
+from .labels import EMOTIONS
+from .rows import BOX_COLUMNS, box_fields, prob_columns, prob_fields
 
 NO_FACE = "no face found (for a photo that is already a tight face crop, use whole-image mode)"
 WHOLE_FALLBACK = "no face found: the whole image scored"  # the note of score_items(whole_if_no_face=True)'s rows
@@ -47,7 +50,7 @@ def iter_zip(path_or_bytes: str | os.PathLike | bytes, label: str) -> Iterator[I
             yield ImageItem(label, None, f"zip has {len(infos)} files; the limit is {MAX_MEMBERS}")
             return
         for info in infos:
-            name = f"{label}/{info.filename}"
+            name = display_name(f"{label}/{info.filename}")
             base = info.filename.replace("\\", "/").rsplit("/", 1)[-1]
             if base.startswith(".") or "__MACOSX/" in info.filename:
                 continue  # resource forks and hidden files are not the user's images
@@ -66,19 +69,24 @@ def iter_zip(path_or_bytes: str | os.PathLike | bytes, label: str) -> Iterator[I
 def list_inputs(paths: Iterable[str | os.PathLike]) -> Iterator[ImageItem]:
     """The files behind `paths` in scoring order, nothing read yet: each image file and each .zip archive as an item
     whose data is its Path (folders recursive, sorted), and an error item for a path that is not there or a file
-    that is not an image by its name. Both engines list inputs with it."""
+    that is not an image by its name, or a link to nothing. Names are display_name's (valid UTF-8, odd bytes
+    escaped). Both engines list inputs with it."""
     for raw in paths:
         p = Path(raw)
         if p.is_dir():
-            for f in sorted(q for q in p.rglob("*") if q.is_file()):
-                if f.suffix.lower() == ".zip" or is_image_name(f.name):
-                    yield ImageItem(str(f), f)
+            for f in sorted(q for q in p.rglob("*") if q.is_file() or q.is_symlink()):
+                if not f.exists():
+                    yield ImageItem(display_name(f), None, "a link to a file that is not there (broken link)")
+                elif f.is_dir():
+                    continue
+                elif f.suffix.lower() == ".zip" or is_image_name(f.name):
+                    yield ImageItem(display_name(f), f)
                 elif not f.name.startswith("."):
-                    yield ImageItem(str(f), None, "not an image file name (skipped)")
+                    yield ImageItem(display_name(f), None, "not an image file name (skipped)")
         elif p.is_file():
-            yield ImageItem(str(p), p)
+            yield ImageItem(display_name(p), p)
         else:
-            yield ImageItem(str(p), None, "no such file or folder")
+            yield ImageItem(display_name(p), None, "no such file or folder")
 
 
 def expand(item: ImageItem) -> Iterator[ImageItem]:
@@ -130,7 +138,7 @@ def iter_scores(
 ) -> Iterator[list[dict]]:
     """score_items' rows as they are finished, a list at a time (every file's rows in one list, in input order):
     what `score` streams to its CSV, so an interrupted run keeps every row finished so far. One row per face:
-    filepath, face, x, y, w, h, face_score (the detector's confidence), the six probabilities, prediction,
+    filepath, face, x, y, w, h, face_score (the detector's confidence), one probability per class, prediction,
     confidence, crop_px (the face's side in the photo's pixels) and note (`face_notes`: "small face", "cut-off
     face", "turned photo", "side view", "unsure").
 
@@ -168,12 +176,17 @@ def iter_scores(
         try:
             image = read_image(item.data)
             found = find_faces(image, whole_image=whole_image, detector=detector, margin=margin)
+            fallback = not found and whole_if_no_face
+            if fallback:
+                found = find_faces(image, whole_image=True)
         except FerError as exc:  # unreadable, too large, ...
             rows.append({"filepath": item.name, "error": str(exc)})
             continue
-        fallback = not found and whole_if_no_face
-        if fallback:
-            found = find_faces(image, whole_image=True)
+        except (MemoryError, cv2.error, OSError, ValueError, RuntimeError) as exc:
+            # a failure no check foresaw (a decoder's or OpenCV's limit): this file's error row, and the run goes on
+            rows.append({"filepath": item.name, "error": f"cannot be analysed ({type(exc).__name__}: "
+                                                          f"{str(exc).strip().splitlines()[-1] if str(exc).strip() else ''})"})
+            continue
         if not found:
             rows.append({"filepath": item.name, "error": NO_FACE})
             continue
@@ -194,9 +207,11 @@ def score_items(items: Iterable[ImageItem], predictor: Predictor, **kwargs) -> l
     return [row for part in iter_scores(items, predictor, **kwargs) for row in part]
 
 
-def score_columns(with_boxes: bool) -> list[str]:
+def score_columns(with_boxes: bool, classes: Sequence[str] = EMOTIONS) -> list[str]:
+    """The CSV columns of `score`: a column per class of the model (a `neutral` column after `fear` for a model
+    that has it)."""
     base = ["filepath"] + (["face", *BOX_COLUMNS] if with_boxes else [])
-    return base + PROB_COLUMNS + ["crop_px", "note", "error"]
+    return base + prob_columns(classes) + ["crop_px", "note", "error"]
 
 
 def note_counts(rows: Iterable[dict]) -> Counter:

@@ -6,7 +6,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import cv2
 import numpy as np
@@ -15,8 +15,8 @@ from .errors import UnreadableVideo, UsageError
 from .faces import FaceBox, crop_face, detect_faces, iou
 from .runtime import Predictor
 from .io import CsvSink
-from .rows import BOX_COLUMNS, PROB_COLUMNS, box_fields, prob_fields
-from .labels import EMOTIONS
+from .rows import BOX_COLUMNS, PROB_COLUMNS, box_fields, prob_columns, prob_fields
+from .labels import CLASSES_7, EMOTIONS, NEUTRAL
 from .overlay import FONT as _FONT
 from .overlay import box_label, heatmap
 
@@ -24,7 +24,12 @@ MAX_DURATION_S = 120.0  # the app refuses longer clips (it is interactive); the 
 MAX_FRAMES = 20_000  # the app's cap on decoded frames (a header may under-report a clip's length)
 ANALYSIS_MAX_SIDE = 640  # frames are downscaled to this for analysis and for the output video
 DETECT_MAX_SIDE = 320  # face detection runs on a copy at most this large (measured: 640 px costs 2x)
-TIMELINE_COLUMNS = ["frame", "time_s", "face", *BOX_COLUMNS, *PROB_COLUMNS]  # the smoothed probabilities
+TIMELINE_COLUMNS = ["frame", "time_s", "face", *BOX_COLUMNS, *PROB_COLUMNS]  # a six-class model's timeline
+
+
+def timeline_columns(classes: Sequence[str] = EMOTIONS) -> list[str]:
+    """The timeline CSV's columns for a model with these classes (the smoothed probabilities)."""
+    return ["frame", "time_s", "face", *BOX_COLUMNS, *prob_columns(classes)]
 
 
 @dataclass
@@ -40,7 +45,8 @@ class Track:
 class Tracker:
     """Greedy IoU matching: a face keeps its id while its box overlaps its last one."""
 
-    def __init__(self, min_iou: float = 0.25, max_missed: int = 5) -> None:
+    def __init__(self, min_iou: float = 0.25, max_missed: int = 5, num_classes: int = len(EMOTIONS)) -> None:
+        self.num_classes = num_classes
         self.tracks: list[Track] = []
         self.next_id = 1
         self.min_iou = min_iou
@@ -59,7 +65,7 @@ class Tracker:
             matched.append((self.tracks[ti], boxes[bi]))
         for bi, b in enumerate(boxes):
             if bi not in used_b:
-                t = Track(self.next_id, b, np.zeros(len(EMOTIONS), np.float32))
+                t = Track(self.next_id, b, np.zeros(self.num_classes, np.float32))
                 self.next_id += 1
                 self.tracks.append(t)
                 matched.append((t, b))
@@ -147,17 +153,17 @@ _ROW, _NAME_W, _BAR_W = 14, 56, 70  # the score panel: row height, class-name co
 _PANEL_W = _NAME_W + _BAR_W + 12
 
 
-def _score_panel(out: np.ndarray, probs: np.ndarray, b, color) -> None:
-    """Six rows (class name, bar) on a dark panel beside the face: right of it when it fits, else left,
+def _score_panel(out: np.ndarray, probs: np.ndarray, b, color, classes: Sequence[str] = EMOTIONS) -> None:
+    """A row per class (class name, bar) on a dark panel beside the face: right of it when it fits, else left,
     kept inside the frame."""
     H, W = out.shape[:2]
-    ph = _ROW * len(EMOTIONS) + 4
+    ph = _ROW * len(classes) + 4
     if ph > H or _PANEL_W > W:
         return
     x0 = b.x + b.w + 6 if b.x + b.w + 6 + _PANEL_W <= W else max(0, b.x - 6 - _PANEL_W)
     y0 = min(max(0, b.y), H - ph)
     cv2.rectangle(out, (x0, y0), (x0 + _PANEL_W, y0 + ph), (30, 30, 30), -1)
-    for i, (name, p) in enumerate(zip(EMOTIONS, probs)):
+    for i, (name, p) in enumerate(zip(classes, probs)):
         y = y0 + 2 + i * _ROW
         cv2.putText(out, name, (x0 + 4, y + 10), _FONT, 0.35, (235, 235, 235), 1, cv2.LINE_AA)
         bx = x0 + 8 + _NAME_W
@@ -165,8 +171,9 @@ def _score_panel(out: np.ndarray, probs: np.ndarray, b, color) -> None:
         cv2.rectangle(out, (bx, y + 2), (bx + int(round(_BAR_W * float(p))), y + _ROW - 2), color, -1)
 
 
-def annotate(frame: np.ndarray, tracks: list[Track], *, alpha: float = 0.45) -> np.ndarray:
-    """Boxes, ids, the top emotion and six score bars beside each face (plus a Grad-CAM overlay
+def annotate(frame: np.ndarray, tracks: list[Track], *, alpha: float = 0.45,
+             classes: Sequence[str] = EMOTIONS) -> np.ndarray:
+    """Boxes, ids, the top class and a score bar per class beside each face (plus a Grad-CAM overlay
     inside the box when the track carries one)."""
     out = frame.copy()
     H, W = out.shape[:2]
@@ -180,8 +187,8 @@ def annotate(frame: np.ndarray, tracks: list[Track], *, alpha: float = 0.45) -> 
                 out[y0:y1, x0:x1] = ((1 - alpha) * out[y0:y1, x0:x1] + alpha * hm).astype(np.uint8)
         cv2.rectangle(out, (b.x, b.y), (b.x + b.w, b.y + b.h), color, 2)
         k = int(np.argmax(t.probs))
-        _score_panel(out, t.probs, b, color)
-        box_label(out, f"#{t.id} {EMOTIONS[k]} {t.probs[k]:.0%}", b, color)  # over a neighbour's panel, not under
+        _score_panel(out, t.probs, b, color, classes)
+        box_label(out, f"#{t.id} {classes[k]} {t.probs[k]:.0%}", b, color)  # over a neighbour's panel, not under
     return out
 
 
@@ -237,9 +244,9 @@ def analyze_video(
     # broken file; the timeline goes to its CSV as each frame is analysed, so an interrupted run keeps its rows
     partial = Path(out_video).with_name(f".{Path(out_video).stem}.partial{Path(out_video).suffix}") if out_video else None
     writer = VideoWriter(partial, fps, size) if out_video else None
-    sink = CsvSink(out_csv, TIMELINE_COLUMNS) if out_csv else None
+    sink = CsvSink(out_csv, timeline_columns(predictor.classes)) if out_csv else None
     finished = False
-    tracker = Tracker()
+    tracker = Tracker(num_classes=len(predictor.classes))
     rows: list[dict] = []
     shown: list[Track] = []
     frame_idx, analysed, t_analysis = 0, 0, 0.0
@@ -265,16 +272,16 @@ def analyze_video(
                 rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
             if frame_idx % every == 0:
                 t0 = time.perf_counter()
-                shown = _analyse_frame(rgb, predictor, tracker, smooth, overlay)
+                shown = analyse_frame(rgb, predictor, tracker, smooth, overlay)
                 t_analysis += time.perf_counter() - t0
                 analysed += 1
                 for t in shown:
                     rows.append({"frame": frame_idx, "time_s": round(frame_idx / fps, 3), "face": t.id,
-                                 **box_fields(t.box), **prob_fields(t.probs)})
+                                 **box_fields(t.box), **prob_fields(t.probs, predictor.classes)})
                 if sink is not None and shown:
                     sink.write(rows[-len(shown):])
             if writer is not None:
-                writer.write(annotate(rgb, shown))
+                writer.write(annotate(rgb, shown, classes=predictor.classes))
             frame_idx += 1
             if progress:
                 progress(frame_idx - first, max((stop or total) - first, frame_idx - first))
@@ -303,7 +310,11 @@ def analyze_video(
     }
 
 
-def _analyse_frame(rgb: np.ndarray, predictor: Predictor, tracker: Tracker, smooth: float, overlay: str) -> list[Track]:
+def analyse_frame(rgb: np.ndarray, predictor: Predictor, tracker: Tracker, smooth: float = 0.0,
+                  overlay: str = "none") -> list[Track]:
+    """One frame's faces found (on a copy at most DETECT_MAX_SIDE), matched to `tracker`'s tracks, classified and
+    smoothed (`smooth`), with a Grad-CAM or CAM map per face when `overlay` asks: the tracks seen in this frame.
+    The Video and Live pages' per-frame step."""
     scale = min(1.0, DETECT_MAX_SIDE / max(rgb.shape[:2]))
     small = cv2.resize(rgb, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else rgb
     boxes = []
@@ -406,15 +417,18 @@ def dominant_segments(rows: list[dict], face: int) -> list[dict]:
     return segs
 
 
-def face_summary(rows: list[dict]) -> list[dict]:
+def face_summary(rows: list[dict], classes: Sequence[str] | None = None) -> list[dict]:
     """Per tracked face over the clip: when it was seen (first/last s), in how many analysed frames, its most
-    frequent prediction, each emotion's share of those frames as the prediction and its mean probability."""
+    frequent prediction, each class's share of those frames as the prediction and its mean probability (the
+    classes: `classes`, else the six emotions and `neutral` where the rows have it)."""
+    if classes is None:
+        classes = CLASSES_7 if any(NEUTRAL in r for r in rows) else EMOTIONS
     out = []
     for face in sorted({r["face"] for r in rows}):
         mine = [r for r in rows if r["face"] == face]
-        top = [sum(r["prediction"] == e for r in mine) / len(mine) for e in EMOTIONS]
+        top = [sum(r["prediction"] == e for r in mine) / len(mine) for e in classes]
         out.append({"face": face, "first_s": mine[0]["time_s"], "last_s": mine[-1]["time_s"], "frames": len(mine),
-                    "most_often": EMOTIONS[int(np.argmax(top))],
-                    **{f"{e}_share": v for e, v in zip(EMOTIONS, top)},
-                    **{f"{e}_mean": float(np.mean([r[e] for r in mine])) for e in EMOTIONS}})
+                    "most_often": classes[int(np.argmax(top))],
+                    **{f"{e}_share": v for e, v in zip(classes, top)},
+                    **{f"{e}_mean": float(np.mean([r[e] for r in mine])) for e in classes}})
     return out

@@ -22,9 +22,10 @@ import torch
 
 from fer_core.checkpoints import ModelSpec, git_commit  # noqa: E402
 from fer_core.data import (  # noqa: E402
-    FERPLUS_MODES, datasets_root, ferplus_filter, ferplus_targets, load_split_folder, oversample_rare, split_seed,
+    FERPLUS_MODES, NAMED_SETS, blended_targets, datasets_root, ferplus_filter, ferplus_targets, load_labelled_folder,
+    load_split_folder, named_set, original_labels, oversample_rare, split_seed,
 )
-from fer_core.labels import EMOTIONS  # noqa: E402
+from fer_core.labels import CLASSES_7, EMOTIONS  # noqa: E402
 from fer_core.models import count_parameters, create_model, list_models, model_options  # noqa: E402
 from fer_core.preprocess import AugmentOptions  # noqa: E402
 from fer_core.device import bf16_supported, pick_device  # noqa: E402
@@ -35,8 +36,10 @@ def get_args_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--arch", default="resnet18", choices=list_models(), help="architecture from the registry")
     p.add_argument("--data", nargs="+", default=["raf-db"],
-                   help="training folders: a dataset name under ../shared/datasets (raf-db, fer2013) or a path "
-                        "to a labelled folder; NAME:K repeats that set K times per epoch")
+                   help="training folders: a dataset name under ../shared/datasets (raf-db, fer2013, affectnet-hq, "
+                        f"neutral-pool), a named set ({', '.join(NAMED_SETS)}: every voted FER2013 face under its FER+ "
+                        "majority of the six and neutral) or a path to a labelled folder; NAME:K repeats that set K "
+                        "times per epoch. A set with neutral faces (label 6) makes a seven-class model")
     p.add_argument("--detector-crop", nargs="*", default=[],
                    help="training folders (as named in --data, without :K) whose images are found and cropped by the "
                         "app's detector, as a face in a photo is (loosely framed in-the-wild faces); their "
@@ -47,6 +50,9 @@ def get_args_parser() -> argparse.ArgumentParser:
                         "their label; soft = learn each face's FER+ votes among the six (renormalised, the loss weighted "
                         "by the share of votes on the six; faces with none left out) instead of its label "
                         "(validation faces and labels unchanged)")
+    p.add_argument("--ferplus-original", type=float, default=0.0,
+                   help="ferplus7: each face learns (1 - W) of its FER+ majority and W of its FER2013 label (the "
+                        "original label, which the FER2013 benchmark scores); 0 = the majority alone")
     p.add_argument("--select-by", default="mean", choices=["mean", "pooled"],
                    help="the validation score that picks the best epoch: mean = the mean of each training folder's "
                         "macro-F1, pooled = macro-F1 over all validation faces together")
@@ -132,12 +138,40 @@ def get_args_parser() -> argparse.ArgumentParser:
     return p
 
 
-def resolve_data(item: str) -> tuple[Path, int]:
+def resolve_data(item: str) -> tuple[Path, int, Path | None]:
+    """(folder, repeats per epoch, labels CSV or None) of a --data item."""
     name, _, rep = item.partition(":")
+    named = named_set(name)
+    if named is not None:
+        return named[0], int(rep or 1), named[1]
     root = Path(name)
     if not root.exists():
         root = datasets_root() / name / "train"
-    return root, int(rep or 1)
+    return root, int(rep or 1), None
+
+
+def widen_head(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> list[str]:
+    """Load a six-class model's `state` into `model` with more outputs: every tensor of the same shape is copied;
+    a head's weight and bias with more rows keep their first rows (the six emotions, unchanged) and the new rows
+    start at zero weight and the mean bias (the new class starts as likely as an average emotion, regardless of
+    the face, and learns from there). Returns the names of the widened tensors."""
+    own = model.state_dict()
+    widened = []
+    for name, value in state.items():
+        target = own[name]
+        if target.shape == value.shape:
+            own[name] = value
+        elif target.dim() == value.dim() and target.shape[1:] == value.shape[1:] and target.shape[0] > value.shape[0]:
+            new = torch.zeros_like(target)
+            new[:value.shape[0]] = value
+            if value.dim() == 1:
+                new[value.shape[0]:] = value.float().mean()
+            own[name] = new
+            widened.append(name)
+        else:
+            raise SystemExit(f"--init: {name} is {tuple(value.shape)}, the model needs {tuple(target.shape)}")
+    model.load_state_dict(own)
+    return widened
 
 
 def with_app_framed(x_u8: torch.Tensor, y: torch.Tensor, train_idx: np.ndarray, share: float, seed: int,
@@ -210,16 +244,17 @@ def main(args: argparse.Namespace) -> dict:
 
         args.split_seed = split_seed(read_spec(args.init).args)
         print(f"--split-seed {args.split_seed}: the validation split of --init {args.init}")
-    xs, ys, ts, tr_parts, va_parts, offset, sources = [], [], [], [], [], 0, []
+    xs, ys, tr_parts, va_parts, offset, sources, target_parts = [], [], [], [], 0, [], []
     groups: dict[str, np.ndarray] = {}
     n_val = 0
     for item in args.data:
-        root, rep = resolve_data(item)
+        root, rep, labels_csv = resolve_data(item)
         name = item.partition(":")[0]
         crop = "detector" if name in (args.detector_crop or []) else "whole"
         x, y, tr, va = load_split_folder(root, args.input_size, val_fraction=args.val_fraction,
-                                         seed=split_seed(vars(args)), limit=args.limit, crop=crop)
-        if (root / ".." / "ferplus_votes.csv").is_file():
+                                         seed=split_seed(vars(args)), limit=args.limit, crop=crop,
+                                         labels_csv=labels_csv)
+        if labels_csv is None and (root / ".." / "ferplus_votes.csv").is_file():
             before = len(tr)
             tr = ferplus_filter(root, tr, args.ferplus, limit=args.limit)
             if len(tr) < before:
@@ -228,8 +263,14 @@ def main(args: argparse.Namespace) -> dict:
         tr = oversample_rare(y, tr, args.oversample, args.seed)
         xs.append(x)
         ys.append(y)
-        if args.ferplus == "soft":  # FER+ votes where the folder has them, else the one-hot labels
-            ts.append(ferplus_targets(root, y, limit=args.limit))
+        # what this folder's faces learn, once the number of classes is known: FER+ votes, a blend of the FER+
+        # majority and the original label, or (None) the labels themselves
+        if labels_csv is None and args.ferplus == "soft":
+            target_parts.append(("votes", root, y))
+        elif labels_csv is not None and args.ferplus_original > 0:
+            target_parts.append(("blend", original_labels(load_labelled_folder(root, labels_csv)), y))
+        else:
+            target_parts.append(("labels", None, y))
         tr_parts.append(np.tile(tr + offset, rep))
         va_parts.append(va + offset)
         groups[Path(name).name if Path(name).exists() else name] = n_val + np.arange(len(va))
@@ -239,11 +280,27 @@ def main(args: argparse.Namespace) -> dict:
             shown = root.resolve().relative_to(datasets_root().resolve())
         except ValueError:
             shown = root
+        if labels_csv is not None:
+            shown = Path(shown) / labels_csv.name
         sources.append(f"{shown} ({len(y)} images{', detector crop' if crop == 'detector' else ''}, x{rep})")
-        print(f"data {root}: {n_train} train / {len(va)} val, classes {np.bincount(y.numpy(), minlength=6).tolist()}; "
+        print(f"data {root}{f' ({labels_csv.name})' if labels_csv else ''}: {n_train} train / {len(va)} val, "
+              f"classes {np.bincount(y.numpy(), minlength=6).tolist()}; "
               f"per epoch {rep} x {np.bincount(y.numpy()[tr], minlength=6).tolist()}")
     x_u8, y = torch.cat(xs), torch.cat(ys)
-    targets = torch.cat(ts) if ts else None  # hard labels otherwise: the criterion's usual path
+    classes = CLASSES_7 if bool((y == len(EMOTIONS)).any()) else EMOTIONS
+    targets = None  # hard labels unless some folder learns soft targets: the criterion's usual path
+    if any(kind != "labels" for kind, _, _ in target_parts):
+        parts = []
+        for kind, extra, yy in target_parts:
+            if kind == "votes":
+                t = ferplus_targets(extra, yy, limit=args.limit)
+                t = torch.cat([t, torch.zeros(len(t), len(classes) - t.shape[1])], 1)
+            elif kind == "blend":
+                t = blended_targets(yy, extra, args.ferplus_original, len(classes))
+            else:
+                t = torch.nn.functional.one_hot(yy.long(), len(classes)).float()
+            parts.append(t)
+        targets = torch.cat(parts)
     train_idx, val_idx = np.concatenate(tr_parts), np.concatenate(va_parts)
     if args.app_framed > 0:
         x_u8, y, train_idx, targets = with_app_framed(x_u8, y, train_idx, args.app_framed, args.seed, targets)
@@ -252,7 +309,7 @@ def main(args: argparse.Namespace) -> dict:
     unknown = sorted(set(kwargs) - model_options(args.arch))
     if unknown:
         raise SystemExit(f"--arch {args.arch} does not take {', '.join('--' + k for k in unknown)}")
-    model = create_model(args.arch, **kwargs)
+    model = create_model(args.arch, num_classes=len(classes), **kwargs)
     lineage: tuple[dict, ...] = ()  # the runs this one fine-tunes, oldest first (ModelSpec.lineage)
     if args.init:
         from fer_core.checkpoints import load_checkpoint
@@ -260,11 +317,14 @@ def main(args: argparse.Namespace) -> dict:
         init_model, init_spec = load_checkpoint(args.init)
         if init_spec.arch != args.arch:
             raise SystemExit(f"--init {args.init} is a {init_spec.arch}, not a {args.arch}")
-        model.load_state_dict(init_model.state_dict())
+        widened = widen_head(model, init_model.state_dict())
+        if widened:
+            print(f"--init {args.init}: {len(init_spec.classes)} classes -> {len(classes)} "
+                  f"({', '.join(classes[len(init_spec.classes):])} added; {', '.join(widened)} widened)")
         lineage = init_spec.runs()
     print(f"{args.arch}: {count_parameters(model) / 1e6:.2f}M parameters on {device}")
     spec = ModelSpec(
-        arch=args.arch, classes=EMOTIONS, input_size=args.input_size, grayscale=args.grayscale,
+        arch=args.arch, classes=classes, input_size=args.input_size, grayscale=args.grayscale,
         train_data=tuple(sources), args=vars(args), git_commit=git_commit(), model_kwargs=kwargs,
         tta_flip=args.tta_flip, metrics={"parameters": count_parameters(model)}, lineage=lineage,
     )

@@ -76,7 +76,9 @@ def score_with_ray(
     CsvSink); else with `output` a folder, Ray writes one CSV per block there. Returns counts."""
     import ray
 
-    columns = score_columns(not whole_image)
+    from ..checkpoints import read_spec
+
+    columns = score_columns(not whole_image, read_spec(model).classes)
     listed = items if items is not None else list(list_inputs(paths))
     readable = [(k, it) for k, it in enumerate(listed) if not it.error]
     errors = [(k, {"filepath": it.name, "error": it.error}) for k, it in enumerate(listed) if it.error]
