@@ -17,10 +17,10 @@ import numpy as np
 import streamlit as st
 
 from fer_core.checkpoints import CHECKPOINT_DIR, list_checkpoints, read_spec
-from fer_core.explain import DEFAULT_METHODS, EXPLAINERS, OCCLUSION_STRIDE, OCCLUSION_WINDOW
+from fer_core.explainers import DEFAULT_METHODS, EXPLAINERS, OCCLUSION_STRIDE, OCCLUSION_WINDOW
 from fer_core.pipeline import classify_faces, explain_face, locate_faces
 from fer_core.runtime import DEFAULT_CHECKPOINT, Predictor, load_predictor
-from fer_core.labels import EMOTIONS
+from fer_core.labels import CLASSES_7, EMOTIONS, class_list
 
 # the evaluation sets of checkpoints/results.json (train/evaluate.py), in the order pages show them, with their labels
 TEST_SETS = {
@@ -29,11 +29,30 @@ TEST_SETS = {
     "fer2013-ferplus": "FER2013 test, FER+ labels",
     "affectnet-hq-app": "in the wild (affectnet-hq val, the app's crop)",
     "affectnet-hq": "in the wild (affectnet-hq val, whole image)",
+    "ferplus7": "FER+ test, seven classes (neutral)",
+    "neutral-pool": "colour neutral faces (neutral-pool val)",
 }
 
 RESULTS_PATH = CHECKPOINT_DIR / "results.json"
 # one colour per emotion wherever a chart has a line or bar per class (Okabe-Ito: told apart with colour blindness)
-EMOTION_COLORS = dict(zip(EMOTIONS, ["#E69F00", "#56B4E9", "#0072B2", "#D55E00", "#009E73", "#CC79A7"]))
+# (neutral, the seventh class of a model that has it, in grey: no emotion)
+EMOTION_COLORS = dict(zip(CLASSES_7, ["#E69F00", "#56B4E9", "#0072B2", "#D55E00", "#009E73", "#CC79A7", "#999999"]))
+
+
+def has_score(box) -> bool:
+    """Whether a face has a detector's score to show (a box, and not the Haar detector's NaN)."""
+    return box is not None and box.score == box.score
+
+
+def model_classes(name: str) -> tuple[str, ...]:
+    """The class list of a checkpoint (read from its header, no weights loaded)."""
+    from fer_core.checkpoints import read_spec
+    from fer_core.errors import FerError
+
+    try:
+        return read_spec(name).classes
+    except FerError:
+        return EMOTIONS
 
 
 def _leave_legacy_pages_mode() -> None:
@@ -185,7 +204,7 @@ def mean_map_image(mean_map: list, landmarks: list | None, side: int, *, size: i
     the facial regions outlined at the faces' mean landmarks (given in a crop `side` px across)."""
     import cv2
 
-    from fer_core.explain import normalize_map
+    from fer_core.explainers import normalize_map
     from fer_core.overlay import heatmap, outline_regions
 
     cam = normalize_map(cv2.resize(np.asarray(mean_map, dtype=np.float32), (size, size), interpolation=cv2.INTER_CUBIC))
@@ -389,7 +408,7 @@ def model_select_ui(key: str = "model", label: str = "Model") -> str | None:
 
 
 def methods_ui(model_name: str, key: str = "methods") -> list[str]:
-    from fer_core.explain import unsupported_reason
+    from fer_core.explainers import unsupported_reason
 
     predictor = get_predictor(model_name)
     options = list(EXPLAINERS)
@@ -413,16 +432,19 @@ def layer_ui(model_name: str, key: str = "layer") -> str:
                         help=f"Default {default!r}: the model's own choice. Deeper = coarser but more class-specific.")
 
 
-def target_ui(key: str = "target") -> str | None:
-    choice = st.selectbox("Explain which class?", ["the prediction", *EMOTIONS], key=key,
+def target_ui(key: str = "target", classes: tuple[str, ...] = EMOTIONS) -> str | None:
+    if st.session_state.get(key) not in (None, "the prediction", *classes):  # a class the new model does not have
+        st.session_state[key] = "the prediction"
+    choice = st.selectbox("Explain which class?", ["the prediction", *classes], key=key,
                           help="Pick another class to ask 'why not anger?'")
     return None if choice == "the prediction" else choice
 
 
 
-def probs_chart(probs: np.ndarray, classes=EMOTIONS, highlight: str | None = None):
+def probs_chart(probs: np.ndarray, classes=None, highlight: str | None = None):
     import plotly.graph_objects as go
 
+    classes = class_list(len(probs)) if classes is None else classes
     colors = ["#ff7f0e" if c == highlight else "#1f77b4" for c in classes]
     fig = go.Figure(go.Bar(x=[float(p) for p in probs], y=list(classes), orientation="h", marker_color=colors,
                            text=[f"{p:.0%}" for p in probs],

@@ -22,7 +22,7 @@ import torch
 
 
 from fer_core.data import datasets_root, load_labelled_folder  # noqa: E402
-from fer_core.explain import EXPLAINERS, explain, supported_explainers  # noqa: E402
+from fer_core.explainers import EXPLAINERS, explain, supported_explainers  # noqa: E402
 from fer_core.faithfulness import deletion_insertion, road_score, sanity_similarity, spearman  # noqa: E402
 from fer_core.runtime import DEFAULT_CHECKPOINT, load_predictor  # noqa: E402
 from fer_core.io import read_image  # noqa: E402

@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 from fer_core.evaluation import sample_indices  # noqa: E402
 from fer_core.checkpoints import CHECKPOINT_DIR  # noqa: E402
 from fer_core.data import datasets_root, load_labelled_folder  # noqa: E402
-from fer_core.explain import unsupported_reason  # noqa: E402
+from fer_core.explainers import unsupported_reason  # noqa: E402
 from fer_core.faces import detect_faces  # noqa: E402
 from fer_core.framing import nearest_centre  # noqa: E402
 from fer_core.pipeline import analyze, explain_face  # noqa: E402

@@ -18,7 +18,7 @@ import torch
 
 
 from fer_core.data import datasets_root, load_labelled_folder  # noqa: E402
-from fer_core.explain import explain  # noqa: E402
+from fer_core.explainers import explain  # noqa: E402
 from fer_core.faithfulness import (  # noqa: E402
     deletion_insertion, is_constant, randomised_copy, road_score, sanity_verdict, spearman,
 )

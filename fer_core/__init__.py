@@ -11,14 +11,14 @@ from importlib import import_module
 
 from .labels import EMOTIONS
 
-__version__ = "0.1.0"
+__version__ = "0.3.0"
 
 _LAZY = {
     "analyze": "pipeline", "explain_face": "pipeline", "FaceResult": "pipeline", "load_predictor": "runtime",
     "Predictor": "runtime",
     "detect_faces": "faces", "FaceBox": "faces", "read_image": "io", "create_model": "models",
     "list_models": "models", "load_checkpoint": "checkpoints", "save_checkpoint": "checkpoints",
-    "ModelSpec": "checkpoints", "explain": "explain", "EXPLAINERS": "explain", "analyze_video": "video",
+    "ModelSpec": "checkpoints", "explain": "explainers", "EXPLAINERS": "explainers", "analyze_video": "video",
     "UnreadableImage": "errors", "NoFaceFound": "errors", "ImageTooLarge": "errors",
     "CheckpointError": "errors", "UnreadableVideo": "errors",
 }

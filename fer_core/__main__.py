@@ -224,7 +224,7 @@ def _score_on_ray(args: argparse.Namespace, listed: list, columns: list[str], to
 def cmd_explain(args: argparse.Namespace) -> int:
     import cv2
 
-    from .explain import EXPLAINERS
+    from .explainers import EXPLAINERS
     from .notes import note_sentence
     from .pipeline import analyze
     from .runtime import load_predictor

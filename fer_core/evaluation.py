@@ -42,16 +42,20 @@ def training_splits(spec, sources: list[str] | None = None,
     for source in spec.train_data:  # "raf-db/train (9747 images, x2)", relative to the datasets root
         root = Path(source.rsplit(" (", 1)[0])
         crop = "detector" if ", detector crop" in source else "whole"
-        x, y, tr, va = load_split_folder(root if root.is_absolute() else datasets_root() / root, spec.input_size,
-                                         val_fraction=spec.args.get("val_fraction", 0.1),
-                                         seed=split_seed(spec.args), limit=spec.args.get("limit") or 0, crop=crop)
+        root = root if root.is_absolute() else datasets_root() / root
+        labels_csv = None
+        if root.suffix == ".csv":  # a named set: its folder and labels CSV (fer2013/ferplus7_train_labels.csv)
+            root, labels_csv = root.parent, root
+        x, y, tr, va = load_split_folder(root, spec.input_size, val_fraction=spec.args.get("val_fraction", 0.1),
+                                         seed=split_seed(spec.args), limit=spec.args.get("limit") or 0, crop=crop,
+                                         labels_csv=labels_csv)
         xs.append(x)
         ys.append(y)
         tr_parts.append(tr + offset)
         va_parts.append(va + offset)
         offset += len(y)
         if sources is not None:
-            sources.extend([str(root)] * len(va))
+            sources.extend([str(labels_csv or root)] * len(va))
         if positions is not None:
             positions.extend(va.tolist())
     return torch.cat(xs), torch.cat(ys), np.concatenate(tr_parts), np.concatenate(va_parts)

@@ -169,7 +169,7 @@ def sanity_similarity(model: FerNet, x: torch.Tensor, cam: np.ndarray, target: i
     (0.43 at most) and raised the mean from 0.10 to 0.18 — towards "fails", so never a false pass —
     while the choice of random draw alone moved one face by 0.29 on average."""
     from .device import bf16_supported, forward_logits
-    from .explain import explain, get_explainer
+    from .explainers import explain, get_explainer
 
     rnd = randomised_copy(model, seed)
     forward = None
@@ -189,7 +189,7 @@ def faithfulness_scores(model: FerNet, x: torch.Tensor, cam: np.ndarray, target:
     `scorer`: the module that predicts (an int8 or frozen copy of `model`; default `model`), which deletion and
     insertion run. ROAD is opt-in: its noisy linear imputation solves a sparse system per percentile (seconds per
     map on 2 cores)."""
-    from .explain import model_lock
+    from .explainers import model_lock
 
     with model_lock(model):  # these passes may run the eager model, which another thread may be hooking
         dele, ins = deletion_insertion(scorer or model, x, cam, target)

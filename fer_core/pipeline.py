@@ -127,7 +127,7 @@ def explain_face(
 ) -> FaceResult:
     """`result` with a map and its region shares (and with `faithfulness`, its scores) for each of `methods`,
     explaining the result's `target`; a method that does not apply to the model is reported in `errors`."""
-    from .explain import explain, unsupported_reason
+    from .explainers import explain, unsupported_reason
     from .regions import region_shares
 
     maps, scores, regions, errors = {}, {}, {}, {}
@@ -172,7 +172,7 @@ def warm_up(predictor: Predictor, methods: Sequence[str] | None = None, *,
     occlusion's batch shapes) several times a later one's, so a server pays it once, before a person asks. `methods`
     default to the app's starting ones (explain.DEFAULT_METHODS)."""
     from .examples import astronaut
-    from .explain import DEFAULT_METHODS, unsupported_reason
+    from .explainers import DEFAULT_METHODS, unsupported_reason
 
     face = analyze(astronaut(), predictor=predictor, whole_image=True)[0]
     supported = [m for m in methods or DEFAULT_METHODS if unsupported_reason(predictor.model, m) is None]

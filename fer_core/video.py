@@ -330,7 +330,7 @@ def analyse_frame(rgb: np.ndarray, predictor: Predictor, tracker: Tracker, smoot
         fresh = not t.probs.any()
         t.probs = p if (fresh or smooth == 0) else smooth * t.probs + (1 - smooth) * p
         if overlay in ("gradcam", "cam"):
-            from .explain import explain
+            from .explainers import explain
 
             t.cam = explain(predictor.model, predictor.input_tensor(c.face), int(np.argmax(t.probs)), overlay)
         else:

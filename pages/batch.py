@@ -70,7 +70,7 @@ def explain_face_of(filepath: str, face: int, whole: bool) -> None:
     """The maps of one scored face (its file found again among the uploads, a zip member re-read from memory);
     `whole`: the file was scored as one whole-image face."""
     from fer_core.errors import FerError
-    from fer_core.explain import EXPLAINERS
+    from fer_core.explainers import EXPLAINERS
     from fer_core.pipeline import MAX_FACES
     from fer_core.overlay import overlay
 
@@ -105,7 +105,8 @@ if st.session_state.get("batch_signature") != signature:  # score only when the 
     st.session_state["batch_signature"] = signature
 rows = st.session_state["batch_rows"]
 df = pd.DataFrame(rows)
-columns = score_columns(not whole)
+classes = ui.model_classes(model)
+columns = score_columns(not whole, classes)
 for c in columns:
     if c not in df:
         df[c] = None
@@ -130,10 +131,10 @@ if len(bad):
 
 if len(good):
     f1, f2 = st.columns(2)
-    keep = f1.multiselect("Show predictions", ui.EMOTIONS, default=list(ui.EMOTIONS))
+    keep = f1.multiselect("Show predictions", classes, default=list(classes))
     lo = f2.slider("Minimum confidence", 0.0, 1.0, 0.0, 0.05)
     view = good[good["prediction"].isin(keep) & (good["confidence"] >= lo)]
-    # what a person reads first, then the six probabilities and the box (the CSV keeps the CLI's column order)
+    # what a person reads first, then the class probabilities and the box (the CSV keeps the CLI's column order)
     first = ["thumbnail", "filepath", "face", "prediction", "confidence", "note"]
     shown = first + [c for c in columns if c not in first and c != "error"]
     st.dataframe(
@@ -141,7 +142,7 @@ if len(good):
         column_config={"thumbnail": st.column_config.ImageColumn("crop", width="small"),
                        "confidence": st.column_config.NumberColumn(format="%.2f"),
                        **{c: st.column_config.ProgressColumn(c, min_value=0.0, max_value=1.0, format="%.2f")
-                          for c in ui.EMOTIONS}},
+                          for c in classes}},
     )
     # keyed by (file, face), so a pick stays the same face when the filters above change the table
     labels = {(f, int(n)): f"{f} · face {int(n)}: {p} {c:.0%}"
@@ -152,7 +153,7 @@ if len(good):
         notes = good.loc[(good["filepath"] == pick[0]) & (good["face"] == pick[1]), "note"]
         explain_face_of(*pick, whole or any(WHOLE_FALLBACK in str(n) for n in notes))  # explained as it was scored
     g1, g2 = st.columns(2)
-    counts = view["prediction"].value_counts().reindex(ui.EMOTIONS, fill_value=0).reset_index()
+    counts = view["prediction"].value_counts().reindex(classes, fill_value=0).reset_index()
     counts.columns = ["emotion", "faces"]
     g1.plotly_chart(px.bar(counts, x="emotion", y="faces", title="Predicted classes", color="emotion",
                            color_discrete_map=ui.EMOTION_COLORS).update_layout(showlegend=False), width="stretch")

@@ -53,13 +53,15 @@ else:
     ds = st.radio("Evaluation set", sets, horizontal=True, format_func=ui.TEST_SETS.get) if sets else None
 if ckpts and ds:
     recall = pd.DataFrame([{"model": n, "emotion": e, "recall": r[ds]["recall"][i]}
-                           for n, r in ckpts.items() if ds in r for i, e in enumerate(ui.EMOTIONS)])
+                           for n, r in ckpts.items() if ds in r for i, e in enumerate(ui.class_list(len(r[ds]["recall"])))
+                           if "support" not in r[ds] or r[ds]["support"][i]])
     st.plotly_chart(px.bar(recall, x="emotion", y="recall", color="model", barmode="group",
                            title=f"Per-class recall on {ui.TEST_SETS[ds]}"), width="stretch")
     pick = st.selectbox("Confusion matrix of", [n for n, r in ckpts.items() if ds in r])
-    cm = pd.DataFrame(ckpts[pick][ds]["confusion"], index=ui.EMOTIONS, columns=ui.EMOTIONS)
+    names = ui.class_list(len(ckpts[pick][ds]["confusion"]))
+    cm = pd.DataFrame(ckpts[pick][ds]["confusion"], index=names, columns=names)
     norm = cm.div(cm.sum(axis=1).clip(lower=1), axis=0)
-    fig = go.Figure(go.Heatmap(z=norm.values, x=list(ui.EMOTIONS), y=list(ui.EMOTIONS), colorscale="Blues",
+    fig = go.Figure(go.Heatmap(z=norm.values, x=list(names), y=list(names), colorscale="Blues",
                                text=cm.values, texttemplate="%{text}", zmin=0, zmax=1))
     fig.update_layout(xaxis_title="predicted", yaxis_title="true", yaxis_autorange="reversed", height=420,
                       title=f"{pick} on {ui.TEST_SETS[ds]} (colour = row share, number = count)")
@@ -99,7 +101,7 @@ if up is not None:
                 st.error(f"{n}: {exc}")
                 continue
             rows.append({"model": n, "prediction": r.prediction, "confidence": r.confidence,
-                         **dict(zip(ui.EMOTIONS, map(float, r.probs)))})
+                         **dict(zip(ui.class_list(len(r.probs)), map(float, r.probs)))})
             # two lines for every model, so a long name (cnn_se_residual) does not push its map below the others'
             st.markdown(f"**{n}**  \n{r.prediction} ({r.confidence:.0%})")
             if "gradcam" in r.maps:
@@ -108,10 +110,11 @@ if up is not None:
     progress.empty()
     if rows:
         with table.container():
-            df = pd.DataFrame(rows)
-            shown = df.assign(**{c: 100 * df[c] for c in ("confidence", *ui.EMOTIONS)})
+            df = pd.DataFrame(rows)  # a six-class model's neutral cell is empty: it cannot say neutral
+            percent = [c for c in ("confidence", *ui.CLASSES_7) if c in df]
+            shown = df.assign(**{c: 100 * df[c] for c in percent})
             st.dataframe(shown, hide_index=True, width="stretch", column_config={
-                c: st.column_config.NumberColumn(format="%.1f%%") for c in ("confidence", *ui.EMOTIONS)})
+                c: st.column_config.NumberColumn(format="%.1f%%") for c in percent})
             first, said = df["model"].iloc[0], df["prediction"].iloc[0]
             agree = int((df["prediction"] == said).sum())
             st.caption((f"All {len(df)} models say {said}." if agree == len(df) else

@@ -7,21 +7,22 @@ import streamlit as st
 
 import ui
 from fer_core.examples import EXAMPLES
-from fer_core.explain import EXPLAINERS
+from fer_core.explainers import EXPLAINERS
 from fer_core.notes import BY_LABEL, CUT_OFF, SMALL_FACE, UNSURE, note_sentence
 from fer_core.overlay import COLORMAPS, grid, labelled_photo, overlay
 from fer_core.regions import region_sentence
 from fer_core.rows import face_row
 
 st.title("Why does the model think so?")
-st.caption("Upload a photo: every face is found, classified into six emotions and explained. "
+st.caption("Upload a photo: every face is found, classified (six emotions, and neutral for a model that knows it) "
+           "and explained. "
            "Not for diagnosis or surveillance — see the model card.")
 
 with st.sidebar:
     model = ui.model_select_ui()
     if model:
         methods = ui.methods_ui(model)
-        target = ui.target_ui()
+        target = ui.target_ui(classes=ui.model_classes(model))
         layer = ui.layer_ui(model)
     alpha = st.slider("Overlay opacity", 0.0, 1.0, 0.5, 0.05)
     cmap = st.selectbox("Colormap", list(COLORMAPS))
@@ -73,7 +74,7 @@ with left:
     photo = st.empty()  # drawn after the picker, so the face picked stands out
     idx = st.selectbox("Face", range(len(results)), format_func=lambda i: (
         f"Face {i + 1}: {results[i].prediction} {results[i].confidence:.0%}"
-        + (f" · detector {results[i].box.score:.2f}" if results[i].box is not None else "")
+        + (f" · detector {results[i].box.score:.2f}" if ui.has_score(results[i].box) else "")
         + "".join(f" ({n})" for n in results[i].notes)),
         help="Faces are numbered most confident first (the detector's score: how sure it is that this is a face)")
     photo.image(ui.boxed_photo(data, boxes, idx), width="stretch",

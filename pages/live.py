@@ -64,7 +64,7 @@ st.caption("Press START and allow the camera. If the video does not start within
 rate, faces, chart = st.empty(), st.empty(), st.empty()
 freeze = st.button("Freeze: explain this frame with every method", disabled=not ctx.state.playing)
 if freeze and session.last_frame is not None:
-    from fer_core.explain import supported_explainers
+    from fer_core.explainers import supported_explainers
 
     st.session_state["frozen_frame"] = ui.png_bytes(session.last_frame)
     st.session_state["model"] = model  # the Explain page's own widgets: the live model, every method it supports

@@ -6,7 +6,7 @@ import streamlit as st
 
 import ui
 from fer_core.checkpoints import read_spec
-from fer_core.explain import EXPLAINERS
+from fer_core.explainers import EXPLAINERS
 from fer_core.faces import COARSE_SIDE, MARGIN_COLOUR, MARGIN_GREY, TURN_BELOW
 
 st.title("Model card")
@@ -110,11 +110,12 @@ def class_balance(train_data: tuple) -> pd.DataFrame:
     for d in train_data:
         root = Path(d.split(" (")[0])
         root = root if root.is_absolute() else datasets_root() / root
-        try:
-            f = load_labelled_folder(root)
+        try:  # a folder, or a named set's labels CSV (fer2013/ferplus7_train_labels.csv)
+            f = load_labelled_folder(root.parent, root) if root.suffix == ".csv" else load_labelled_folder(root)
         except (FileNotFoundError, ValueError):
             continue
-        rows += [{"set": f.root.parent.name, "emotion": e, "images": n} for e, n in zip(ui.EMOTIONS, f.class_counts())]
+        name = root.stem.removesuffix("_train_labels") if root.suffix == ".csv" else f.root.parent.name
+        rows += [{"set": name, "emotion": e, "images": n} for e, n in zip(ui.CLASSES_7, f.class_counts())]
     return pd.DataFrame(rows)
 
 
@@ -125,9 +126,10 @@ if len(bal):
 
 if res:
     st.subheader("Per-class recall on the evaluation sets")
-    rec = pd.DataFrame({label: res[ds]["recall"] for ds, label in ui.TEST_SETS.items() if ds in res},
-                       index=ui.EMOTIONS)
-    st.dataframe(rec.map(lambda v: f"{v:.0%}"), width="stretch")
+    rec = pd.DataFrame({label: pd.Series(res[ds]["recall"], index=ui.class_list(len(res[ds]["recall"])))
+                        for ds, label in ui.TEST_SETS.items() if ds in res})
+    # a class a set does not have (neutral in the six-class benchmarks) stays empty
+    st.dataframe(rec.map(lambda v: "" if v != v else f"{v:.0%}"), width="stretch")
     wild = res.get("affectnet-hq-app", {})
     if wild.get("by_source"):
         st.caption("In the wild, per source: " + "; ".join(

@@ -8,7 +8,8 @@ import streamlit as st
 
 import ui
 from fer_core.errors import FerError
-from fer_core.video import MAX_DURATION_S, TIMELINE_COLUMNS, analyze_video, dominant_segments, face_summary
+from fer_core.labels import CLASSES_7
+from fer_core.video import MAX_DURATION_S, analyze_video, timeline_columns, dominant_segments, face_summary
 
 MAX_VIDEO_MB = 50
 st.title("Emotions over time")
@@ -68,9 +69,10 @@ if not rows:
     st.warning("No face was found in any analysed frame.")
 else:
     df = pd.DataFrame(rows)
-    per_face = pd.DataFrame(face_summary(rows))
+    classes = [c for c in CLASSES_7 if c in df]  # the model's classes: the six emotions, and neutral where it has it
+    per_face = pd.DataFrame(face_summary(rows, classes))
     st.markdown("**Each face over the clip** (share of its analysed frames with each emotion as the prediction)")
-    shares = [f"{e}_share" for e in ui.EMOTIONS]
+    shares = [f"{e}_share" for e in classes]
     st.dataframe(per_face[["face", "first_s", "last_s", "frames", "most_often", *shares]], hide_index=True,
                  width="stretch", column_config={
                      "face": st.column_config.NumberColumn("face", format="#%d"),
@@ -78,20 +80,20 @@ else:
                      "last_s": st.column_config.NumberColumn("to (s)", format="%.1f"),
                      "most_often": st.column_config.TextColumn("most often"),
                      **{f"{e}_share": st.column_config.ProgressColumn(e, min_value=0.0, max_value=1.0, format="percent",
-                                                                      width="small") for e in ui.EMOTIONS}})
+                                                                      width="small") for e in classes}})
     faces = sorted(df["face"].unique())
     face = st.selectbox("Face", faces, format_func=lambda f: f"Face #{f}")
-    long = df[df["face"] == face].melt(id_vars=["time_s"], value_vars=list(ui.EMOTIONS), var_name="emotion",
+    long = df[df["face"] == face].melt(id_vars=["time_s"], value_vars=list(classes), var_name="emotion",
                                        value_name="probability")
     fig = px.line(long, x="time_s", y="probability", color="emotion", title=f"Face #{face}",
-                  category_orders={"emotion": list(ui.EMOTIONS)}, color_discrete_map=ui.EMOTION_COLORS,
+                  category_orders={"emotion": list(classes)}, color_discrete_map=ui.EMOTION_COLORS,
                   labels={"time_s": "time (s)"})
     fig.update_yaxes(range=[0, 1])
     st.plotly_chart(fig, width="stretch")
     st.markdown("**Dominant emotion per segment**")
     st.dataframe(pd.DataFrame(dominant_segments(rows, int(face))), hide_index=True, width="stretch")
     t1, t2 = st.columns(2)
-    t1.download_button("Timeline (CSV)", df[TIMELINE_COLUMNS].to_csv(index=False), "timeline.csv", "text/csv",
+    t1.download_button("Timeline (CSV)", df[timeline_columns(classes)].to_csv(index=False), "timeline.csv", "text/csv",
                        on_click="ignore")
     t2.download_button("Per-face summary (CSV)", per_face.to_csv(index=False), "faces.csv", "text/csv",
                        on_click="ignore", help="each face's share of frames and mean probability per emotion")

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from fer_core.checkpoints import load_checkpoint
-from fer_core.explain import explain
+from fer_core.explainers import explain
 from fer_core.models import count_parameters, create_model
 from tests.test_data import make_folder
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from fer_core.explain import EXPLAINERS, explain, supported_explainers, unsupported_reason
+from fer_core.explainers import EXPLAINERS, explain, supported_explainers, unsupported_reason
 from fer_core.faithfulness import deletion_insertion, spearman
 from fer_core.models import FerNet, create_model, list_models
 
@@ -98,7 +98,7 @@ class TinyNet(FerNet):
 
 
 def test_cam_exact_values_on_hand_weighted_net():
-    from fer_core.explain import cam_from_features
+    from fer_core.explainers import cam_from_features
 
     f = torch.zeros(1, 3, 2, 2)
     f[0, 0] = torch.tensor([[1.0, 2.0], [3.0, 0.0]])

@@ -301,7 +301,7 @@ def test_analyze_can_explain_one_face_of_a_group_later(predictor):
 
 def test_sanity_check_reruns_occlusion_with_the_maps_options(astronaut, predictor, monkeypatch):
     """The randomised model's map must be made with the window and stride the user chose, not defaults."""
-    import fer_core.explain as explain_mod
+    import fer_core.explainers as explain_mod
     from fer_core.pipeline import faithfulness_for
 
     calls = []

@@ -137,7 +137,7 @@ def test_quantize_script_calibrates_a_trained_run(tmp_path, monkeypatch):
 
 def test_occlusion_runs_the_prediction_module(calibrated):
     """Occlusion (forward-only) explains the int8 copy that predicted; gradient methods keep the eager model."""
-    from fer_core.explain import explain
+    from fer_core.explainers import explain
 
     pred = Predictor(*load_checkpoint(calibrated), precision="int8")
     scorer = pred.scorer()
