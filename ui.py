@@ -424,6 +424,21 @@ def methods_ui(model_name: str, key: str = "methods") -> list[str]:
     return [m for m in chosen if unsupported_reason(predictor.model, m) is None]
 
 
+def without_repeats(model_name: str, methods: list[str], layer: str | None) -> list[str]:
+    """`methods` less those whose map repeats an earlier one's for this model and layer (explainers.repeated_maps),
+    each named in one line instead of drawn twice."""
+    from fer_core.explainers import repeated_maps
+
+    repeats = repeated_maps(get_predictor(model_name).model, methods, layer)
+    by_first: dict[str, list[str]] = {}
+    for m, first in repeats.items():
+        by_first.setdefault(first, []).append(m)
+    for first, same in by_first.items():
+        st.caption(f"{', '.join(EXPLAINERS[m].label for m in same)}: the same map as {EXPLAINERS[first].label} for "
+                   f"{model_name} at this layer (a global-average-pool + linear head), so it is drawn once.")
+    return [m for m in methods if m not in repeats]
+
+
 def layer_ui(model_name: str, key: str = "layer") -> str:
     predictor = get_predictor(model_name)
     layers = list(predictor.model.explain_layers())

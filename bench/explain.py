@@ -22,10 +22,21 @@ import torch
 
 
 from fer_core.data import datasets_root, load_labelled_folder  # noqa: E402
-from fer_core.explainers import EXPLAINERS, explain, supported_explainers  # noqa: E402
+from fer_core.explainers import DEFAULT_METHODS, EXPLAINERS, explain, supported_explainers  # noqa: E402
 from fer_core.faithfulness import deletion_insertion, road_score, sanity_similarity, spearman  # noqa: E402
 from fer_core.runtime import DEFAULT_CHECKPOINT, load_predictor  # noqa: E402
 from fer_core.io import read_image  # noqa: E402
+
+
+def pairs_table(model, xs, targets, scorer, methods: list[str]) -> None:
+    """Spearman rank correlation between every two methods' maps of each face: mean and largest over the faces."""
+    maps = {m: [explain(model, x, t, m, forward=scorer) for x, t in zip(xs, targets)] for m in methods}
+    print("| method A | method B | Spearman mean | Spearman largest |")
+    print("|---|---|---|---|")
+    for i, a in enumerate(methods):
+        for b in methods[i + 1:]:
+            rho = [spearman(p.ravel(), q.ravel()) for p, q in zip(maps[a], maps[b])]
+            print(f"| {EXPLAINERS[a].label} | {EXPLAINERS[b].label} | {np.mean(rho):.3f} | {np.max(rho):.3f} |")
 
 
 def main() -> None:
@@ -39,6 +50,10 @@ def main() -> None:
                     help="comma-separated seeds of the randomised model: the table's sanity column is the mean over "
                          "faces and seeds (one draw can flip a 4x4 map's ranks), and with several seeds a second "
                          "table shows how much one face's similarity moves between them")
+    ap.add_argument("--pairs", action="store_true",
+                    help="only the rank correlation (Spearman) between every two methods' maps of the same face "
+                         "(--methods, default the app's starting methods; mean and largest over the faces): which "
+                         "maps repeat each other")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -56,6 +71,9 @@ def main() -> None:
         jobs = [("gradcam", layer) for layer in model.explain_layers()]
     print(f"model {args.model} (predicts in {pred.precision}); {len(faces)} RAF-DB test faces; {args.threads} threads; "
           "target = prediction")
+    if args.pairs:
+        pairs_table(model, xs, targets, scorer, [m for m in args.methods.split(",") if m] or list(DEFAULT_METHODS))
+        return
     seeds = [int(s) for s in args.sanity_seeds.split(",") if s]
     by_seed = {}  # label -> (faces, seeds) similarities
     print("| method | layer | deletion AUC ↓ | insertion AUC ↑ | ROAD ↑ | sanity similarity ↓ | ms/face |")

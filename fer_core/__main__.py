@@ -456,6 +456,28 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 1 if bad else 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from .checkpoints import resolve_checkpoint
+    from .io import prepare_output
+    from .onnx_runtime import export_onnx, read_onnx
+
+    require_suffix("--onnx", args.onnx, (".onnx",))
+    source = resolve_checkpoint(args.model)
+    refuse_clobber({"--onnx": args.onnx}, [str(source)])
+    prepare_output(args.onnx)
+    tmp = Path(args.onnx).with_name(f".{Path(args.onnx).stem}.partial.onnx")  # whole, or not there
+    try:
+        export_onnx(source, tmp, int8=args.int8, samples=args.samples)
+        os.replace(tmp, args.onnx)
+    finally:
+        tmp.unlink(missing_ok=True)
+    _, spec, precision = read_onnx(args.onnx)
+    print(f"wrote {display_name(args.onnx)} ({Path(args.onnx).stat().st_size / 1e6:.1f} MB, {precision}, "
+          f"{len(spec.classes)} classes, input {spec.input_size} px; FER_RUNTIME=onnx FER_ONNX_MODEL={args.onnx} "
+          "predicts with it)", file=sys.stderr)
+    return 0
+
+
 def _model_args(p: argparse.ArgumentParser) -> None:
     from .device import PRECISIONS
     from .runtime import DEFAULT_CHECKPOINT
@@ -537,7 +559,8 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("explain", help="explanation maps, a grid and a JSON report for every face in an image")
     e.add_argument("image", help="an image file")
     _model_args(e)
-    e.add_argument("--methods", default="gradcam,cam,occlusion", help="comma-separated methods")
+    e.add_argument("--methods", default="gradcam,integrated_gradients,occlusion",
+                   help="comma-separated methods (default: the app's starting three, which never repeat a map)")
     e.add_argument("--target", default=None, help="class to explain (default: the prediction)")
     e.add_argument("--layer", default=None, help="layer for layer-based methods (default: the model's own)")
     e.add_argument("--whole-image", action="store_true", help="treat the image as one face crop")
@@ -576,6 +599,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the --every of the video runs (default: read from the frame numbers)")
     j.set_defaults(func=cmd_join)
 
+    x = sub.add_parser("export", help="a checkpoint as an ONNX model (float32, or int8 by ONNX Runtime)")
+    x.add_argument("model", help="checkpoint name in checkpoints/ or a path")
+    x.add_argument("--onnx", required=True, help="the .onnx file to write (the spec travels in its metadata)")
+    x.add_argument("--int8", action="store_true",
+                   help="quantise with ONNX Runtime's static quantisation, activation ranges from the checkpoint's "
+                        "own training faces (needs its datasets; never a test face)")
+    x.add_argument("--samples", type=_positive_int, default=512, help="with --int8: training faces for the ranges")
+    x.set_defaults(func=cmd_export)
+
     m = sub.add_parser("models", help="list architectures and checkpoints with their metrics")
     m.set_defaults(func=cmd_models)
     return p
@@ -585,9 +617,12 @@ def _check_environment() -> None:
     """The environment variables a user can set, checked before any work (UsageError naming the allowed values)."""
     from .device import PRECISIONS
 
+    from .onnx_runtime import requested_runtime
+
     value = os.environ.get("FER_PRECISION")
     if value is not None and value not in PRECISIONS:
         raise UsageError(f"FER_PRECISION={value!r}: choose from {', '.join(PRECISIONS)}")
+    requested_runtime()  # FER_RUNTIME
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,7 +18,10 @@ from torch import nn
 
 from .models import FerNet
 
-DEFAULT_METHODS = ("gradcam", "cam", "occlusion")  # what the app explains with until a person picks others
+# what the app explains with until a person picks others: three maps that differ (CAM, the fourth candidate, is
+# Grad-CAM's map for GAP + linear models: SAME_AS_CAM), the seed's Grad-CAM and the two most faithful by deletion and
+# insertion (docs/explanations.md)
+DEFAULT_METHODS = ("gradcam", "integrated_gradients", "occlusion")
 OCCLUSION_WINDOW, OCCLUSION_STRIDE = 8, 4  # occlusion's window and stride (px at the model's input)
 
 @dataclass(frozen=True)
@@ -70,6 +73,24 @@ def unsupported_reason(model: FerNet, name: str) -> str | None:
 
 def supported_explainers(model: FerNet) -> list[str]:
     return [n for n in EXPLAINERS if unsupported_reason(model, n) is None]
+
+
+# For a model whose head is a global average pool + one linear layer, at the layer that feeds the pool, the gradient
+# of a class score with respect to each activation is that class's head weight divided by the map's area, the same
+# everywhere; so Grad-CAM's channel weights, HiResCAM's gradient × activation and XGrad-CAM's weights all reduce to
+# CAM's (Zhou et al.), and after ReLU and scaling the four maps are one (tests/test_explain.py checks it numerically).
+SAME_AS_CAM = ("cam", "gradcam", "hirescam", "xgradcam")
+
+
+def repeated_maps(model: FerNet, methods: list[str] | tuple[str, ...], layer: str | None = None) -> dict[str, str]:
+    """{method: the earlier method of `methods` whose map it repeats exactly for this model and layer}: what a page
+    says in a line instead of drawing the same map twice. Empty where the model's head is not GAP + one linear
+    layer, or where the layer-based methods look at another layer than the pooled one."""
+    if model.gap_linear is None:
+        return {}
+    pooled = model.pooled_layer is not None and (layer or model.default_layer) == model.pooled_layer
+    same = [m for m in methods if m in SAME_AS_CAM and (m == "cam" or pooled)]
+    return {m: same[0] for m in same[1:]}
 
 
 _locks: "weakref.WeakKeyDictionary[nn.Module, threading.RLock]" = weakref.WeakKeyDictionary()

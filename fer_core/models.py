@@ -85,6 +85,12 @@ class FerNet(nn.Module):
         """The linear layer of a GAP + one-linear head, else None (then CAM is not defined)."""
         return None
 
+    @property
+    def pooled_layer(self) -> str | None:
+        """The explain layer whose output is forward_features' (what the head pools), or None where no explain layer
+        is (VGG's last one is followed by a max-pool). Grad-CAM there is CAM for a GAP + linear head."""
+        return list(self.explain_layers())[-1] if self.gap_linear is not None else None
+
     def stage_modules(self, name: str) -> list[nn.Module]:
         """The modules whose weights compute explain layer `name` (what a randomisation check resets)."""
         return [self.explain_layer(name)]
@@ -455,6 +461,10 @@ class VGG(FerNet):
     @property
     def gap_linear(self) -> nn.Linear:
         return self.fc
+
+    @property
+    def pooled_layer(self) -> None:  # stage5 is the ReLU before the last max-pool, not the pooled map
+        return None
 
 
 @register_model("vgg16", "VGG16 with batch norm, GAP + one linear head (14.7M parameters)")

@@ -16,6 +16,7 @@ from .device import (
 )
 from .models import FerNet
 from .preprocess import faces_to_uint8, grayscale_mask, normalize
+from .onnx_runtime import requested_runtime
 from .quantize import int8_for_inference, int8_supported
 
 DEFAULT_CHECKPOINT = "fernet"
@@ -42,7 +43,7 @@ class Predictor:
     """
 
     def __init__(self, model: FerNet, spec: ModelSpec, name: str = "", *, precision: str | None = None,
-                 frozen: bool | None = False) -> None:
+                 frozen: bool | None = False, runtime: str | None = None, path: str | os.PathLike | None = None) -> None:
         # channels_last: 1.6x faster CPU inference here (batch of 225, as in occlusion)
         self.model = model.eval().to(memory_format=torch.channels_last)
         self.spec = spec
@@ -61,20 +62,31 @@ class Predictor:
             raise ValueError(f"{self.name} cannot predict in int8: {why}")
         self._frozen_choice = True if requested == "int8" else frozen
         self._int8: torch.nn.Module | None = None
+        # FER_RUNTIME=onnx: predictions run an ONNX Runtime session (fer_core.onnx_runtime) of this checkpoint's
+        # export, or of FER_ONNX_MODEL; explanations still run the torch model
+        self._onnx_wanted = requested_runtime(runtime) == "onnx"
+        if self._onnx_wanted and path is None and not os.environ.get("FER_ONNX_MODEL"):
+            raise ValueError("the ONNX runtime needs the checkpoint's path (load_predictor passes it) or FER_ONNX_MODEL")
+        self._path = path
+        self._onnx: torch.nn.Module | None = None
         # the module predictions run; None until the first prediction builds and picks it
         self._fast: torch.nn.Module | None = (
-            None if self._frozen_choice is not False and (self._cpu32 or self._int8_ok) else self.model)
+            None if self._onnx_wanted or (self._frozen_choice is not False and (self._cpu32 or self._int8_ok))
+            else self.model)
         self._lock = threading.Lock()
 
     @property
     def runtime(self) -> str:
-        """How predictions run: 'torchscript' (a compiled copy) or 'eager'."""
-        return "eager" if self.prediction_model() is self.model else "torchscript"
+        """How predictions run: 'onnx' (ONNX Runtime), 'torchscript' (a compiled copy) or 'eager'."""
+        fast = self.prediction_model()
+        return "onnx" if fast is self._onnx else "eager" if fast is self.model else "torchscript"
 
     @property
     def precision(self) -> str:
         """What predictions compute in: 'float32', 'bfloat16' or 'int8'."""
         fast = self.prediction_model()
+        if fast is self._onnx:
+            return self._onnx.precision
         return "int8" if fast is self._int8 else self._float_precision
 
     def prediction_model(self) -> torch.nn.Module:
@@ -86,6 +98,11 @@ class Predictor:
         return self._fast
 
     def _choose_fast(self) -> torch.nn.Module:
+        if self._onnx_wanted:
+            from .onnx_runtime import onnx_module_for
+
+            self._onnx = onnx_module_for(self._path, self.spec, os.environ.get("FER_ONNX_MODEL") or None)
+            return self._onnx
         size = self.spec.input_size
         # a batch of 2 = one face with flip averaging, the app's commonest call
         example = self.inputs([np.zeros((size, size, 3), np.uint8)] * 2).to(self.device)
@@ -149,7 +166,8 @@ class Predictor:
     def temperatures(self) -> tuple[float, float]:
         """The calibration temperatures (colour faces, black-and-white faces) of what predicts: the int8
         copy's own where it runs and the checkpoint has them (train/quantize.py), else the float32 model's."""
-        own = self.spec.int8 if self.precision == "int8" and self.spec.int8.get("temperature") else None
+        own = (self.spec.int8 if self.precision == "int8" and self.runtime != "onnx" and self.spec.int8.get("temperature")
+               else None)
         t, t_gray = (own["temperature"], own.get("temperature_gray")) if own else (
             self.spec.temperature, self.spec.temperature_gray)
         return float(t), float(t_gray or t)
@@ -169,9 +187,10 @@ _LOAD_LOCK = threading.Lock()
 
 
 @functools.lru_cache(maxsize=16)
-def _load_cached(path: str, mtime: float, precision: str, frozen: bool | None) -> Predictor:
+def _load_cached(path: str, mtime: float, precision: str, frozen: bool | None, runtime: str, onnx_model: str) -> Predictor:
     model, spec = load_checkpoint(path)
-    return Predictor(model, spec, os.path.splitext(os.path.basename(path))[0], precision=precision, frozen=frozen)
+    return Predictor(model, spec, os.path.splitext(os.path.basename(path))[0], precision=precision, frozen=frozen,
+                     runtime=runtime, path=path)
 
 
 def load_predictor(name_or_path: str | os.PathLike = DEFAULT_CHECKPOINT, *, precision: str | None = None,
@@ -188,5 +207,6 @@ def load_predictor(name_or_path: str | os.PathLike = DEFAULT_CHECKPOINT, *, prec
     float32 predictions."""
     path = resolve_checkpoint(name_or_path)
     with _LOAD_LOCK:  # one load per checkpoint when two threads ask at once (the app preloads on a thread)
-        return _load_cached(str(path), path.stat().st_mtime, requested_precision(precision), frozen)
+        return _load_cached(str(path), path.stat().st_mtime, requested_precision(precision), frozen,
+                            requested_runtime(), os.environ.get("FER_ONNX_MODEL", ""))
 

@@ -148,7 +148,7 @@ if len(good):
     labels = {(f, int(n)): f"{f} · face {int(n)}: {p} {c:.0%}"
               for f, n, p, c in view[["filepath", "face", "prediction", "confidence"]].itertuples(index=False)}
     pick = st.selectbox("Why? Explain one face", list(labels), index=None, key="batch_why", format_func=labels.get,
-                        placeholder="pick a face to see its Grad-CAM, CAM and occlusion maps")
+                        placeholder="pick a face to see its Grad-CAM, Integrated Gradients and occlusion maps")
     if pick is not None:
         notes = good.loc[(good["filepath"] == pick[0]) & (good["face"] == pick[1]), "note"]
         explain_face_of(*pick, whole or any(WHOLE_FALLBACK in str(n) for n in notes))  # explained as it was scored

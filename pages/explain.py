@@ -24,6 +24,7 @@ with st.sidebar:
         methods = ui.methods_ui(model)
         target = ui.target_ui(classes=ui.model_classes(model))
         layer = ui.layer_ui(model)
+        methods = ui.without_repeats(model, methods, layer)
     alpha = st.slider("Overlay opacity", 0.0, 1.0, 0.5, 0.05)
     cmap = st.selectbox("Colormap", list(COLORMAPS))
     whole = ui.whole_toggle("explain_whole")

@@ -72,6 +72,36 @@ def test_cam_equals_gradcam_on_gap_linear_head(models, arch):
         assert np.allclose(cam, grad, atol=1e-4)
 
 
+@pytest.mark.parametrize("arch", ["fernet", "resnet18", "vgg16", "baseline"])
+def test_repeated_maps_are_exactly_the_repeated_ones(models, arch):
+    """repeated_maps names a method only where its map is CAM's (GAP + linear head, the pooled layer), and each
+    named map is numerically the same; at another layer, or for a multi-layer head, nothing is called a repeat."""
+    from fer_core.explainers import SAME_AS_CAM, repeated_maps
+
+    torch.manual_seed(0)
+    model = models[arch] if arch in models else create_model(arch).eval()
+    methods = ["gradcam", "cam", "hirescam", "xgradcam", "occlusion", "integrated_gradients"]
+    pooled = model.pooled_layer
+    said = repeated_maps(model, methods, pooled)
+    if pooled is None:  # a multi-layer head, or VGG (a max-pool after its last explain layer)
+        assert said == {}
+        return
+    assert said == {"cam": "gradcam", "hirescam": "gradcam", "xgradcam": "gradcam"}
+    x = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    maps = {m: explain(model, x, 1, m, layer=pooled) for m in SAME_AS_CAM}
+    for m, first in said.items():
+        assert np.allclose(maps[m], maps[first], atol=1e-3), m
+    shallow = [layer for layer in model.explain_layers() if layer != pooled][-1]
+    assert repeated_maps(model, methods, shallow) == {}  # a finer layer's Grad-CAM is another map
+    assert spearman(explain(model, x, 1, "gradcam", layer=shallow).ravel(), maps["cam"].ravel()) < 0.999
+
+
+def test_starting_methods_repeat_no_map(models):
+    from fer_core.explainers import DEFAULT_METHODS, repeated_maps
+
+    assert "gradcam" in DEFAULT_METHODS and repeated_maps(models["fernet"], DEFAULT_METHODS) == {}
+
+
 class TinyNet(FerNet):
     """Hand-weighted: feature map = the input's first two channels; linear head fixed."""
 
