@@ -4,6 +4,7 @@ in-the-wild affectnet-hq val split (through the app's detector and crop), beside
   python bench/accuracy.py            # re-evaluates (writes checkpoints/results.json), then prints
   python bench/accuracy.py --cached   # prints from checkpoints/results.json only
   python bench/accuracy.py --cached --headline   # the README's table
+  python bench/accuracy.py --cached --write-docs # the README's and docs/results.md's tables, rewritten in place
 """
 from __future__ import annotations
 
@@ -12,11 +13,12 @@ import json
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
 
-from fer_core.checkpoints import CHECKPOINT_DIR  # noqa: E402
-from fer_core.labels import CLASSES_7, EMOTIONS  # noqa: E402
-from fer_core.reference import PAPER_ACCURACY, PEER_ACCURACY  # noqa: E402
+from fer_core.checkpoints import CHECKPOINT_DIR
+from fer_core.labels import CLASSES_7, EMOTIONS
+from fer_core.reference import PAPER_ACCURACY, PEER_ACCURACY
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def fmt(v, pct=True):
@@ -105,16 +107,45 @@ def source_table(results: dict) -> str:
     return "\n".join(lines)
 
 
+# the tables the docs hold between `<!-- NAME:begin -->` and `<!-- NAME:end -->` lines, generated from the results
+# file (python bench/accuracy.py --cached --write-docs); tests/test_docs.py fails when the committed text differs
+GENERATED = {"README.md": ("headline",), "docs/results.md": ("accuracy", "recall", "sources")}
+
+
+def generated(results: dict, name: str) -> str:
+    return {"headline": headline, "accuracy": table, "recall": recall_table, "sources": source_table}[name](results)
+
+
+def fill(text: str, results: dict, names: tuple[str, ...]) -> str:
+    """`text` with each generated block replaced by what the results file gives now."""
+    import re
+
+    for name in names:
+        pattern = re.compile(rf"(<!-- {name}:begin -->\n).*?(\n<!-- {name}:end -->)", re.S)
+        if not pattern.search(text):
+            raise SystemExit(f"no <!-- {name}:begin --> ... <!-- {name}:end --> block to fill")
+        text = pattern.sub(lambda m: m.group(1) + generated(results, name) + m.group(2), text)
+    return text
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--cached", action="store_true", help="do not re-evaluate; print the results file")
     p.add_argument("--headline", action="store_true", help="print only the README's table")
+    p.add_argument("--write-docs", action="store_true",
+                   help="rewrite the generated tables in README.md and docs/results.md from the results file")
     args = p.parse_args()
     if not args.cached:
         import subprocess
 
         subprocess.run([sys.executable, str(ROOT / "train" / "evaluate.py")], check=True)
     results = json.loads((CHECKPOINT_DIR / "results.json").read_text())
+    if args.write_docs:
+        for doc, names in GENERATED.items():
+            path = ROOT / doc
+            path.write_text(fill(path.read_text(), results, names))
+            print(f"wrote the {', '.join(names)} table(s) of {doc}")
+        return
     if args.headline:
         print(headline(results))
         return

@@ -26,9 +26,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parent.parent
 
-from fer_core.examples import astronaut, group_photo  # noqa: E402
+from fer_core.examples import astronaut, group_photo
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def free_port() -> int:

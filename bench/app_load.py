@@ -26,11 +26,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+
+from app_latency import IMAGES, free_port, stop_server, wait_healthy
+
+from fer_core.examples import astronaut
+
 ROOT = Path(__file__).resolve().parent.parent
-
-from app_latency import IMAGES, free_port, stop_server, wait_healthy  # noqa: E402
-
-from fer_core.examples import astronaut  # noqa: E402
 
 PAGE_ERROR = '[data-testid="stException"]'
 # resolves once the new photo's caption is shown and four images not on the page before the upload (the boxed photo,

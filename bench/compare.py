@@ -1,7 +1,7 @@
 """Is checkpoint A really better than B? A paired comparison on the same test faces.
 
   python bench/compare.py fernet old/fernet.safetensors                 # RAF-DB test and FER2013 test
-  python bench/compare.py fernet fernet_duo --data raf-db --n-boot 5000
+  python bench/compare.py fernet vgg16 --data raf-db --n-boot 5000
 
 Each checkpoint runs as the app and train/evaluate.py run it (the same precision, int8 copy and flip
 averaging); the difference in accuracy comes with a paired bootstrap over the faces (standard error, 95%
@@ -15,13 +15,14 @@ from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
 
-from fer_core.evaluation import app_logits  # noqa: E402
-from fer_core.checkpoints import resolve_checkpoint  # noqa: E402
-from fer_core.data import datasets_root, load_labelled_folder, load_uint8  # noqa: E402
-from fer_core.runtime import load_predictor  # noqa: E402
-from fer_core.metrics import paired_difference  # noqa: E402
+from fer_core.evaluation import app_logits
+from fer_core.checkpoints import resolve_checkpoint
+from fer_core.data import datasets_root, load_labelled_folder, load_uint8
+from fer_core.runtime import load_predictor
+from fer_core.metrics import paired_difference
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def main(argv: list[str] | None = None) -> dict:

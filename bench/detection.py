@@ -36,16 +36,17 @@ import cv2
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
 
-from fer_core.evaluation import sample_indices  # noqa: E402
-from robustness import _noise  # noqa: E402
-from fer_core.data import datasets_root, load_labelled_folder  # noqa: E402
-from fer_core.faces import SIDE_VIEW, head_turn  # noqa: E402
-from fer_core.framing import central, in_a_photo  # noqa: E402
-from fer_core.pipeline import find_faces  # noqa: E402
-from fer_core.runtime import DEFAULT_CHECKPOINT, load_predictor  # noqa: E402
-from fer_core.metrics import expected_calibration_error  # noqa: E402
+from fer_core.evaluation import sample_indices
+from robustness import _noise
+from fer_core.data import datasets_root, load_labelled_folder
+from fer_core.faces import SIDE_VIEW, head_turn
+from fer_core.framing import central, in_a_photo
+from fer_core.pipeline import find_faces
+from fer_core.runtime import DEFAULT_CHECKPOINT, load_predictor
+from fer_core.metrics import expected_calibration_error
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def resized(img: np.ndarray, side: int, noise: float = 0.0, seed: int = 0, context: float = 0.0,

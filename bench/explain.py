@@ -21,11 +21,11 @@ import numpy as np
 import torch
 
 
-from fer_core.data import datasets_root, load_labelled_folder  # noqa: E402
-from fer_core.explainers import DEFAULT_METHODS, EXPLAINERS, explain, supported_explainers  # noqa: E402
-from fer_core.faithfulness import deletion_insertion, road_score, sanity_similarity, spearman  # noqa: E402
-from fer_core.runtime import DEFAULT_CHECKPOINT, load_predictor  # noqa: E402
-from fer_core.io import read_image  # noqa: E402
+from fer_core.data import datasets_root, load_labelled_folder
+from fer_core.explainers import DEFAULT_METHODS, EXPLAINERS, explain, supported_explainers
+from fer_core.faithfulness import deletion_insertion, road_score, sanity_similarity, spearman
+from fer_core.runtime import DEFAULT_CHECKPOINT, load_predictor
+from fer_core.io import read_image
 
 
 def pairs_table(model, xs, targets, scorer, methods: list[str]) -> None:

@@ -18,11 +18,12 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
 
-from fer_core.examples import hand_picture  # noqa: E402
-from fer_core.faces import CHECK_BELOW, FACE_CHECK, detect_faces, face_geometry  # noqa: E402
-from fer_core.framing import in_a_photo, nearest_centre  # noqa: E402
+from fer_core.examples import hand_picture
+from fer_core.faces import CHECK_BELOW, FACE_CHECK, detect_faces, face_geometry
+from fer_core.framing import in_a_photo, nearest_centre
+
+ROOT = Path(__file__).resolve().parent.parent
 
 FACELESS = ("brick", "chelsea", "clock", "coffee", "coins", "colorwheel", "grass", "gravel", "hubble_deep_field",
             "immunohistochemistry", "logo", "moon", "page", "rocket", "text", "retina", "checkerboard",

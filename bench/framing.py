@@ -2,7 +2,7 @@
 eyes are a given share of the crop apart.
 
   python bench/framing.py                                 # the default model, eyes 0.34-0.46 of the crop apart
-  python bench/framing.py --model fernet_duo --eyes 0.36 0.40 0.44
+  python bench/framing.py --model vgg16 --eyes 0.36 0.40 0.44
 
 The two training sets frame faces differently: RAF-DB's aligned crops put the eyes ~0.45 of the crop apart,
 FER2013's ~0.37 (yuface's landmarks), and our own crop of a face in a photo puts them wherever the crop rule
@@ -21,13 +21,14 @@ import cv2
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
 
-from fer_core.evaluation import training_splits  # noqa: E402
-from robustness import _affine  # noqa: E402
-from fer_core.faces import detect_faces, eyes_apart  # noqa: E402
-from fer_core.runtime import DEFAULT_CHECKPOINT, load_predictor  # noqa: E402
-from fer_core.metrics import classification_report  # noqa: E402
+from fer_core.evaluation import training_splits
+from robustness import _affine
+from fer_core.faces import detect_faces, eyes_apart
+from fer_core.runtime import DEFAULT_CHECKPOINT, load_predictor
+from fer_core.metrics import classification_report
+
+ROOT = Path(__file__).resolve().parent.parent
 
 DETECT_SIDE = 256
 

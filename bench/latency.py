@@ -12,12 +12,13 @@ from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
 
-from fer_core.evaluation import latency_ms  # noqa: E402
-from fer_core.checkpoints import load_checkpoint  # noqa: E402
-from fer_core.device import cpu_summary  # noqa: E402
-from fer_core.runtime import DEFAULT_CHECKPOINT, Predictor  # noqa: E402
+from fer_core.evaluation import latency_ms
+from fer_core.checkpoints import load_checkpoint
+from fer_core.device import cpu_summary
+from fer_core.runtime import DEFAULT_CHECKPOINT, Predictor
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def main() -> None:

@@ -7,7 +7,7 @@ explain the prediction with the app's default options.
 
   python bench/regions.py                                   # RAF-DB test, every face: the Model card's file
   python bench/regions.py --sample 300 --out regions_sample.json    # a quick look
-  python bench/regions.py --model fernet_duo --data fer2013 # another checkpoint or test set (added to the file)
+  python bench/regions.py --model vgg16 --data fer2013 # another checkpoint or test set (added to the file)
 
 Writes (adds to) a JSON file, `checkpoints/regions.json` by default, keyed by checkpoint name then test set: the
 Model card page shows it.
@@ -26,18 +26,19 @@ import cv2
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
 
-from fer_core.evaluation import sample_indices  # noqa: E402
-from fer_core.checkpoints import CHECKPOINT_DIR  # noqa: E402
-from fer_core.data import datasets_root, load_labelled_folder  # noqa: E402
-from fer_core.explainers import unsupported_reason  # noqa: E402
-from fer_core.faces import detect_faces  # noqa: E402
-from fer_core.framing import nearest_centre  # noqa: E402
-from fer_core.pipeline import analyze, explain_face  # noqa: E402
-from fer_core.runtime import DEFAULT_CHECKPOINT, load_predictor  # noqa: E402
-from fer_core.io import read_image  # noqa: E402
-from fer_core.regions import REGIONS, region_shares  # noqa: E402
+from fer_core.evaluation import sample_indices
+from fer_core.checkpoints import CHECKPOINT_DIR
+from fer_core.data import datasets_root, load_labelled_folder
+from fer_core.explainers import unsupported_reason
+from fer_core.faces import detect_faces
+from fer_core.framing import nearest_centre
+from fer_core.pipeline import analyze, explain_face
+from fer_core.runtime import DEFAULT_CHECKPOINT, load_predictor
+from fer_core.io import read_image
+from fer_core.regions import REGIONS, region_shares
+
+ROOT = Path(__file__).resolve().parent.parent
 
 DETECT_SIDE = 256
 MAP_SIDE = 32  # the mean maps are stored at this size

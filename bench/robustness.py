@@ -19,13 +19,14 @@ import cv2
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
 
-from fer_core.evaluation import sample_indices  # noqa: E402
-from fer_core.data import datasets_root, load_labelled_folder, load_uint8  # noqa: E402
-from fer_core.runtime import DEFAULT_CHECKPOINT, load_predictor  # noqa: E402
-from fer_core.metrics import classification_report  # noqa: E402
-from fer_core.training import predict_logits  # noqa: E402
+from fer_core.evaluation import sample_indices
+from fer_core.data import datasets_root, load_labelled_folder, load_uint8
+from fer_core.runtime import DEFAULT_CHECKPOINT, load_predictor
+from fer_core.metrics import classification_report
+from fer_core.training import predict_logits
+
+ROOT = Path(__file__).resolve().parent.parent
 
 Corruption = Callable[[np.ndarray, np.random.Generator], np.ndarray]
 

@@ -10,10 +10,10 @@ import time
 import torch
 
 
-from fer_core.data import datasets_root, load_labelled_folder  # noqa: E402
-from fer_core.runtime import DEFAULT_CHECKPOINT, load_predictor  # noqa: E402
-from fer_core.io import read_image  # noqa: E402
-from fer_core.scoring import iter_inputs, score_items  # noqa: E402
+from fer_core.data import datasets_root, load_labelled_folder
+from fer_core.runtime import DEFAULT_CHECKPOINT, load_predictor
+from fer_core.io import read_image
+from fer_core.scoring import iter_inputs, score_items
 
 
 def one_at_a_time(paths, predictor) -> float:

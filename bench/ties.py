@@ -17,13 +17,13 @@ import numpy as np
 import torch
 
 
-from fer_core.data import datasets_root, load_labelled_folder  # noqa: E402
-from fer_core.explainers import explain  # noqa: E402
-from fer_core.faithfulness import (  # noqa: E402
+from fer_core.data import datasets_root, load_labelled_folder
+from fer_core.explainers import explain
+from fer_core.faithfulness import (
     deletion_insertion, is_constant, randomised_copy, road_score, sanity_verdict, spearman,
 )
-from fer_core.runtime import DEFAULT_CHECKPOINT, load_predictor  # noqa: E402
-from fer_core.io import read_image  # noqa: E402
+from fer_core.runtime import DEFAULT_CHECKPOINT, load_predictor
+from fer_core.io import read_image
 
 
 def raster_deletion_insertion(model, x, cam, target, steps: int = 16) -> tuple[float, float]:

@@ -17,12 +17,12 @@ import numpy as np
 import torch
 
 
-from fer_core.checkpoints import ModelSpec  # noqa: E402
-from fer_core.device import bf16_supported, pick_device  # noqa: E402
-from fer_core.labels import EMOTIONS  # noqa: E402
-from fer_core.models import create_model  # noqa: E402
-from fer_core.preprocess import AugmentOptions, BatchAugment  # noqa: E402
-from fer_core.training import build_optimizer, compiled, ema_of, train_one_epoch  # noqa: E402
+from fer_core.checkpoints import ModelSpec
+from fer_core.device import bf16_supported, pick_device
+from fer_core.labels import EMOTIONS
+from fer_core.models import create_model
+from fer_core.preprocess import AugmentOptions, BatchAugment
+from fer_core.training import build_optimizer, compiled, ema_of, train_one_epoch
 
 
 def _sync(device: torch.device) -> None:

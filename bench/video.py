@@ -14,9 +14,9 @@ import numpy as np
 import torch
 
 
-from fer_core.examples import astronaut  # noqa: E402
-from fer_core.runtime import DEFAULT_CHECKPOINT, load_predictor  # noqa: E402
-from fer_core.video import analyze_video  # noqa: E402
+from fer_core.examples import astronaut
+from fer_core.runtime import DEFAULT_CHECKPOINT, load_predictor
+from fer_core.video import analyze_video
 
 
 def make_clip(path: Path, frames: int) -> None:

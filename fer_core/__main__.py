@@ -212,13 +212,22 @@ def _score_on_ray(args: argparse.Namespace, listed: list, columns: list[str], to
         sink = CsvSink(args.output, columns)
     else:
         sink = CsvSink.to_stream(sys.stdout, columns)
+    bad = 0
+
+    def write(rows: list[dict]) -> None:
+        nonlocal bad
+        bad += sum(1 for r in rows if r.get("error"))
+        sink.write(rows)
+
     try:
-        counts = engine.score_with_ray([], write_rows=sink.write, **common)
+        counts = engine.score_with_ray([], write_rows=write, **common)
     finally:
         sink.close()
     if args.output:
-        print(f"wrote {counts['rows']} rows to {args.output}", file=sys.stderr)
-    return 0
+        print(f"wrote {counts['rows']} rows to {display_name(args.output)}", file=sys.stderr)
+    if bad:
+        print(f"{bad} of {counts['rows']} rows have an error (see the error column)", file=sys.stderr)
+    return 1 if bad or not counts["rows"] else 0
 
 
 def cmd_explain(args: argparse.Namespace) -> int:

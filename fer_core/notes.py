@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from .faces import SIDE_VIEW, SMALL_FACE_PX, FaceBox, head_turn
 
-UNSURE_BELOW = 0.5  # a top probability under this gets a word: no class reached half (six classes, no neutral)
+UNSURE_BELOW = 0.5  # a top probability under this gets a word: no class reached half
 
 
 @dataclass(frozen=True)
@@ -35,9 +35,9 @@ NOTES = {n.name: n for n in (
              "and is right 7-9 points less often on side views of test faces; its confidence drops with them "
              "(docs/results.md: side views)."),
     FaceNote("unsure", "unsure", "🤔",
-             "Unsure: no emotion gets half of the probability. The model knows only these six and no neutral, so a "
-             "calm or mixed face is spread over them. The percentages are calibrated on validation faces: where it "
-             "says 40%, it is right about 40% of the time."),
+             "Unsure: no class gets half of the probability — a mixed or subtle expression, or a face unlike the "
+             "training faces (a six-class model, which has no neutral, also spreads a calm face over the six). The "
+             "percentages are calibrated on validation faces: where it says 40%, it is right about 40% of the time."),
 )}
 SMALL_FACE, CUT_OFF, TURNED, SIDE, UNSURE = (NOTES[k].label for k in ("small", "cut_off", "turned", "side_view",
                                                                       "unsure"))

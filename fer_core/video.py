@@ -298,7 +298,7 @@ def analyze_video(
                     os.replace(partial, out_video)
                 else:
                     partial.unlink(missing_ok=True)
-    if frame_idx == 0:
+    if frame_idx == 0 and (stop is None or stop > first):  # a segment with no analysed frame is empty, not broken
         raise UnreadableVideo(f"{Path(path).name} has no decodable frames")
     summary = {"segment": {"index": k, "count": count, "first_frame": first, "stop_frame": frame_idx}} if count > 1 else {}
     return {

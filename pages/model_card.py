@@ -199,8 +199,16 @@ st.markdown(
 - **The live camera** (Live page) labels and explains each frame as it arrives and keeps only the last frame in
   memory (for "freeze"): it records nothing, stores nothing and reads no identity; a face's number is only a track
   between frames (it changes when the face leaves the view).
-- **Six posed/basic classes only** (no neutral, contempt or mixed expressions): a neutral face is
-  forced into one of the six.
+- **Classes**: the six basic emotions and, for a model that has it (the default), **neutral**. A six-class model
+  (the zoo, as in the paper) has no neutral, so a calm face is forced into one of the six. Contempt and mixed
+  expressions are not classes: a mixed face spreads its probability, and a subtle expression may be called
+  neutral.
+- **Where the neutral faces came from**: FER2013's neutral faces under the FER+ annotators' majority (48-px
+  greyscale), the neutral AffectNet-HQ/FFHQ portraits (stored at 48 px, so blurrier) and a webcam collection of
+  young adults of one population photographed frontally in class. They do not cover children or older people
+  well, strong side views, or every skin tone and lighting; on faces unlike these, a calm face may still be given
+  an emotion, and a quiet emotion (mild sadness) may be called neutral. Training saw greyscale and low-resolution
+  views of every source so that "grey" or "blurry" does not mean neutral; docs/results.md measures both.
 - **Accuracy differs across datasets and people**: RAF-DB (web photos) and FER2013 (48 px grayscale)
   give different numbers, and faces unlike the training data (age, skin tone, lighting, occlusion,
   head pose, glasses, masks) are less reliable. Check the per-class recall above — rare classes

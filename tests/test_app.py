@@ -40,6 +40,13 @@ def app_env(tmp_path_factory):
         arch=arch, args={"lr": 0.02, "schedule": "cosine"}, metrics={"val_macro_f1": 0.2}, history=(epoch(1, 0.2),),
         lineage=(first,)), ck / f"{DEFAULT_CHECKPOINT}.safetensors")
     save_checkpoint(create_model("baseline"), ModelSpec(arch="baseline"), ck / "baseline.safetensors")
+    # a seven-class model whose head leans to neutral whatever the face: what a calm face's answer looks like
+    from fer_core.labels import CLASSES_7
+
+    calm = create_model("fernet", num_classes=7)
+    with torch.no_grad():
+        calm.gap_linear.bias[6] = 8.0
+    save_checkpoint(calm, ModelSpec(arch="fernet", classes=CLASSES_7), ck / "calm7.safetensors")
     test = make_folder(d / "data" / "test", n_per_class=2)
     mp = pytest.MonkeyPatch()
     mp.setenv("FER_CHECKPOINTS", str(ck))
@@ -101,6 +108,19 @@ def test_explain_example_face(app_env):
     assert any("Unsure:" in c.value for c in at.caption) == (conf < 50)  # the throwaway model is unsure
     labels = [b.label for b in at.get("download_button")]
     assert "Numbers (CSV)" in labels and "Figure (PNG)" in labels
+
+
+def test_explain_shows_a_seven_class_models_neutral_answer(app_env):
+    """A model with neutral: the face's answer, its probability chart and the target picker carry the seventh class."""
+    at = _app("pages/explain.py")
+    at.run()
+    at.selectbox(key="model").set_value("calm7").run()
+    at.radio[0].set_value("Example").run()
+    _no_exception(at)
+    assert any("Face 1" in s.value and "neutral" in s.value for s in at.subheader), [s.value for s in at.subheader]
+    assert "neutral" in at.selectbox(key="target").options
+    chart = json.loads(at.get("plotly_chart")[0].proto.spec)
+    assert "neutral" in chart["data"][0]["y"]
 
 
 def test_explain_group_photo_maps_the_face_picked(app_env):

@@ -11,9 +11,10 @@ import pytest
 import torch
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parent.parent
 
-from app_latency import free_port, stop_server, wait_healthy  # noqa: E402
+from app_latency import free_port, stop_server, wait_healthy
+
+ROOT = Path(__file__).resolve().parent.parent
 
 pytestmark = pytest.mark.browser
 

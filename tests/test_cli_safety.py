@@ -182,6 +182,14 @@ def test_join_checks_its_parts(tmp_path, astronaut, model):
     usage_error(*fer("join", parts[0], cut, "-o", tmp_path / "x.csv")[::2], "incomplete row")
 
 
+def test_an_empty_video_shard_is_an_empty_timeline(tmp_path, astronaut, model):
+    clip = make_clip(tmp_path / "c.avi", astronaut, frames=5)  # frames 0 and 3 analysed: shard 0 of 4 has none
+    codes = [fer("video", clip, "--shard", f"{k}/4", "--every", "3", "--csv", tmp_path / f"s{k}.csv",
+                 "--model", model)[0] for k in range(4)]
+    assert codes == [0, 0, 0, 0]
+    assert sum(len(read(tmp_path / f"s{k}.csv")) for k in range(4)) == 2
+
+
 def test_haar_boxes_carry_no_made_up_score(tmp_path, photos, model):
     out = tmp_path / "h.csv"
     assert fer("score", photos / "a.jpg", "--detector", "haar", "-o", out, "--model", model)[0] == 0

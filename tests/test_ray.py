@@ -46,8 +46,9 @@ def _rows(path):
 def test_ray_rows_equal_the_local_engine(local_ray, photos, random_checkpoint, tmp_path):
     local, on_ray = tmp_path / "local.csv", tmp_path / "ray.csv"
     model = str(random_checkpoint)
-    assert main(["score", str(photos), "-o", str(local), "--model", model]) == 0
-    assert main(["score", str(photos), "-o", str(on_ray), "--model", model, "--engine", "ray", "--workers", "1"]) == 0
+    # 1 on both engines: the broken and empty files' rows say why
+    assert main(["score", str(photos), "-o", str(local), "--model", model]) == 1
+    assert main(["score", str(photos), "-o", str(on_ray), "--model", model, "--engine", "ray", "--workers", "1"]) == 1
     a, b = _rows(local), _rows(on_ray)
     assert [r["filepath"] for r in a] == [r["filepath"] for r in b] and len(a) == 8
     for ra, rb in zip(a, b):
@@ -64,7 +65,7 @@ def test_ray_writes_parquet_and_a_folder(local_ray, photos, random_checkpoint, t
 
     model = str(random_checkpoint)
     out = tmp_path / "scores.parquet"
-    assert main(["score", str(photos), "-o", str(out), "--model", model, "--engine", "ray", "--workers", "1"]) == 0
+    assert main(["score", str(photos), "-o", str(out), "--model", model, "--engine", "ray", "--workers", "1"]) == 1
     table = pq.read_table(out)
     assert table.num_rows == 8 and table.column("face").type == "int64"
     folder = tmp_path / "parts"

@@ -4,7 +4,7 @@ import json
 import numpy as np
 
 
-from regions import MAP_SIDE, crop_landmarks, main, where_it_looks  # noqa: E402
+from regions import MAP_SIDE, crop_landmarks, main, where_it_looks
 
 
 def _face(astronaut):

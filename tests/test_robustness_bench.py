@@ -5,7 +5,7 @@ import pytest
 import torch
 
 
-from robustness import CORRUPTIONS, corrupt_batch, face_size_corruptions  # noqa: E402
+from robustness import CORRUPTIONS, corrupt_batch, face_size_corruptions
 
 
 def test_corruptions_are_seeded_and_change_the_image(astronaut):

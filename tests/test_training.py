@@ -419,7 +419,8 @@ def test_evaluate_scores_a_run_at_its_own_input_size(tmp_path, monkeypatch):
              "--out", str(runs[-1]), "--val-fraction", "0.25", "--input-size", str(size)]))
     sizes = []
     real = evaluate.evaluate_on
-    monkeypatch.setattr(evaluate, "evaluate_on", lambda p, x, y, *rest: sizes.append(x.shape[-1]) or real(p, x, y, *rest))
+    monkeypatch.setattr(evaluate, "evaluate_on",
+                        lambda p, x, y, *rest, **kw: sizes.append(x.shape[-1]) or real(p, x, y, *rest, **kw))
     out = evaluate.main(evaluate.get_args_parser().parse_args(
         ["--models", *map(str, runs), "--data", f"raf-db={test}", "--no-write", "--latency-repeats", "2"]))
     assert sizes == [64, 64, 80, 80] and out["f80"]["raf-db"]["n"] == 12  # the fixed sample, then the whole split

@@ -18,13 +18,13 @@ import numpy as np
 import torch
 
 
-from fer_core.checkpoints import ModelSpec, git_commit, load_checkpoint, save_checkpoint  # noqa: E402
-from fer_core.data import split_seed  # noqa: E402
-from fer_core.metrics import calibrate, classification_report  # noqa: E402
-from fer_core.models import Duo, create_model, stage_stride  # noqa: E402
-from fer_core.preprocess import grayscale_mask  # noqa: E402
-from fer_core.training import predict_logits  # noqa: E402
-from fer_core.evaluation import training_splits  # noqa: E402
+from fer_core.checkpoints import ModelSpec, git_commit, load_checkpoint, save_checkpoint
+from fer_core.data import split_seed
+from fer_core.metrics import calibrate, classification_report
+from fer_core.models import Duo, create_model, stage_stride
+from fer_core.preprocess import grayscale_mask
+from fer_core.training import predict_logits
+from fer_core.evaluation import training_splits
 
 SAME = ("classes", "input_size", "grayscale", "mean", "std", "train_data")  # the widths may differ
 SPLIT_ARGS = ("val_fraction", "limit")

@@ -28,17 +28,17 @@ import numpy as np
 import torch
 
 
-from fer_core.checkpoints import CHECKPOINT_DIR, list_checkpoints, resolve_checkpoint  # noqa: E402
-from fer_core.device import cpu_summary  # noqa: E402
-from fer_core.data import (  # noqa: E402
+from fer_core.checkpoints import CHECKPOINT_DIR, list_checkpoints, resolve_checkpoint
+from fer_core.device import cpu_summary
+from fer_core.data import (
     LabelledFolder, datasets_root, ferplus_majority, ferplus_votes, load_labelled_folder, load_uint8,
 )
-from fer_core.runtime import load_predictor, probs_from_logits  # noqa: E402
-from fer_core.metrics import classification_report, ece_noise_floor, expected_calibration_error, reliability  # noqa: E402
-from fer_core.labels import EMOTIONS  # noqa: E402
-from fer_core.models import count_parameters  # noqa: E402
-from fer_core.preprocess import grayscale_mask  # noqa: E402
-from fer_core.evaluation import app_logits, latency_ms, sample_indices  # noqa: E402
+from fer_core.runtime import load_predictor, probs_from_logits
+from fer_core.metrics import classification_report, ece_noise_floor, expected_calibration_error, reliability
+from fer_core.labels import EMOTIONS
+from fer_core.models import count_parameters
+from fer_core.preprocess import grayscale_mask
+from fer_core.evaluation import app_logits, latency_ms, sample_indices
 
 
 def get_args_parser() -> argparse.ArgumentParser:

@@ -15,7 +15,7 @@ import argparse
 from pathlib import Path
 
 
-from fer_core.checkpoints import read_spec, record_lineage, resolve_checkpoint  # noqa: E402
+from fer_core.checkpoints import read_spec, record_lineage, resolve_checkpoint
 
 
 def main(argv: list[str] | None = None) -> Path:

@@ -22,8 +22,8 @@ from pathlib import Path
 import torch
 
 
-from fer_core.checkpoints import CHECKPOINT_DIR, lineage_file, load_checkpoint, read_spec, save_checkpoint  # noqa: E402
-from fer_core.metrics import paired_macro_f1_difference  # noqa: E402
+from fer_core.checkpoints import CHECKPOINT_DIR, lineage_file, load_checkpoint, read_spec, save_checkpoint
+from fer_core.metrics import paired_macro_f1_difference
 
 
 def get_args_parser() -> argparse.ArgumentParser:

@@ -21,13 +21,13 @@ import numpy as np
 import torch
 
 
-from fer_core.checkpoints import load_checkpoint, resolve_checkpoint, update_spec  # noqa: E402
-from fer_core.data import split_seed  # noqa: E402
-from fer_core.metrics import calibrate, classification_report  # noqa: E402
-from fer_core.preprocess import grayscale_mask, normalize  # noqa: E402
-from fer_core.quantize import calibrate_int8, int8_for_inference  # noqa: E402
-from fer_core.evaluation import training_splits  # noqa: E402
-from fer_core.training import predict_logits  # noqa: E402
+from fer_core.checkpoints import load_checkpoint, resolve_checkpoint, update_spec
+from fer_core.data import split_seed
+from fer_core.metrics import calibrate, classification_report
+from fer_core.preprocess import grayscale_mask, normalize
+from fer_core.quantize import calibrate_int8, int8_for_inference
+from fer_core.evaluation import training_splits
+from fer_core.training import predict_logits
 
 
 def get_args_parser() -> argparse.ArgumentParser:

@@ -25,10 +25,10 @@ import numpy as np
 import torch
 
 
-from fer_core.checkpoints import load_checkpoint, save_checkpoint  # noqa: E402
-from fer_core.metrics import calibrate, classification_report  # noqa: E402
-from fer_core.preprocess import grayscale_mask  # noqa: E402
-from fer_core.training import predict_logits  # noqa: E402
+from fer_core.checkpoints import load_checkpoint, save_checkpoint
+from fer_core.metrics import calibrate, classification_report
+from fer_core.preprocess import grayscale_mask
+from fer_core.training import predict_logits
 
 from fer_core.evaluation import training_splits
 from quantize import validation_key  # noqa: E402  (train/ is on sys.path when run as a script)

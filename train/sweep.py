@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 
 
-import train as train_script  # noqa: E402
+import train as train_script
 
 
 def get_args_parser() -> argparse.ArgumentParser:

@@ -20,16 +20,16 @@ import numpy as np
 import torch
 
 
-from fer_core.checkpoints import ModelSpec, git_commit  # noqa: E402
-from fer_core.data import (  # noqa: E402
+from fer_core.checkpoints import ModelSpec, git_commit
+from fer_core.data import (
     FERPLUS_MODES, NAMED_SETS, blended_targets, datasets_root, ferplus_filter, ferplus_targets, load_labelled_folder,
     load_split_folder, named_set, original_labels, oversample_rare, split_seed,
 )
-from fer_core.labels import CLASSES_7, EMOTIONS  # noqa: E402
-from fer_core.models import count_parameters, create_model, list_models, model_options  # noqa: E402
-from fer_core.preprocess import AugmentOptions  # noqa: E402
-from fer_core.device import bf16_supported, pick_device  # noqa: E402
-from fer_core.training import Ensemble, Resized, TrainConfig, fit, init_distributed  # noqa: E402
+from fer_core.labels import CLASSES_7, EMOTIONS
+from fer_core.models import count_parameters, create_model, list_models, model_options
+from fer_core.preprocess import AugmentOptions
+from fer_core.device import bf16_supported, pick_device
+from fer_core.training import Ensemble, Resized, TrainConfig, fit, init_distributed
 
 
 def get_args_parser() -> argparse.ArgumentParser:
