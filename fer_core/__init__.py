@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from importlib import import_module
 
-from .labels import EMOTIONS
+from .labels import CLASSES_7, EMOTIONS
 
 __version__ = "0.3.0"
 
@@ -22,7 +22,7 @@ _LAZY = {
     "UnreadableImage": "errors", "NoFaceFound": "errors", "ImageTooLarge": "errors",
     "CheckpointError": "errors", "UnreadableVideo": "errors",
 }
-__all__ = ["EMOTIONS", *_LAZY]
+__all__ = ["EMOTIONS", "CLASSES_7", *_LAZY]
 
 
 def __getattr__(name: str):

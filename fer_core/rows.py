@@ -8,7 +8,7 @@ from typing import Sequence
 import numpy as np
 
 from .faces import FaceBox
-from .labels import EMOTIONS
+from .labels import EMOTIONS, class_list
 
 BOX_COLUMNS = ["x", "y", "w", "h", "face_score"]  # the detector's box in the photo's pixels, and its score
 PROB_COLUMNS = [*EMOTIONS, "prediction", "confidence"]  # a six-class model's; prob_columns(classes) in general
@@ -29,13 +29,15 @@ def box_fields(box: FaceBox | None) -> dict:
     return {"x": box.x, "y": box.y, "w": box.w, "h": box.h, "face_score": round(score, 3) if math.isfinite(score) else ""}
 
 
-def prob_fields(probs: np.ndarray, classes: Sequence[str] = EMOTIONS) -> dict:
-    """One column per class (its calibrated probability), the prediction and its probability."""
+def prob_fields(probs: np.ndarray, classes: Sequence[str] | None = None) -> dict:
+    """One column per class (its calibrated probability), the prediction and its probability; the classes are the
+    six emotions, and neutral for seven probabilities, unless given."""
+    classes = class_list(len(probs)) if classes is None else classes
     k = int(np.argmax(probs))
     return {**{c: float(p) for c, p in zip(classes, probs)}, "prediction": classes[k], "confidence": float(probs[k])}
 
 
-def face_row(index: int, box: FaceBox | None, probs: np.ndarray, classes: Sequence[str] = EMOTIONS, *,
+def face_row(index: int, box: FaceBox | None, probs: np.ndarray, classes: Sequence[str] | None = None, *,
              notes: Sequence[str] = ()) -> dict:
     """face (1-based), the box fields, the probability fields and note (the face notes' labels, comma-separated)."""
     return {"face": index + 1, **box_fields(box), **prob_fields(probs, classes), "note": ", ".join(notes)}

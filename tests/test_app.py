@@ -201,8 +201,8 @@ def test_warm_up_explains_and_scores_the_default_methods_once(app_env, predictor
     monkeypatch.setattr(pipeline, "faithfulness_for", lambda p, r, m, **kw: calls.append(("faith", m))
                         or real_faith(p, r, m, **kw))
     ui.warm_up(predictor)
-    assert calls == [("explain", ("gradcam", "cam", "occlusion")), ("faith", "gradcam"), ("faith", "cam"),
-                     ("faith", "occlusion")]
+    assert calls == [("explain", ("gradcam", "integrated_gradients", "occlusion")), ("faith", "gradcam"),
+                     ("faith", "integrated_gradients"), ("faith", "occlusion")]
 
 
 def test_preload_loads_each_checkpoint_once_on_a_thread_and_skips_a_broken_one(app_env, monkeypatch):
@@ -336,8 +336,20 @@ def test_explain_baseline_says_why_no_cam(app_env):
     at = _app("pages/explain.py")
     at.run()
     at.selectbox(key="model").set_value("baseline").run()
+    at.multiselect(key="methods").set_value(["gradcam", "cam"]).run()
     _no_exception(at)
     assert any("CAM needs a global-average-pool" in c.value for c in at.caption)
+
+
+def test_explain_names_a_repeated_map_instead_of_drawing_it(app_env):
+    """CAM, HiResCAM and XGrad-CAM are Grad-CAM's map for the default's GAP + linear head: one map, one line."""
+    at = _app("pages/explain.py")
+    at.run()
+    at.multiselect(key="methods").set_value(["gradcam", "cam", "hirescam", "occlusion"]).run()
+    at.radio[0].set_value("Example").run()
+    _no_exception(at)
+    assert any("CAM, HiResCAM: the same map as Grad-CAM" in c.value for c in at.caption)
+    assert sum("deletion AUC" in c.value for c in at.caption) == 2  # Grad-CAM and occlusion drawn, once each
 
 
 def _plotly_values(a):
@@ -382,7 +394,7 @@ def test_batch_with_zip_and_bad_files(app_env, astronaut):
     assert any(label.startswith("set.zip/good/one.png · face 1: ") for label in why.options)
     why.set_value(("set.zip/good/one.png", 1)).run()  # a zip member, found again in memory
     _no_exception(at)
-    assert [c for i in at.image for c in i.captions] == ["Grad-CAM", "CAM", "Occlusion"]
+    assert [c for i in at.image for c in i.captions] == ["Grad-CAM", "Integrated Gradients", "Occlusion"]
     assert "Labelled photos (ZIP)" in [b.label for b in at.get("download_button")]
 
 
@@ -420,8 +432,7 @@ def test_batch_same_names_are_two_files_and_why_says_what_is_missing(app_env, as
     assert sorted(table["filepath"]) == ["a.png", "a.png (2)", "a.png (2)", "a.png (2)"]
     at.selectbox(key="batch_why").set_value(("a.png (2)", 3)).run()  # the second a.png's third face
     _no_exception(at)
-    assert [c for i in at.image for c in i.captions] == ["Grad-CAM", "Occlusion"]
-    assert any("**CAM** is not shown for baseline" in c.value for c in at.caption)
+    assert [c for i in at.image for c in i.captions] == ["Grad-CAM", "Integrated Gradients", "Occlusion"]
 
 
 def test_batch_scores_a_faceless_crop_whole_when_asked(app_env, astronaut):
@@ -440,7 +451,7 @@ def test_batch_scores_a_faceless_crop_whole_when_asked(app_env, astronaut):
     assert table.set_index("filepath")["note"]["blank.png"].startswith("no face found: the whole image scored")
     at.selectbox(key="batch_why").set_value(("blank.png", 1)).run()  # explained as it was scored: whole
     _no_exception(at)
-    assert not at.error and [c for i in at.image for c in i.captions] == ["Grad-CAM", "CAM", "Occlusion"]
+    assert not at.error and [c for i in at.image for c in i.captions] == ["Grad-CAM", "Integrated Gradients", "Occlusion"]
 
 
 def test_compare_finds_the_faces_once_for_every_model(app_env, astronaut, monkeypatch):
@@ -454,12 +465,12 @@ def test_compare_finds_the_faces_once_for_every_model(app_env, astronaut, monkey
     photo = np.ascontiguousarray(astronaut[7:, ::-1])  # bytes no other test cached
     at.file_uploader(key="compare_photo").set_value(("mirrored.png", _png(photo), "image/png")).run()
     _no_exception(at)
-    assert len(at.dataframe[-1].value) == 2 and len(calls) == 1  # two models, one detection
+    assert len(at.dataframe[-1].value) == 3 and len(calls) == 1  # three models, one detection
 
 
 def test_compare_and_model_card(app_env, astronaut):
     from fer_core.runtime import DEFAULT_CHECKPOINT
-    from fer_core.labels import EMOTIONS
+    from fer_core.labels import CLASSES_7, EMOTIONS
 
     at = _app("pages/compare.py")
     at.run()
@@ -470,8 +481,11 @@ def test_compare_and_model_card(app_env, astronaut):
     at.file_uploader(key="compare_photo").set_value(("face.png", _png(astronaut), "image/png")).run()
     _no_exception(at)
     models = at.dataframe[-1].value  # every model on the one face, the default first
-    assert list(models["model"]) == [DEFAULT_CHECKPOINT, "baseline"]
-    assert np.allclose(models[list(EMOTIONS)].sum(axis=1), 100, atol=1e-2)  # shown in percent
+    assert list(models["model"])[0] == DEFAULT_CHECKPOINT and set(models["model"]) == {DEFAULT_CHECKPOINT, "baseline",
+                                                                                         "calm7"}
+    # shown in percent; a six-class model's neutral cell is empty
+    assert np.allclose(models[list(CLASSES_7)].fillna(0).sum(axis=1), 100, atol=1e-2)
+    assert models.loc[models["model"] == "baseline", "neutral"].isna().all()
     assert len(at.get("download_button")) == 1
     assert not at.get("progress")  # the per-model progress bar is gone once every model has run
     from fer_core.examples import group_photo, no_face
@@ -488,10 +502,10 @@ def test_compare_and_model_card(app_env, astronaut):
     assert any("empty.png" in w.value for w in at.warning)
     at.button(key="compare_whole_button").click().run()  # the warning's button: this picture scored whole
     _no_exception(at)
-    assert len(at.dataframe[-1].value) == 2 and not at.toggle(key="compare_whole").value
+    assert len(at.dataframe[-1].value) == 3 and not at.toggle(key="compare_whole").value
     at.toggle(key="compare_whole").set_value(True).run()  # the whole image as the face: scored after all
     _no_exception(at)
-    assert len(at.dataframe[-1].value) == 2
+    assert len(at.dataframe[-1].value) == 3
     at.file_uploader(key="compare_photo").set_value(("notes.jpg", b"not a photo", "image/jpeg")).run()
     _no_exception(at)
     assert any("notes.jpg" in e.value for e in at.error) and len(at.dataframe) == 2  # the measured tables stay
