@@ -363,14 +363,27 @@ def blended_targets(y: torch.Tensor, original: np.ndarray, weight: float, num_cl
     return (1 - weight) * one_hot + weight * orig
 
 
-def oversample_rare(labels: torch.Tensor | np.ndarray, idx: np.ndarray, power: float, seed: int) -> np.ndarray:
+def source_of_name(name: str) -> str:
+    """A pooled folder's source from a file name's first token, digits dropped: `ffhq_12_neutral.jpg` -> ffhq,
+    `image0042_anger.jpg` -> image (AffectNet), `webcam_7_happiness.jpg` -> webcam."""
+    return "".join(ch for ch in name.split("_", 1)[0] if not ch.isdigit()).lower()
+
+
+def oversample_rare(labels: torch.Tensor | np.ndarray, idx: np.ndarray, power: float, seed: int,
+                    sources: np.ndarray | None = None) -> np.ndarray:
     """Class-balanced sampling by repetition: class c of `idx` appears (n_max / n_c) ** power times as
     often (0 = unchanged, 0.5 = square root, 1 = fully balanced); fractional repeats are a seeded
-    random subset. Returns the indices (a superset of `idx`, sorted)."""
+    random subset. With `sources` (one name per image), the strata are (source, class) pairs instead of classes:
+    a pool where one source holds most of a class (a webcam collection's neutral faces) gets its other sources'
+    faces of that class, and its own faces of the other classes, repeated up. Returns the indices (a superset of
+    `idx`, sorted)."""
     idx = np.asarray(idx)
     if power <= 0 or len(idx) == 0:
         return idx
     lab = np.asarray(labels)[idx]
+    if sources is not None:
+        names = np.asarray(sources)[idx]
+        _, lab = np.unique(np.char.add(np.char.add(names.astype(str), "|"), lab.astype(str)), return_inverse=True)
     counts = np.bincount(lab)
     n_max = counts.max()
     rng = np.random.default_rng(seed)

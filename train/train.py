@@ -23,7 +23,7 @@ import torch
 from fer_core.checkpoints import ModelSpec, git_commit
 from fer_core.data import (
     FERPLUS_MODES, NAMED_SETS, blended_targets, datasets_root, ferplus_filter, ferplus_targets, load_labelled_folder,
-    load_split_folder, named_set, original_labels, oversample_rare, split_seed,
+    load_split_folder, named_set, original_labels, oversample_rare, source_of_name, split_seed,
 )
 from fer_core.labels import CLASSES_7, EMOTIONS
 from fer_core.models import count_parameters, create_model, list_models, model_options
@@ -70,6 +70,10 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--oversample", type=float, default=0.0,
                    help="class-balanced sampling within each training folder: class c is repeated "
                         "(n_largest / n_c) ** POWER times (0 = off, 0.5 = square root, 1 = balanced)")
+    p.add_argument("--oversample-folders", nargs="*", default=None,
+                   help="with --oversample: only these training folders (as named in --data), each stratified by "
+                        "(source, class), the source read from the file name (ffhq_..., image..., webcam_...): "
+                        "the pooled neutral faces, where one source holds most of a class")
     p.add_argument("--dropout", type=float, default=None, help="dropout of the model (default: the model's own)")
     p.add_argument("--width", type=int, default=None,
                    help="channels of fernet's first stage (the model's own: 32; the stages double from it)")
@@ -260,7 +264,12 @@ def main(args: argparse.Namespace) -> dict:
             if len(tr) < before:
                 print(f"FER+ {args.ferplus}: {before - len(tr)} of {before} training faces of {root} left out")
         n_train = len(tr)
-        tr = oversample_rare(y, tr, args.oversample, args.seed)
+        if args.oversample_folders is None:
+            tr = oversample_rare(y, tr, args.oversample, args.seed)
+        elif name in args.oversample_folders:
+            folder = load_labelled_folder(root, labels_csv)
+            names = [source_of_name(p.name) for p in folder.paths][:len(y)]
+            tr = oversample_rare(y, tr, args.oversample, args.seed, sources=np.array(names))
         xs.append(x)
         ys.append(y)
         # what this folder's faces learn, once the number of classes is known: FER+ votes, a blend of the FER+
