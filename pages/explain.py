@@ -10,6 +10,7 @@ from fer_core.examples import EXAMPLES
 from fer_core.explainers import EXPLAINERS
 from fer_core.notes import BY_LABEL, CUT_OFF, SMALL_FACE, UNSURE, note_sentence
 from fer_core.overlay import COLORMAPS, grid, labelled_photo, overlay
+from fer_core.pipeline import MAX_FACES
 from fer_core.regions import region_sentence
 from fer_core.rows import face_row
 
@@ -79,7 +80,9 @@ with left:
         + "".join(f" ({n})" for n in results[i].notes)),
         help="Faces are numbered most confident first (the detector's score: how sure it is that this is a face)")
     photo.image(ui.boxed_photo(data, boxes, idx), width="stretch",
-                caption=f"{name}: {len(results)} face(s)" + (f", face {idx + 1} in red" if len(boxes) > 1 else ""))
+                caption=f"{name}: {len(results)} face(s)" + (f", face {idx + 1} in red" if len(boxes) > 1 else "")
+                + (f" (the {MAX_FACES} most confident: the page explains at most {MAX_FACES} faces of a photo; "
+                   "`fer explain` takes them all)" if len(results) >= MAX_FACES else ""))
 key = (data, model, target, whole, idx, tuple(methods), layer, window, stride)
 with st.spinner("Explaining…"):
     r = ui.cached_explanation(*key)

@@ -94,7 +94,7 @@ def test_upload_face_shows_probabilities_and_maps(server, astronaut, tmp_path):
         page.locator('input[type="file"]').first.set_input_files(str(img))
         page.get_by_text("Face 1:").first.wait_for(timeout=90_000)
         page.locator(".js-plotly-plot").first.wait_for(timeout=60_000)
-        for label in ("Grad-CAM", "CAM", "Occlusion"):
+        for label in ("Grad-CAM", "Integrated Gradients", "Occlusion"):
             page.get_by_text(label, exact=True).first.wait_for(timeout=60_000)
         page.wait_for_timeout(1000)
         page.screenshot(path=str(out_dir / "explain.png"), full_page=True)
@@ -184,6 +184,6 @@ def test_live_page_streams_a_fake_camera_and_labels_its_face(checkpoints, tmp_pa
             page.get_by_text("live-frame.png: 1 face(s)").wait_for(timeout=120_000)  # the Explain page, that frame
             explained = page.inner_text("body")
             browser.close()
-    assert re.search(r"#1\s+(happiness|surprise|sadness|anger|disgust|fear) \d+%", text), text[-1500:]
+    assert re.search(r"#1\s+(happiness|surprise|sadness|anger|disgust|fear|neutral) \d+%", text), text[-1500:]
     assert "Error" not in text and "Traceback" not in text, text[-1500:]
     assert "Integrated Gradients" in explained and "Score-CAM" in explained  # every method, not the three defaults
