@@ -465,7 +465,9 @@ def probs_chart(probs: np.ndarray, classes=None, highlight: str | None = None):
                            text=[f"{p:.0%}" for p in probs],
                            # per bar: plotly's "auto" dropped the label of a bar too thin to measure (a 0.001% class)
                            textposition=["inside" if p >= 0.5 else "outside" for p in probs]))
-    fig.update_layout(height=240, margin=dict(l=0, r=0, t=10, b=0), xaxis=dict(range=[0, 1], tickformat=".0%"),
+    # the axis labelled up to 100% (plotly's own ticks stopped at 80%)
+    fig.update_layout(height=240, margin=dict(l=0, r=0, t=10, b=0),
+                      xaxis=dict(range=[0, 1.02], tickformat=".0%", tickvals=[0, 0.25, 0.5, 0.75, 1]),
                       yaxis=dict(autorange="reversed"))
     return fig
 
