@@ -37,6 +37,15 @@ def _same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
         return False
 
 
+def _same_pair(paths: list) -> tuple[int, int] | None:
+    """The positions (i, j), i < j, of the first two of `paths` that name one file, or None."""
+    for i, a in enumerate(paths):
+        for j in range(i + 1, len(paths)):
+            if _same_file(a, paths[j]):
+                return i, j
+    return None
+
+
 def refuse_clobber(outputs: dict[str, str | None], inputs: list[str]) -> None:
     """UsageError where an output names an input or another output: no output ever replaces an input (as `cp` will
     not copy a file onto itself)."""
@@ -45,10 +54,10 @@ def refuse_clobber(outputs: dict[str, str | None], inputs: list[str]) -> None:
         for inp in inputs:
             if _same_file(out, inp):
                 raise UsageError(f"{flag} {display_name(out)} is an input; refusing to overwrite it (give another name)")
-    for i, (flag, out) in enumerate(given):
-        for other, out2 in given[i + 1:]:
-            if _same_file(out, out2):
-                raise UsageError(f"{flag} and {other} name the same file {display_name(out)}; give two names")
+    pair = _same_pair([out for _, out in given])
+    if pair:
+        (flag, out), (other, _) = given[pair[0]], given[pair[1]]
+        raise UsageError(f"{flag} and {other} name the same file {display_name(out)}; give two names")
 
 
 def require_suffix(flag: str, path: str | None, suffixes: tuple[str, ...]) -> None:
@@ -82,12 +91,10 @@ RUN_SUFFIX = ".run.json"  # beside a score CSV: the model, its precision and the
 
 def _check_run_record(output: str, record: dict, resume: bool) -> None:
     """With --resume, refuse a CSV whose recorded model or options differ from this run's; then record this run's."""
-    import json as _json
-
     side = Path(output + RUN_SUFFIX)
     if resume and side.is_file():
         try:
-            old = _json.loads(side.read_text(encoding="utf-8"))
+            old = json.loads(side.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             old = None
         if isinstance(old, dict):
@@ -96,15 +103,44 @@ def _check_run_record(output: str, record: dict, resume: bool) -> None:
                 k = differ[0]
                 raise UsageError(f"{display_name(output)} holds rows of {k} {old[k]!r}; this run has {record[k]!r}: "
                                  "resume with the same options, or give another --output")
-    side.write_text(_json.dumps(record, indent=1), encoding="utf-8")
+    side.write_text(json.dumps(record, indent=1), encoding="utf-8")
+
+
+def _resumed(output: str, columns: list[str], items: list) -> tuple[list, set[str]]:
+    """--resume: the items still to score and the files already in `output` (resume_csv), said in one line."""
+    from .io import resume_csv
+
+    done, redo = resume_csv(output, columns, {i.name for i in items})
+    skipped = sum(1 for i in items if i.name in done)
+    print(f"resuming {display_name(output)}: {skipped} of {len(items)} file(s) already in it, skipped"
+          + (f"; {display_name(redo)} scored again (its rows may have been cut off)" if redo else ""), file=sys.stderr)
+    return [i for i in items if i.name not in done], done
+
+
+def _report_score(output: str | None, rows: int, new_rows: int, resumed: bool, bad: int, faceless: int,
+                  notes) -> None:
+    """What a finished `score` says on stderr: rows written, rows with an error, files with no face, noted faces."""
+    from .scoring import noted_faces
+
+    if output:
+        print(f"wrote {rows} rows to {display_name(output)}" + (f" ({new_rows} new)" if resumed else ""),
+              file=sys.stderr)
+    if bad:
+        print(f"{bad} of {rows} rows have an error (see the error column)", file=sys.stderr)
+    if faceless:  # most often a face crop too tight, small or odd for the detector
+        print(f"{faceless} file(s) with no face found: if they are face crops, rerun with --whole-if-no-face (each "
+              "scored whole where no face is found) or --whole-image (every file one face)", file=sys.stderr)
+    noted = noted_faces(notes)
+    if noted:  # small, cut-off, turned, side-view and unsure faces, crops scored whole
+        print(f"faces noted: {noted} (see the note column)", file=sys.stderr)
 
 
 def cmd_score(args: argparse.Namespace) -> int:
     from collections import Counter
 
     from .checkpoints import read_spec
-    from .io import CsvSink, prepare_output, resume_csv
-    from .scoring import NO_FACE, expand, list_inputs, note_counts, noted_faces, parse_shard, score_columns, shard_of
+    from .io import CsvSink, prepare_output
+    from .scoring import NO_FACE, expand, list_inputs, note_counts, parse_shard, score_columns, shard_of
 
     require_inputs(args.paths)
     output = args.output = None if args.output in (None, "-") else args.output
@@ -146,12 +182,7 @@ def cmd_score(args: argparse.Namespace) -> int:
                                    "whole_image": args.whole_image, "whole_if_no_face": args.whole_if_no_face},
                           args.resume)
         if args.resume:
-            done, redo = resume_csv(output, columns, {i.name for i in items})
-            skipped = sum(1 for i in items if i.name in done)
-            print(f"resuming {display_name(output)}: {skipped} of {len(items)} file(s) already in it, skipped"
-                  + (f"; {display_name(redo)} scored again (its rows may have been cut off)" if redo else ""),
-                  file=sys.stderr)
-            items = [i for i in items if i.name not in done]
+            items, done = _resumed(output, columns, items)
     if not items and not done:
         print("nothing to score: no image files in " + ", ".join(display_name(p) for p in args.paths), file=sys.stderr)
     if output:
@@ -182,16 +213,7 @@ def cmd_score(args: argparse.Namespace) -> int:
         return 130
     bar.close()
     sink.close()
-    if output:
-        print(f"wrote {rows} rows to {display_name(output)}" + (f" ({sink.rows} new)" if done else ""), file=sys.stderr)
-    if bad:
-        print(f"{bad} of {rows} rows have an error (see the error column)", file=sys.stderr)
-    if faceless:  # most often a face crop too tight, small or odd for the detector
-        print(f"{faceless} file(s) with no face found: if they are face crops, rerun with --whole-if-no-face (each "
-              "scored whole where no face is found) or --whole-image (every file one face)", file=sys.stderr)
-    noted = noted_faces(notes)
-    if noted:  # small, cut-off, turned, side-view and unsure faces, crops scored whole
-        print(f"faces noted: {noted} (see the note column)", file=sys.stderr)
+    _report_score(output, rows, sink.rows, bool(done), bad, faceless, notes)
     return 1 if bad or (rows == 0 and not done) else 0
 
 
@@ -383,10 +405,9 @@ def cmd_join(args: argparse.Namespace) -> int:
     require_inputs(args.parts)
     refuse_clobber({"--output": args.output}, args.parts)
     require_suffix("--output", args.output, (".csv",))
-    for i, a in enumerate(args.parts):
-        for b in args.parts[i + 1:]:
-            if _same_file(a, b):
-                raise UsageError(f"{display_name(a)} is given twice; each segment's timeline once")
+    pair = _same_pair(args.parts)
+    if pair:
+        raise UsageError(f"{display_name(args.parts[pair[0]])} is given twice; each segment's timeline once")
     prepare_output(args.output)
     known = {tuple(timeline_columns(c)): c for c in KNOWN_CLASS_LISTS}
     parts, header = [], None
@@ -608,6 +629,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the --every of the video runs (default: read from the frame numbers)")
     j.set_defaults(func=cmd_join)
 
+    _add_export_and_models(sub)
+    return p
+
+
+def _add_export_and_models(sub) -> None:
+    """The `export` and `models` subcommands of build_parser."""
     x = sub.add_parser("export", help="a checkpoint as an ONNX model (float32, or int8 by ONNX Runtime)")
     x.add_argument("model", help="checkpoint name in checkpoints/ or a path")
     x.add_argument("--onnx", required=True, help="the .onnx file to write (the spec travels in its metadata)")
@@ -619,7 +646,6 @@ def build_parser() -> argparse.ArgumentParser:
 
     m = sub.add_parser("models", help="list architectures and checkpoints with their metrics")
     m.set_defaults(func=cmd_models)
-    return p
 
 
 def _check_environment() -> None:
